@@ -1,0 +1,159 @@
+//! The [`AlertChannel`] trait every channel implements, and its [`Receipt`].
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::alert::Alert;
+use crate::error::{Error, ErrorKind, Result};
+
+/// One configured destination: a DingTalk robot, a WeCom app, an SMTP account,
+/// or your own.
+///
+/// One method is required: [`send`](AlertChannel::send) delivers one alert and
+/// says what the platform answered. The trait is object-safe; groups hold
+/// members as `Arc<dyn AlertChannel>`.
+///
+/// # Implementing a channel in your own crate
+///
+/// ```
+/// use alertkit::{async_trait, Alert, AlertChannel, Error, ErrorKind, Receipt};
+///
+/// #[derive(Debug)]
+/// struct Pager { service: String }
+///
+/// #[async_trait]
+/// impl AlertChannel for Pager {
+///     fn kind(&self) -> &str { "pager" }
+///
+///     async fn send(&self, alert: &Alert) -> Result<Receipt, Error> {
+///         if alert.title.is_empty() {
+///             return Err(Error::new(ErrorKind::InvalidContent, "empty title"));
+///         }
+///         // ... call your API here; classify its answer into an ErrorKind ...
+///         Ok(Receipt::new().with_message_id(format!("{}-1", self.service)))
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let pager: Box<dyn AlertChannel> = Box::new(Pager { service: "ops".into() });
+/// let receipt = pager.send(&Alert::new("disk full")).await.unwrap();
+/// assert_eq!(receipt.message_id.as_deref(), Some("ops-1"));
+/// # });
+/// ```
+///
+/// To build it from config, register a factory in a
+/// [`Registry`](crate::Registry). Errors should carry the right
+/// [`ErrorKind`] and retry flag; never put a secret in an error message.
+#[async_trait]
+pub trait AlertChannel: Send + Sync + Debug + 'static {
+    /// Sends one alert. `Ok` means the platform accepted it (perhaps for only
+    /// some recipients: see [`Receipt::rejected_recipients`]).
+    async fn send(&self, alert: &Alert) -> Result<Receipt>;
+
+    /// The channel type shown in reports (`dingtalk`, `email`, ...).
+    fn kind(&self) -> &str {
+        "custom"
+    }
+
+    /// What [`send`](AlertChannel::send) would put on the wire for `alert`,
+    /// without sending: one entry per request. Signatures and tokens are left
+    /// out. Channels that cannot tell return [`ErrorKind::Unsupported`].
+    fn preview(&self, alert: &Alert) -> Result<Vec<Preview>> {
+        let _ = alert;
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("channel kind {:?} has no preview", self.kind()),
+        ))
+    }
+}
+
+// Object safety, checked at compile time.
+const _: fn(Box<dyn AlertChannel>) = |_| {};
+
+/// What a platform said when it accepted an alert.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Receipt {
+    /// The platform's message id(s), when it returns one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// Recipients the platform refused while accepting the others (WeCom
+    /// `invaliduser`, SMTP 550 for one address). Non-empty means a partial delivery.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rejected_recipients: Vec<String>,
+    /// Things worth knowing that are not failures: a truncated body, a
+    /// mention the platform cannot express, a message split in parts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Requests it took (split messages, batches); 0 when not counted.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub requests: u32,
+    /// Attempts it took (set by retry wrappers; 1 otherwise).
+    #[serde(skip)]
+    pub attempts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Receipt {
+    /// An empty receipt: accepted, nothing more to say.
+    pub fn new() -> Self {
+        Receipt {
+            attempts: 1,
+            ..Receipt::default()
+        }
+    }
+
+    /// Sets the message id.
+    pub fn with_message_id(mut self, id: impl Into<String>) -> Self {
+        self.message_id = Some(id.into());
+        self
+    }
+
+    /// Adds recipients the platform refused.
+    pub fn with_rejected(mut self, rejected: impl IntoIterator<Item = String>) -> Self {
+        self.rejected_recipients.extend(rejected);
+        self
+    }
+
+    /// Adds a note.
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+
+    /// Sets the number of requests made.
+    pub fn with_requests(mut self, requests: u32) -> Self {
+        self.requests = requests;
+        self
+    }
+
+    /// Whether some recipients were refused.
+    pub fn is_partial(&self) -> bool {
+        !self.rejected_recipients.is_empty()
+    }
+}
+
+/// One request a channel would send, as [`AlertChannel::preview`] shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Preview {
+    /// Where it goes, with credentials redacted.
+    pub target: String,
+    /// The body: a JSON payload for HTTP channels, a message for email.
+    pub body: serde_json::Value,
+}
+
+impl Preview {
+    /// A preview entry.
+    pub fn new(target: impl Into<String>, body: serde_json::Value) -> Self {
+        Preview {
+            target: target.into(),
+            body,
+        }
+    }
+}

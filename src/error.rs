@@ -1,0 +1,363 @@
+//! The one public error type, its kinds and retry classification.
+//!
+//! Every channel converts what its platform said into an [`Error`] with a
+//! semantic [`ErrorKind`], the platform's raw code, and a retry flag that
+//! follows the platforms' contracts (a rate limit is retryable, a bad
+//! signature is not). The message never holds a secret: URLs are redacted
+//! before they reach an error, and channels never format tokens, keys,
+//! passwords or signatures into one.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+
+/// What went wrong, in terms a caller can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The platform throttled the sender (DingTalk 130101/410100, WeCom 45009,
+    /// Feishu 11232, HTTP 429). See [`Error::retry_after`].
+    RateLimited,
+    /// An access token expired or was revoked; refresh it and try once more.
+    TokenExpired,
+    /// Credentials were refused: bad robot token, webhook key, app secret or password.
+    Unauthorized,
+    /// The caller's IP address is not on the platform's allowlist.
+    IpNotAllowed,
+    /// The message holds none of the robot's security keywords.
+    KeywordMissing,
+    /// The request signature or its timestamp was rejected.
+    SignatureMismatch,
+    /// The message is larger than the platform accepts.
+    PayloadTooLarge,
+    /// One or more recipients are unknown or not reachable.
+    InvalidRecipient,
+    /// The platform refused the content (unsafe link, empty content, bad message type).
+    InvalidContent,
+    /// The instance or group configuration is wrong; found before anything was sent.
+    InvalidConfig,
+    /// A template failed to compile or render.
+    Template,
+    /// The request did not complete in time.
+    Timeout,
+    /// A network-level failure: connection refused or reset, DNS, TLS.
+    Transport,
+    /// The platform answered with an error this crate does not classify further.
+    Platform,
+    /// The channel or operation is not supported (e.g. a channel without preview).
+    Unsupported,
+    /// A bug or unexpected condition inside alertkit or a channel (e.g. a panic).
+    Internal,
+}
+
+impl ErrorKind {
+    /// The stable snake_case name used in reports and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::TokenExpired => "token_expired",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::IpNotAllowed => "ip_not_allowed",
+            ErrorKind::KeywordMissing => "keyword_missing",
+            ErrorKind::SignatureMismatch => "signature_mismatch",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::InvalidRecipient => "invalid_recipient",
+            ErrorKind::InvalidContent => "invalid_content",
+            ErrorKind::InvalidConfig => "invalid_config",
+            ErrorKind::Template => "template",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Transport => "transport",
+            ErrorKind::Platform => "platform",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// Whether an error of this kind is worth retrying when nothing more
+    /// specific is known. Channels override this per platform code.
+    pub fn default_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::RateLimited
+                | ErrorKind::TokenExpired
+                | ErrorKind::Timeout
+                | ErrorKind::Transport
+        )
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+type Source = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The error of every alertkit operation.
+///
+/// Build one with [`Error::new`] and the `with_*` methods; read it with the
+/// accessors. `Display` reads like
+/// `dingtalk instance "ops-ding": keyword_missing (code 310000): keywords not in content`.
+///
+/// ```
+/// use alertkit::{Error, ErrorKind};
+/// let e = Error::new(ErrorKind::RateLimited, "send too fast")
+///     .with_code("130101")
+///     .with_retryable(true);
+/// assert!(e.is_retryable());
+/// assert_eq!(e.code(), Some("130101"));
+/// ```
+#[derive(Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    retryable: bool,
+    code: Option<String>,
+    message: String,
+    instance: Option<String>,
+    field: Option<String>,
+    retry_after: Option<Duration>,
+    attempts: u32,
+    source: Option<Source>,
+}
+
+impl Error {
+    /// A new error of `kind`; retryable as [`ErrorKind::default_retryable`] says.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            retryable: kind.default_retryable(),
+            code: None,
+            message: message.into(),
+            instance: None,
+            field: None,
+            retry_after: None,
+            attempts: 1,
+            source: None,
+        }
+    }
+
+    /// A configuration error naming the field at fault.
+    pub fn config(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::InvalidConfig, message).with_field(field)
+    }
+
+    /// Sets the platform's raw error code (`errcode`, `code`, SMTP reply code).
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// Overrides the retry flag.
+    pub fn with_retryable(mut self, retryable: bool) -> Self {
+        self.retryable = retryable;
+        self
+    }
+
+    /// Names the alert instance the error belongs to (kept if already set).
+    pub fn with_instance(mut self, instance: impl Into<String>) -> Self {
+        if self.instance.is_none() {
+            self.instance = Some(instance.into());
+        }
+        self
+    }
+
+    /// Names the config field or param at fault (kept if already set).
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        if self.field.is_none() {
+            self.field = Some(field.into());
+        }
+        self
+    }
+
+    /// How long the platform asked to wait before the next attempt.
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
+    /// How many attempts were made before giving up (set by retry wrappers).
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// Attaches the underlying cause. The cause's own `Display` must not hold
+    /// secrets: pass reqwest errors through [`crate::http`] helpers, which
+    /// strip URLs.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(std::sync::Arc::new(source));
+        self
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Whether sending the same alert again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// The platform's raw error code, if it gave one.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// The human-readable message, without instance or code.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The alert instance the error belongs to.
+    pub fn instance(&self) -> Option<&str> {
+        self.instance.as_deref()
+    }
+
+    /// The config field or param at fault.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    /// How long the platform asked to wait, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// Attempts made (1 unless a retry wrapper tried more).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(instance) = &self.instance {
+            write!(f, "instance {instance:?}: ")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, "field {field:?}: ")?;
+        }
+        write!(f, "{}", self.kind)?;
+        if let Some(code) = &self.code {
+            write!(f, " (code {code})")?;
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind)
+            .field("retryable", &self.retryable)
+            .field("code", &self.code)
+            .field("message", &self.message);
+        if let Some(i) = &self.instance {
+            d.field("instance", i);
+        }
+        if let Some(field) = &self.field {
+            d.field("field", field);
+        }
+        if let Some(r) = &self.retry_after {
+            d.field("retry_after", r);
+        }
+        if let Some(s) = &self.source {
+            // The source's Display, never its Debug: reqwest's Debug holds the URL.
+            d.field("source", &format_args!("{s}"));
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Serializes as `{"kind", "retryable", "code", "message"}` (plus `field` and
+/// `retry_after_ms` when set), the shape of a failed delivery in a
+/// [`DispatchReport`](crate::DispatchReport).
+impl Serialize for Error {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let len = 4 + usize::from(self.field.is_some()) + usize::from(self.retry_after.is_some());
+        let mut s = serializer.serialize_struct("Error", len)?;
+        s.serialize_field("kind", self.kind.as_str())?;
+        s.serialize_field("retryable", &self.retryable)?;
+        s.serialize_field("code", &self.code)?;
+        s.serialize_field("message", &self.message)?;
+        if let Some(field) = &self.field {
+            s.serialize_field("field", field)?;
+        }
+        if let Some(wait) = self.retry_after {
+            s.serialize_field("retry_after_ms", &(wait.as_millis() as u64))?;
+        }
+        s.end()
+    }
+}
+
+/// Shorthand for `Result<T, alertkit::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_instance_field_kind_and_code() {
+        let e = Error::config("webhook", "not a URL").with_instance("ops-ding");
+        assert_eq!(
+            e.to_string(),
+            "instance \"ops-ding\": field \"webhook\": invalid_config: not a URL"
+        );
+        let e =
+            Error::new(ErrorKind::KeywordMissing, "keywords not in content").with_code("310000");
+        assert_eq!(
+            e.to_string(),
+            "keyword_missing (code 310000): keywords not in content"
+        );
+        assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn retry_defaults_follow_kind() {
+        assert!(Error::new(ErrorKind::RateLimited, "").is_retryable());
+        assert!(Error::new(ErrorKind::Transport, "").is_retryable());
+        assert!(!Error::new(ErrorKind::SignatureMismatch, "").is_retryable());
+        assert!(
+            !Error::new(ErrorKind::Unauthorized, "")
+                .with_retryable(false)
+                .is_retryable()
+        );
+    }
+
+    #[test]
+    fn serializes_report_shape() {
+        let e = Error::new(ErrorKind::RateLimited, "slow down")
+            .with_code("130101")
+            .with_retry_after(Duration::from_secs(60));
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"kind": "rate_limited", "retryable": true, "code": "130101",
+                               "message": "slow down", "retry_after_ms": 60000})
+        );
+    }
+
+    #[test]
+    fn source_chain_is_kept() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = Error::new(ErrorKind::Transport, "connect failed").with_source(io);
+        let src = std::error::Error::source(&e).expect("source");
+        assert_eq!(src.to_string(), "refused");
+    }
+}

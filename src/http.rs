@@ -1,0 +1,556 @@
+//! Shared HTTP plumbing: one `reqwest::Client` for every instance, URL
+//! checks, redaction, and reading the platform's answer whatever the status.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Time to establish a connection (TCP + TLS).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time for a whole request, answer included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The HTTP client and caches every instance built by one
+/// [`Notifier`](crate::Notifier) shares: one connection pool, one client
+/// per distinct proxy. Cheap to clone.
+///
+/// ```
+/// let http = alertkit::Http::new();
+/// let custom = alertkit::Http::with_client(reqwest::Client::new());
+/// # let _ = (http, custom);
+/// ```
+#[derive(Clone)]
+pub struct Http {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: reqwest::Client,
+    injected: bool,
+    proxied: Mutex<HashMap<String, reqwest::Client>>,
+    tokens: Mutex<HashMap<String, Arc<TokenCache>>>,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http")
+            .field("injected", &self.inner.injected)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http::new()
+    }
+}
+
+fn builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .tcp_nodelay(true)
+        .user_agent(concat!("alertkit/", env!("CARGO_PKG_VERSION")))
+}
+
+impl Http {
+    /// A client with alertkit's timeouts ([`CONNECT_TIMEOUT`], [`REQUEST_TIMEOUT`]),
+    /// rustls and the platform's trusted roots.
+    pub fn new() -> Self {
+        // Building a client only fails when the TLS backend cannot start; fall
+        // back to reqwest's defaults rather than panic inside a host.
+        let client = builder().build().unwrap_or_default();
+        Http::from_parts(client, false)
+    }
+
+    /// Uses the host's own client (its proxies, roots, timeouts). Instances
+    /// that set their own `proxy` still get a client of their own.
+    pub fn with_client(client: reqwest::Client) -> Self {
+        Http::from_parts(client, true)
+    }
+
+    fn from_parts(client: reqwest::Client, injected: bool) -> Self {
+        Http {
+            inner: Arc::new(Inner {
+                client,
+                injected,
+                proxied: Mutex::new(HashMap::new()),
+                tokens: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The shared client.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.inner.client
+    }
+
+    /// The token cache of one app, shared by every instance built with this
+    /// `Http` that names the same app. `key` identifies the app and its
+    /// secret, e.g. `wecom|corp|<sha256 of secret>`; use [`token_key`].
+    pub fn token_cache(&self, key: &str) -> Arc<TokenCache> {
+        let mut map = self.inner.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(key.to_owned()).or_default().clone()
+    }
+
+    /// The client for an instance: the shared one, or one per distinct proxy.
+    pub fn client_for(&self, proxy: Option<&ProxyConfig>) -> Result<reqwest::Client> {
+        let Some(p) = proxy else {
+            return Ok(self.inner.client.clone());
+        };
+        let key = format!(
+            "{}|{}|{}",
+            p.url,
+            p.username.as_deref().unwrap_or(""),
+            p.password.as_ref().map(|s| s.expose_secret()).unwrap_or("")
+        );
+        let mut cache = self.inner.proxied.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = cache.get(&key) {
+            return Ok(c.clone());
+        }
+        let mut proxy = reqwest::Proxy::all(p.url.as_str()).map_err(|e| {
+            Error::config("proxy.url", "not a usable proxy URL").with_source(e.without_url())
+        })?;
+        if let Some(user) = &p.username {
+            let pass = p.password.as_ref().map(|s| s.expose_secret()).unwrap_or("");
+            proxy = proxy.basic_auth(user, pass);
+        }
+        let client = builder().proxy(proxy).build().map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidConfig,
+                "cannot build a proxied HTTP client",
+            )
+            .with_source(e)
+        })?;
+        cache.insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+/// A token-cache key for `kind`, app id and secret that does not hold the
+/// secret itself (its SHA-256 prefix instead).
+pub fn token_key(kind: &str, app: &str, secret: &SecretString) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(secret.expose_secret().as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{kind}|{app}|{hex}")
+}
+
+/// An HTTP proxy for one instance.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ProxyConfig {
+    /// `http://host:port`.
+    pub url: Url,
+    /// Basic-auth user.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Basic-auth password.
+    #[serde(default)]
+    pub password: Option<SecretString>,
+}
+
+impl ProxyConfig {
+    /// A proxy without authentication.
+    pub fn new(url: Url) -> Self {
+        ProxyConfig {
+            url,
+            username: None,
+            password: None,
+        }
+    }
+
+    /// Sets basic authentication.
+    pub fn with_auth(mut self, username: impl Into<String>, password: SecretString) -> Self {
+        self.username = Some(username.into());
+        self.password = Some(password);
+        self
+    }
+}
+
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("url", &redact_url(&self.url))
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
+}
+
+/// Whether `url`'s host is a loopback address (`localhost`, 127.0.0.0/8, `::1`).
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Parses a URL param: must be `https://`, or `http://` to a loopback host or
+/// when the instance sets `allow_http`. The error names `field` and never
+/// echoes the value (it may hold a token).
+pub fn parse_url(field: &str, value: &str, allow_http: bool) -> Result<Url> {
+    let url = Url::parse(value.trim())
+        .map_err(|e| Error::config(field, format!("not a valid URL ({e})")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_http || is_loopback(&url) => {}
+        "http" => {
+            return Err(Error::config(
+                field,
+                "http:// is refused for a non-loopback host (tokens would travel in clear); use https:// or set allow_http",
+            ));
+        }
+        other => {
+            return Err(Error::config(
+                field,
+                format!("unsupported URL scheme {other:?}"),
+            ));
+        }
+    }
+    if url.host().is_none() {
+        return Err(Error::config(field, "URL has no host"));
+    }
+    Ok(url)
+}
+
+/// The URL with every query value and every path segment after `hook`
+/// replaced by `REDACTED`: what errors, logs and previews show.
+///
+/// ```
+/// let u = url::Url::parse("https://oapi.dingtalk.com/robot/send?access_token=abc&timestamp=1").unwrap();
+/// assert_eq!(alertkit::http::redact_url(&u),
+///            "https://oapi.dingtalk.com/robot/send?access_token=REDACTED&timestamp=REDACTED");
+/// let f = url::Url::parse("https://open.feishu.cn/open-apis/bot/v2/hook/xyz").unwrap();
+/// assert_eq!(alertkit::http::redact_url(&f), "https://open.feishu.cn/open-apis/bot/v2/hook/REDACTED");
+/// ```
+pub fn redact_url(url: &Url) -> String {
+    let mut out = format!("{}://", url.scheme());
+    if let Some(host) = url.host_str() {
+        out.push_str(host);
+    }
+    if let Some(port) = url.port() {
+        out.push_str(&format!(":{port}"));
+    }
+    let mut after_hook = false;
+    if let Some(segments) = url.path_segments() {
+        for seg in segments {
+            out.push('/');
+            out.push_str(if after_hook { "REDACTED" } else { seg });
+            after_hook |= seg == "hook";
+        }
+    }
+    let mut first = true;
+    for (k, _) in url.query_pairs() {
+        out.push(if first { '?' } else { '&' });
+        first = false;
+        out.push_str(&k);
+        out.push_str("=REDACTED");
+    }
+    out
+}
+
+/// What a platform answered: status, the `Retry-After` it asked for, and
+/// the body parsed as JSON (`Null` when it was not JSON).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// `Retry-After`, in seconds form.
+    pub retry_after: Option<Duration>,
+    /// The body as JSON.
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    /// The body's `errcode`/`code`/`StatusCode`, as a string (numbers and
+    /// strings alike), the first one present.
+    pub fn code(&self) -> Option<String> {
+        ["errcode", "code", "StatusCode"]
+            .iter()
+            .find_map(|k| match self.body.get(*k)? {
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                serde_json::Value::String(s) => Some(s.clone()),
+                _ => None,
+            })
+    }
+
+    /// The body's `errmsg`/`msg`/`message`/`StatusMessage`.
+    pub fn message(&self) -> String {
+        ["errmsg", "msg", "message", "StatusMessage"]
+            .iter()
+            .find_map(|k| self.body.get(*k)?.as_str())
+            .unwrap_or("")
+            .to_owned()
+    }
+}
+
+/// Sends `body` as JSON and reads the answer whatever the status. Transport
+/// failures become [`ErrorKind::Transport`]/[`ErrorKind::Timeout`] errors
+/// with the URL stripped.
+pub async fn send_json<B: Serialize + ?Sized>(
+    client: &reqwest::Client,
+    method: Method,
+    url: &Url,
+    headers: HeaderMap,
+    body: Option<&B>,
+) -> Result<Reply> {
+    let mut req = client.request(method, url.clone()).headers(headers);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req.send().await.map_err(|e| transport_error(e, url))?;
+    read_reply(resp, url).await
+}
+
+/// Posts raw bytes (an already serialized, size-checked payload) as JSON.
+pub async fn post_bytes(
+    client: &reqwest::Client,
+    url: &Url,
+    headers: HeaderMap,
+    body: Vec<u8>,
+) -> Result<Reply> {
+    let resp = client
+        .post(url.clone())
+        .headers(headers)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        )
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| transport_error(e, url))?;
+    read_reply(resp, url).await
+}
+
+async fn read_reply(resp: reqwest::Response, url: &Url) -> Result<Reply> {
+    let status = resp.status();
+    let retry_after = parse_retry_after(resp.headers());
+    let bytes = resp.bytes().await.map_err(|e| transport_error(e, url))?;
+    let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    Ok(Reply {
+        status,
+        retry_after,
+        body,
+    })
+}
+
+/// `Retry-After: <seconds>` (HTTP dates are rare on these APIs and ignored).
+pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// A reqwest error as an alertkit error, without the URL (it may hold a token).
+pub fn transport_error(e: reqwest::Error, url: &Url) -> Error {
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Transport
+    };
+    let what = if e.is_connect() {
+        "cannot connect to"
+    } else if e.is_timeout() {
+        "no answer in time from"
+    } else if e.is_body() || e.is_decode() {
+        "cannot read the answer of"
+    } else {
+        "request failed to"
+    };
+    Error::new(kind, format!("{what} {}", redact_url(url))).with_source(e.without_url())
+}
+
+/// An error for an answer that is not what the platform documents (not
+/// JSON, or no code): retryable for 5xx, 408 and 429, permanent otherwise.
+pub fn unexpected_reply(reply: &Reply) -> Error {
+    let s = reply.status.as_u16();
+    let (kind, retryable) = match s {
+        429 => (ErrorKind::RateLimited, true),
+        408 => (ErrorKind::Timeout, true),
+        500..=599 => (ErrorKind::Platform, true),
+        401 | 403 => (ErrorKind::Unauthorized, false),
+        _ => (ErrorKind::Platform, false),
+    };
+    let mut e = Error::new(kind, format!("unexpected answer (HTTP {s})"))
+        .with_code(format!("HTTP {s}"))
+        .with_retryable(retryable);
+    if let Some(wait) = reply.retry_after {
+        e = e.with_retry_after(wait);
+    }
+    e
+}
+
+/// Shared state of one app's access token: the cached value and a lock so
+/// that concurrent sends fetch it once (single flight).
+#[derive(Default)]
+pub struct TokenCache {
+    slot: tokio::sync::Mutex<Option<CachedToken>>,
+}
+
+struct CachedToken {
+    value: SecretString,
+    refresh_at: tokio::time::Instant,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCache { .. }")
+    }
+}
+
+/// Refresh this long before the platform's stated expiry.
+pub const TOKEN_MARGIN: Duration = Duration::from_secs(300);
+
+impl TokenCache {
+    /// The cached token, or one fetched with `fetch` (which returns the token
+    /// and its lifetime). Only one fetch runs at a time; waiters reuse it.
+    pub async fn get<F, Fut>(&self, fetch: F) -> Result<SecretString>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(SecretString, Duration)>>,
+    {
+        let mut slot = self.slot.lock().await;
+        if let Some(t) = slot.as_ref()
+            && tokio::time::Instant::now() < t.refresh_at
+        {
+            return Ok(t.value.clone());
+        }
+        let (value, ttl) = fetch().await?;
+        let keep = ttl.saturating_sub(TOKEN_MARGIN.min(ttl / 10));
+        *slot = Some(CachedToken {
+            value: value.clone(),
+            refresh_at: tokio::time::Instant::now() + keep,
+        });
+        Ok(value)
+    }
+
+    /// Drops `used` if it is still the cached token (a concurrent refresh is kept).
+    pub async fn invalidate(&self, used: &SecretString) {
+        let mut slot = self.slot.lock().await;
+        if slot
+            .as_ref()
+            .is_some_and(|t| t.value.expose_secret() == used.expose_secret())
+        {
+            *slot = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn http_is_refused_unless_loopback_or_allowed() {
+        assert!(parse_url("webhook", "http://127.0.0.1:8080/x", false).is_ok());
+        assert!(parse_url("webhook", "http://localhost/x", false).is_ok());
+        assert!(parse_url("webhook", "http://[::1]:9/x", false).is_ok());
+        let e = parse_url(
+            "webhook",
+            "http://example.com/robot?access_token=s3cr3t",
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+        assert_eq!(e.field(), Some("webhook"));
+        assert!(!e.to_string().contains("s3cr3t"));
+        assert!(parse_url("webhook", "http://example.com/", true).is_ok());
+        assert!(parse_url("webhook", "ftp://example.com/", true).is_err());
+        let e = parse_url("webhook", "not a url ?access_token=s3cr3t", false).unwrap_err();
+        assert!(!format!("{e} {e:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn reply_code_reads_numbers_and_strings() {
+        let r = |body| Reply {
+            status: StatusCode::OK,
+            retry_after: None,
+            body,
+        };
+        assert_eq!(
+            r(serde_json::json!({"errcode": 310000, "errmsg": "x"}))
+                .code()
+                .as_deref(),
+            Some("310000")
+        );
+        assert_eq!(
+            r(serde_json::json!({"code": "InvalidAuthentication"}))
+                .code()
+                .as_deref(),
+            Some("InvalidAuthentication")
+        );
+        assert_eq!(
+            r(serde_json::json!({"StatusCode": 0})).code().as_deref(),
+            Some("0")
+        );
+        assert_eq!(r(serde_json::json!({"msg": "m"})).message(), "m");
+        assert_eq!(r(serde_json::Value::Null).code(), None);
+    }
+
+    #[tokio::test]
+    async fn token_cache_single_flight_and_invalidate() {
+        let cache = Arc::new(TokenCache::default());
+        let fetches = Arc::new(AtomicU32::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let cache = cache.clone();
+            let fetches = fetches.clone();
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get(|| async {
+                        let n = fetches.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Ok((
+                            SecretString::from(format!("tok{n}")),
+                            Duration::from_secs(7200),
+                        ))
+                    })
+                    .await
+                    .unwrap()
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().expose_secret(), "tok0");
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+        // Invalidating a token that is no longer cached keeps the current one.
+        cache.invalidate(&SecretString::from("old")).await;
+        let t = cache
+            .get(|| async { unreachable!("cached") })
+            .await
+            .unwrap();
+        assert_eq!(t.expose_secret(), "tok0");
+        cache.invalidate(&t).await;
+        let t = cache
+            .get(|| async { Ok((SecretString::from("tok1"), Duration::from_secs(7200))) })
+            .await
+            .unwrap();
+        assert_eq!(t.expose_secret(), "tok1");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn token_cache_refreshes_before_expiry() {
+        let cache = TokenCache::default();
+        let get = |v: &'static str| {
+            cache.get(move || async move { Ok((SecretString::from(v), Duration::from_secs(7200))) })
+        };
+        assert_eq!(get("a").await.unwrap().expose_secret(), "a");
+        tokio::time::advance(Duration::from_secs(6800)).await;
+        assert_eq!(get("b").await.unwrap().expose_secret(), "a");
+        tokio::time::advance(Duration::from_secs(150)).await; // 6950 s: within 300 s of expiry
+        assert_eq!(get("c").await.unwrap().expose_secret(), "c");
+    }
+}

@@ -1,0 +1,67 @@
+//! # alertkit
+//!
+//! Embeddable alert notifications for job schedulers, Flink control planes
+//! and other Rust services: DingTalk (钉钉), WeCom (企业微信), Feishu/Lark
+//! (飞书), email and generic webhooks.
+//!
+//! You configure *instances* (one channel each: a DingTalk robot, an SMTP
+//! account, ...), put them in *groups*, and dispatch an [`Alert`] to a group.
+//! Every enabled member gets it concurrently, rendered for its platform, and
+//! you get a [`DispatchReport`] saying exactly what happened on each: the
+//! platform's own error code, whether a retry can help, which recipients
+//! were refused.
+//!
+//! ```
+//! use alertkit::{Alert, Config, GroupStatus, Http, JobInfo, JobStatus, Notifier, Severity};
+//! use alertkit::testkit::recording_registry;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let config = Config::from_json(r#"{
+//!   "instances": [{"name": "ops", "type": "recording"},
+//!                 {"name": "broken", "type": "recording", "params": {"fail": true}}],
+//!   "groups": [{"name": "flink-prod", "instances": ["ops", "broken"]}]
+//! }"#)?;
+//! // `Notifier::from_config(&config)` uses the built-in channels; the
+//! // recording registry adds an in-memory one for examples and tests.
+//! let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new())?;
+//!
+//! let alert = Alert::new("Flink job orders-etl FAILED")
+//!     .severity(Severity::Critical)
+//!     .job(JobInfo::new("orders-etl").status(JobStatus::Failed));
+//! let report = notifier.dispatch("flink-prod", &alert).await?;
+//!
+//! assert_eq!(report.status, GroupStatus::Partial);
+//! let broken = report.delivery("broken").unwrap();
+//! assert_eq!(broken.error.as_ref().unwrap().code(), Some("310000"));
+//! # Ok::<(), alertkit::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! Third-party channels implement [`AlertChannel`] and register a factory in
+//! a [`Registry`]. Secrets are [`secrecy::SecretString`]s and never appear in
+//! `Debug`, `Display`, errors or logs.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod alert;
+pub mod channel;
+pub mod channels;
+pub mod config;
+pub mod error;
+pub mod group;
+pub mod http;
+pub mod notifier;
+pub mod template;
+pub mod testkit;
+pub(crate) mod text;
+
+pub use alert::{Alert, AlertState, JobInfo, JobStatus, Link, Mention, Severity};
+pub use async_trait::async_trait;
+pub use channel::{AlertChannel, Preview, Receipt};
+pub use config::{BuildContext, ChannelFactory, Config, GroupConfig, InstanceConfig, Registry};
+pub use error::{Error, ErrorKind, Result};
+pub use group::{AlertGroup, Delivery, DispatchReport, GroupStatus, Member, Outcome};
+pub use http::Http;
+pub use notifier::{GroupInfo, InstanceInfo, Notifier};
+pub use secrecy;

@@ -1,0 +1,777 @@
+//! Rendering alerts to text with [minijinja](https://docs.rs/minijinja).
+//!
+//! Every channel renders its text fields (title, markdown, plain text, HTML)
+//! through a [`Templates`] set. The built-in templates show a Flink job alert
+//! well in Chinese and English clients; an instance or group can replace any
+//! of them. Payload JSON is never templated: templates fill text fields only,
+//! and channels build payloads with serde.
+//!
+//! # Template context
+//!
+//! | variable | type | meaning |
+//! |---|---|---|
+//! | `title`, `body` | string | the alert's title and body (`""` when absent) |
+//! | `severity`, `state` | string | `info`/`warning`/`error`/`critical`, `firing`/`resolved` |
+//! | `resolved` | bool | `state == "resolved"` |
+//! | `severity_label`, `state_label` | string | the same, translated (`严重`, `Critical`) |
+//! | `severity_color` | string | `red`/`orange`/`blue`/`green` (resolved is green) |
+//! | `job` | map or none | `name`, `id`, `status`, `cluster`, `url`, `started_at`, `ended_at`, `duration`, `error` (each none when absent) |
+//! | `facts` | list of `[name, value]` | job facts then the alert's `fields`, labels translated: the rows of tables and cards |
+//! | `fields` | list of `[name, value]` | the alert's own fields, in order |
+//! | `labels` | map | the alert's labels |
+//! | `links` | list of `{title, url}` | links, the job URL first when set |
+//! | `occurred_at` | string or none | `YYYY-MM-DD HH:MM:SS UTC` |
+//! | `platform` | string | the channel kind rendering (`dingtalk`, `wecom`, ...) |
+//! | `lang` | string | `en` or `zh` |
+//! | `t` | map | translated words: `t.job`, `t.status`, `t.error`, ... |
+//!
+//! Filters: `md_escape` (escape Markdown punctuation), `human_duration`
+//! (seconds → `1h 2m 3s`), `first_line`, `limit(n)` (at most n characters,
+//! with `…`). Undefined variables are errors (strict mode), every render has
+//! a fuel limit so a runaway loop fails instead of hanging, and templates are
+//! compiled when the instance is built, so a syntax error names the instance,
+//! the template and the line before anything is sent.
+//!
+//! ```
+//! use alertkit::template::{Format, Templates, TemplateOverrides};
+//! use alertkit::{Alert, JobInfo, JobStatus};
+//!
+//! let alert = Alert::new("orders-etl FAILED")
+//!     .job(JobInfo::new("orders-etl").status(JobStatus::Failed));
+//! let md = Templates::default().render(Format::Markdown, &alert, "dingtalk").unwrap();
+//! assert!(md.contains("orders-etl FAILED"));
+//!
+//! let custom = Templates::with_overrides(&TemplateOverrides {
+//!     text: Some("{{ job.name }} is {{ job.status }}".into()),
+//!     ..Default::default()
+//! }).unwrap();
+//! assert_eq!(custom.render(Format::Text, &alert, "email").unwrap(), "orders-etl is FAILED");
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use chrono::{DateTime, Utc};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::{Deserialize, Serialize};
+
+use crate::alert::{Alert, AlertState, Severity};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Fuel for one render: a few hundred for the built-in templates; enough for
+/// any honest template, and a runaway loop stops after ~100k steps.
+pub const FUEL: u64 = 100_000;
+
+/// The text formats a channel can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Format {
+    /// One line: subjects, card headers, DingTalk markdown titles.
+    Title,
+    /// Plain text.
+    Text,
+    /// Markdown (DingTalk, WeCom, Feishu `lark_md`).
+    Markdown,
+    /// HTML, auto-escaped (email).
+    Html,
+}
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Title => "title",
+            Format::Text => "text",
+            Format::Markdown => "markdown",
+            Format::Html => "html",
+        }
+    }
+}
+
+/// User templates replacing the built-in ones; `None` keeps the default.
+/// In config, the `templates` object of an instance or group:
+/// `{"title": "...", "text": "...", "markdown": "...", "html": "...", "lang": "zh"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct TemplateOverrides {
+    /// Title template.
+    pub title: Option<String>,
+    /// Plain-text template.
+    pub text: Option<String>,
+    /// Markdown template.
+    pub markdown: Option<String>,
+    /// HTML template (auto-escaped).
+    pub html: Option<String>,
+    /// Language of the built-in labels: `en` (default) or `zh`.
+    pub lang: Option<Lang>,
+}
+
+impl TemplateOverrides {
+    /// Whether nothing is overridden.
+    pub fn is_empty(&self) -> bool {
+        *self == TemplateOverrides::default()
+    }
+
+    /// `self` with every unset entry taken from `fallback` (instance over group).
+    pub fn or(&self, fallback: &TemplateOverrides) -> TemplateOverrides {
+        TemplateOverrides {
+            title: self.title.clone().or_else(|| fallback.title.clone()),
+            text: self.text.clone().or_else(|| fallback.text.clone()),
+            markdown: self.markdown.clone().or_else(|| fallback.markdown.clone()),
+            html: self.html.clone().or_else(|| fallback.html.clone()),
+            lang: self.lang.or(fallback.lang),
+        }
+    }
+}
+
+/// Language of the built-in labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Lang {
+    /// English.
+    #[default]
+    En,
+    /// Simplified Chinese.
+    Zh,
+}
+
+const DEFAULT_TITLE: &str =
+    "{% if resolved %}[{{ state_label }}] {% else %}[{{ severity_label }}] {% endif %}{{ title }}";
+
+const DEFAULT_TEXT: &str = r#"{% if resolved %}[{{ state_label }}]{% else %}[{{ severity_label }}]{% endif %} {{ title }}
+{% if body %}
+{{ body }}
+{% endif %}
+{% for name, value in facts %}{{ name }}: {{ value }}
+{% endfor %}
+{%- if job and job.error %}
+{{ t.error }}: {{ job.error | limit(1000) }}
+{% endif %}
+{%- for link in links %}
+{{ link.title }}: {{ link.url }}
+{%- endfor %}"#;
+
+const DEFAULT_MARKDOWN: &str = r#"{% if platform == "wecom" -%}
+### <font color="{{ wecom_color }}">{{ state_label if resolved else severity_label }}</font> {{ title | md_escape }}
+{%- else -%}
+### {{ "✅" if resolved else severity_icon }} {{ title | md_escape }}
+{%- endif %}
+{% if body %}
+{{ body }}
+{% endif %}
+{% for name, value in facts %}- **{{ name | md_escape }}**: {{ value | md_escape }}
+{% endfor %}
+{%- if job and job.error %}
+**{{ t.error }}**: {{ job.error | first_line | limit(300) | md_escape }}
+{% endif %}
+{%- if links %}
+{% for link in links %}[{{ link.title | md_escape }}]({{ link.url }}){% if not loop.last %} | {% endif %}{% endfor %}
+{% endif %}"#;
+
+const DEFAULT_HTML: &str = r#"<div style="font-family:-apple-system,'PingFang SC','Microsoft YaHei',Arial,sans-serif;font-size:14px">
+<h3 style="margin:0 0 8px;color:{{ html_color }}">[{{ state_label if resolved else severity_label }}] {{ title }}</h3>
+{% if body %}<p style="white-space:pre-wrap">{{ body }}</p>
+{% endif %}{% if facts %}<table style="border-collapse:collapse" cellpadding="6" border="1">
+{% for name, value in facts %}<tr><th align="left">{{ name }}</th><td>{{ value }}</td></tr>
+{% endfor %}</table>
+{% endif %}{% if job and job.error %}<p><b>{{ t.error }}</b></p><pre style="white-space:pre-wrap">{{ job.error | limit(4000) }}</pre>
+{% endif %}{% for link in links %}<a href="{{ link.url }}">{{ link.title }}</a>{% if not loop.last %} | {% endif %}{% endfor %}
+</div>"#;
+
+/// A compiled set of the four templates. Cheap to clone; the built-in set is
+/// shared by every instance that overrides nothing.
+#[derive(Clone)]
+pub struct Templates {
+    env: Arc<Environment<'static>>,
+    lang: Lang,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates")
+            .field("lang", &self.lang)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        static DEFAULT: OnceLock<Arc<Environment<'static>>> = OnceLock::new();
+        let env = DEFAULT.get_or_init(|| {
+            // The built-in templates are tested to compile; an empty override set cannot fail.
+            Arc::new(
+                build_env(&TemplateOverrides::default()).unwrap_or_else(|_| Environment::new()),
+            )
+        });
+        Templates {
+            env: env.clone(),
+            lang: Lang::En,
+        }
+    }
+}
+
+fn build_env(o: &TemplateOverrides) -> Result<Environment<'static>> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env.set_auto_escape_callback(|name| {
+        if name == "html" {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        }
+    });
+    env.add_filter("md_escape", md_escape);
+    env.add_filter("human_duration", |secs: i64| human_duration(secs));
+    env.add_filter("first_line", |s: String| {
+        s.lines().next().unwrap_or("").to_owned()
+    });
+    env.add_filter("limit", |s: String, n: usize| limit_chars(&s, n));
+    let entries = [
+        (Format::Title, &o.title, DEFAULT_TITLE),
+        (Format::Text, &o.text, DEFAULT_TEXT),
+        (Format::Markdown, &o.markdown, DEFAULT_MARKDOWN),
+        (Format::Html, &o.html, DEFAULT_HTML),
+    ];
+    for (format, user, default) in entries {
+        let source = user.clone().unwrap_or_else(|| default.to_owned());
+        env.add_template_owned(format.name(), source).map_err(|e| {
+            Error::new(ErrorKind::Template, describe(&e))
+                .with_field(format!("templates.{}", format.name()))
+                .with_retryable(false)
+        })?;
+    }
+    Ok(env)
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    let mut s = e.kind().to_string();
+    if let Some(detail) = e.detail() {
+        s.push_str(": ");
+        s.push_str(detail);
+    }
+    if let Some(line) = e.line() {
+        s.push_str(&format!(" (line {line})"));
+    }
+    s
+}
+
+impl Templates {
+    /// Compiles the built-in templates with `overrides` applied. A syntax
+    /// error is an [`ErrorKind::Template`] error naming the template
+    /// (`templates.markdown`) and the line.
+    pub fn with_overrides(overrides: &TemplateOverrides) -> Result<Self> {
+        let lang = overrides.lang.unwrap_or_default();
+        let only_lang = TemplateOverrides {
+            lang: None,
+            ..overrides.clone()
+        }
+        .is_empty();
+        if only_lang {
+            return Ok(Templates {
+                lang,
+                ..Templates::default()
+            });
+        }
+        Ok(Templates {
+            env: Arc::new(build_env(overrides)?),
+            lang,
+        })
+    }
+
+    /// Renders `alert` in `format` as the channel `platform` would send it.
+    /// Blank-line runs are collapsed and the result trimmed.
+    pub fn render(&self, format: Format, alert: &Alert, platform: &str) -> Result<String> {
+        let ctx = Context::new(alert, platform, self.lang, Utc::now());
+        self.render_ctx(format, &ctx)
+    }
+
+    /// Renders the title, text, markdown and HTML of `alert` at once: what an
+    /// admin UI's preview shows.
+    pub fn preview(&self, alert: &Alert, platform: &str) -> Result<BTreeMap<&'static str, String>> {
+        let ctx = Context::new(alert, platform, self.lang, Utc::now());
+        [Format::Title, Format::Text, Format::Markdown, Format::Html]
+            .into_iter()
+            .map(|f| Ok((f.name(), self.render_ctx(f, &ctx)?)))
+            .collect()
+    }
+
+    fn render_ctx(&self, format: Format, ctx: &Context<'_>) -> Result<String> {
+        let tmpl = self
+            .env
+            .get_template(format.name())
+            .map_err(|e| Error::new(ErrorKind::Template, describe(&e)).with_retryable(false))?;
+        let out = tmpl.render(minijinja::value::Serde(ctx)).map_err(|e| {
+            Error::new(ErrorKind::Template, describe(&e))
+                .with_field(format!("templates.{}", format.name()))
+                .with_retryable(false)
+        })?;
+        Ok(tidy(&out, format == Format::Title))
+    }
+}
+
+/// Trims trailing spaces, collapses runs of blank lines, trims the ends; a
+/// title becomes one line.
+fn tidy(s: &str, one_line: bool) -> String {
+    if one_line {
+        return s.split_whitespace().collect::<Vec<_>>().join(" ");
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut blank = 0;
+    for line in s.trim().lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            blank += 1;
+            if blank > 1 {
+                continue;
+            }
+        } else {
+            blank = 0;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.truncate(out.trim_end().len());
+    out
+}
+
+/// Escapes the characters Markdown treats as syntax.
+pub fn md_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if matches!(
+            c,
+            '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '<' | '>' | '|' | '~'
+        ) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `3723` → `1h 2m 3s`; `59` → `59s`; `90061` → `1d 1h 1m 1s`.
+pub fn human_duration(secs: i64) -> String {
+    if secs <= 0 {
+        return "0s".to_owned();
+    }
+    let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
+    let mut parts = Vec::new();
+    for (n, unit) in [(d, "d"), (h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 || (!parts.is_empty() && unit != "s") {
+            parts.push(format!("{n}{unit}"));
+        }
+    }
+    // Drop trailing zero units ("1h 0m" → "1h").
+    while parts.len() > 1 && parts.last().is_some_and(|p| p.starts_with('0')) {
+        parts.pop();
+    }
+    parts.join(" ")
+}
+
+fn limit_chars(s: &str, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_owned(),
+    }
+}
+
+/// Translated words for the built-in templates and fact names.
+#[derive(Serialize)]
+struct Words {
+    job: &'static str,
+    status: &'static str,
+    cluster: &'static str,
+    job_id: &'static str,
+    started: &'static str,
+    ended: &'static str,
+    duration: &'static str,
+    error: &'static str,
+    time: &'static str,
+}
+
+const EN: Words = Words {
+    job: "Job",
+    status: "Status",
+    cluster: "Cluster",
+    job_id: "Job ID",
+    started: "Started",
+    ended: "Ended",
+    duration: "Duration",
+    error: "Error",
+    time: "Time",
+};
+
+const ZH: Words = Words {
+    job: "作业",
+    status: "状态",
+    cluster: "集群",
+    job_id: "作业 ID",
+    started: "开始时间",
+    ended: "结束时间",
+    duration: "运行时长",
+    error: "异常",
+    time: "告警时间",
+};
+
+fn severity_label(s: Severity, lang: Lang) -> &'static str {
+    match (s, lang) {
+        (Severity::Info, Lang::En) => "Info",
+        (Severity::Warning, Lang::En) => "Warning",
+        (Severity::Error, Lang::En) => "Error",
+        (Severity::Critical, Lang::En) => "Critical",
+        (Severity::Info, Lang::Zh) => "通知",
+        (Severity::Warning, Lang::Zh) => "警告",
+        (Severity::Error, Lang::Zh) => "错误",
+        (Severity::Critical, Lang::Zh) => "严重",
+    }
+}
+
+#[derive(Serialize)]
+struct JobCtx<'a> {
+    name: &'a str,
+    id: Option<&'a str>,
+    status: Option<&'static str>,
+    cluster: Option<&'a str>,
+    url: Option<&'a str>,
+    started_at: Option<String>,
+    ended_at: Option<String>,
+    duration: Option<String>,
+    duration_secs: Option<i64>,
+    error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct LinkCtx<'a> {
+    title: &'a str,
+    url: &'a str,
+}
+
+/// The documented template context, every key always present (strict mode).
+#[derive(Serialize)]
+struct Context<'a> {
+    title: &'a str,
+    body: &'a str,
+    severity: &'static str,
+    state: &'static str,
+    resolved: bool,
+    severity_label: &'static str,
+    state_label: &'static str,
+    severity_color: &'static str,
+    severity_icon: &'static str,
+    wecom_color: &'static str,
+    html_color: &'static str,
+    job: Option<JobCtx<'a>>,
+    facts: Vec<(String, String)>,
+    fields: &'a [(String, String)],
+    labels: &'a BTreeMap<String, String>,
+    links: Vec<LinkCtx<'a>>,
+    occurred_at: Option<String>,
+    platform: &'a str,
+    lang: Lang,
+    t: &'static Words,
+}
+
+fn fmt_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+impl<'a> Context<'a> {
+    fn new(alert: &'a Alert, platform: &'a str, lang: Lang, now: DateTime<Utc>) -> Self {
+        let t = match lang {
+            Lang::En => &EN,
+            Lang::Zh => &ZH,
+        };
+        let resolved = alert.state == AlertState::Resolved;
+        let job = alert.job.as_ref().map(|j| {
+            let secs = j.duration(now).map(|d| d.num_seconds());
+            JobCtx {
+                name: &j.name,
+                id: j.id.as_deref(),
+                status: j.status.map(|s| s.as_str()),
+                cluster: j.cluster.as_deref(),
+                url: j.url.as_deref(),
+                started_at: j.started_at.map(fmt_time),
+                ended_at: j.ended_at.map(fmt_time),
+                duration: secs.map(human_duration),
+                duration_secs: secs,
+                error: j.error.as_deref(),
+            }
+        });
+        let mut links = Vec::with_capacity(alert.links.len() + 1);
+        if let Some(url) = alert.job.as_ref().and_then(|j| j.url.as_deref())
+            && !alert.links.iter().any(|l| l.url == url)
+        {
+            links.push(LinkCtx { title: t.job, url });
+        }
+        links.extend(alert.links.iter().map(|l| LinkCtx {
+            title: &l.title,
+            url: &l.url,
+        }));
+        let (severity_color, severity_icon, wecom_color, html_color) =
+            match (resolved, alert.severity) {
+                (true, _) => ("green", "✅", "info", "#2e7d32"),
+                (false, Severity::Info) => ("blue", "ℹ️", "comment", "#1565c0"),
+                (false, Severity::Warning) => ("orange", "⚠️", "warning", "#ef6c00"),
+                (false, Severity::Error) => ("red", "❌", "warning", "#c62828"),
+                (false, Severity::Critical) => ("red", "🔥", "warning", "#b71c1c"),
+            };
+        Context {
+            title: &alert.title,
+            body: &alert.body,
+            severity: alert.severity.as_str(),
+            state: alert.state.as_str(),
+            resolved,
+            severity_label: severity_label(alert.severity, lang),
+            state_label: match (resolved, lang) {
+                (true, Lang::En) => "Resolved",
+                (true, Lang::Zh) => "已恢复",
+                (false, Lang::En) => "Firing",
+                (false, Lang::Zh) => "告警中",
+            },
+            severity_color,
+            severity_icon,
+            wecom_color,
+            html_color,
+            facts: facts(alert, t, now),
+            job,
+            fields: &alert.fields,
+            labels: &alert.labels,
+            links,
+            occurred_at: alert.occurred_at.map(fmt_time),
+            platform,
+            lang,
+            t,
+        }
+    }
+}
+
+fn facts(alert: &Alert, t: &Words, now: DateTime<Utc>) -> Vec<(String, String)> {
+    let mut rows = Vec::new();
+    if let Some(j) = &alert.job {
+        rows.push((t.job.to_owned(), j.name.clone()));
+        if let Some(s) = j.status {
+            rows.push((t.status.to_owned(), s.as_str().to_owned()));
+        }
+        if let Some(c) = &j.cluster {
+            rows.push((t.cluster.to_owned(), c.clone()));
+        }
+        if let Some(id) = &j.id {
+            rows.push((t.job_id.to_owned(), id.clone()));
+        }
+        if let Some(s) = j.started_at {
+            rows.push((t.started.to_owned(), fmt_time(s)));
+        }
+        if let Some(e) = j.ended_at {
+            rows.push((t.ended.to_owned(), fmt_time(e)));
+        }
+        if let Some(d) = j.duration(now) {
+            rows.push((t.duration.to_owned(), human_duration(d.num_seconds())));
+        }
+    }
+    if let Some(at) = alert.occurred_at {
+        rows.push((t.time.to_owned(), fmt_time(at)));
+    }
+    rows.extend(alert.fields.iter().cloned());
+    rows
+}
+
+/// The rows a table or card shows for `alert`: job facts, time, then its
+/// fields, with English names. Channels building structured payloads (cards,
+/// spreadsheets) use this so every platform shows the same facts.
+pub fn fact_rows(alert: &Alert, lang: Lang) -> Vec<(String, String)> {
+    let t = match lang {
+        Lang::En => &EN,
+        Lang::Zh => &ZH,
+    };
+    facts(alert, t, Utc::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{JobInfo, JobStatus, Mention};
+
+    fn flink_alert() -> Alert {
+        let start = "2026-11-20T10:00:00Z".parse().unwrap();
+        let end = "2026-11-20T10:05:00Z".parse().unwrap();
+        Alert::new("Flink job orders-etl FAILED")
+            .body("Checkpoint 42 failed 3 times in a row.")
+            .severity(Severity::Critical)
+            .job(
+                JobInfo::new("orders-etl")
+                    .id("a1b2c3")
+                    .status(JobStatus::Failed)
+                    .cluster("prod-yarn")
+                    .url("https://flink.example/#/job/a1b2c3")
+                    .times(start, Some(end))
+                    .error("java.lang.RuntimeException: boom\n\tat Foo.bar(Foo.java:1)"),
+            )
+            .field("Owner", "data-team")
+            .link("Runbook", "https://wiki.example/runbook")
+            .mention(Mention::All)
+    }
+
+    #[test]
+    fn default_markdown_shows_the_job() {
+        let md = Templates::default()
+            .render(Format::Markdown, &flink_alert(), "dingtalk")
+            .unwrap();
+        assert_eq!(
+            md,
+            "### 🔥 Flink job orders-etl FAILED\n\nCheckpoint 42 failed 3 times in a row.\n\n\
+             - **Job**: orders-etl\n- **Status**: FAILED\n- **Cluster**: prod-yarn\n- **Job ID**: a1b2c3\n\
+             - **Started**: 2026-11-20 10:00:00 UTC\n- **Ended**: 2026-11-20 10:05:00 UTC\n\
+             - **Duration**: 5m\n- **Owner**: data-team\n\n\
+             **Error**: java.lang.RuntimeException: boom\n\n\
+             [Job](https://flink.example/#/job/a1b2c3) | [Runbook](https://wiki.example/runbook)"
+        );
+    }
+
+    #[test]
+    fn wecom_markdown_uses_font_colors_and_chinese_labels() {
+        let t = Templates::with_overrides(&TemplateOverrides {
+            lang: Some(Lang::Zh),
+            ..Default::default()
+        })
+        .unwrap();
+        let md = t.render(Format::Markdown, &flink_alert(), "wecom").unwrap();
+        assert!(
+            md.starts_with("### <font color=\"warning\">严重</font> Flink job orders-etl FAILED"),
+            "{md}"
+        );
+        assert!(md.contains("- **集群**: prod-yarn"), "{md}");
+        let resolved = t
+            .render(Format::Markdown, &flink_alert().resolved(), "wecom")
+            .unwrap();
+        assert!(
+            resolved.starts_with("### <font color=\"info\">已恢复</font>"),
+            "{resolved}"
+        );
+    }
+
+    #[test]
+    fn text_title_and_html() {
+        let t = Templates::default();
+        let a = flink_alert();
+        assert_eq!(
+            t.render(Format::Title, &a, "x").unwrap(),
+            "[Critical] Flink job orders-etl FAILED"
+        );
+        assert_eq!(
+            t.render(Format::Title, &a.clone().resolved(), "x").unwrap(),
+            "[Resolved] Flink job orders-etl FAILED"
+        );
+        let text = t.render(Format::Text, &a, "x").unwrap();
+        assert!(
+            text.starts_with("[Critical] Flink job orders-etl FAILED\n\nCheckpoint 42"),
+            "{text}"
+        );
+        assert!(text.contains("\nCluster: prod-yarn\n"), "{text}");
+        assert!(
+            text.contains("\nRunbook: https://wiki.example/runbook"),
+            "{text}"
+        );
+        assert!(text.contains("\tat Foo.bar"), "full error in text: {text}");
+
+        let mut evil = a.clone();
+        evil.title = "<script>alert(1)</script>".into();
+        evil.fields.push(("x".into(), "a & b <c>".into()));
+        let html = t.render(Format::Html, &evil, "email").unwrap();
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<tr><th align=\"left\">x</th><td>a &amp; b &lt;c&gt;</td></tr>"),
+            "{html}"
+        );
+        assert!(!html.contains("<script>"));
+    }
+
+    #[test]
+    fn minimal_alert_renders_in_every_format() {
+        let t = Templates::default();
+        let map = t.preview(&Alert::new("disk full"), "dingtalk").unwrap();
+        assert_eq!(map["title"], "[Error] disk full");
+        assert_eq!(map["text"], "[Error] disk full");
+        assert_eq!(map["markdown"], "### ❌ disk full");
+        assert!(map["html"].contains("disk full"));
+    }
+
+    #[test]
+    fn markdown_escape_keeps_user_text_inert() {
+        let a = Alert::new("a*b_[c](d)").field("k|", "`x`");
+        let md = Templates::default()
+            .render(Format::Markdown, &a, "dingtalk")
+            .unwrap();
+        assert!(md.contains(r"a\*b\_\[c\](d)"), "{md}");
+        assert!(md.contains(r"- **k\|**: \`x\`"), "{md}");
+    }
+
+    #[test]
+    fn syntax_errors_name_template_and_line() {
+        let err = Templates::with_overrides(&TemplateOverrides {
+            markdown: Some("line one\n{{ title }\n".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Template);
+        assert_eq!(err.field(), Some("templates.markdown"));
+        assert!(err.message().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn undefined_variables_are_errors() {
+        let t = Templates::with_overrides(&TemplateOverrides {
+            text: Some("{{ titel }}".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let err = t.render(Format::Text, &Alert::new("x"), "x").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Template);
+        assert!(err.message().contains("undefined"), "{err}");
+        // Absent optional values are defined (as none), so templates can test them.
+        let t = Templates::with_overrides(&TemplateOverrides {
+            text: Some(
+                "{% if job %}{{ job.name }}{% else %}no job{% endif %}|{{ occurred_at or 'now' }}"
+                    .into(),
+            ),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            t.render(Format::Text, &Alert::new("x"), "x").unwrap(),
+            "no job|now"
+        );
+    }
+
+    #[test]
+    fn fuel_limit_stops_runaway_templates() {
+        let t = Templates::with_overrides(&TemplateOverrides {
+            text: Some(
+                "{% for i in range(10000) %}{% for j in range(10000) %}.{% endfor %}{% endfor %}"
+                    .into(),
+            ),
+            ..Default::default()
+        })
+        .unwrap();
+        let err = t.render(Format::Text, &Alert::new("x"), "x").unwrap_err();
+        assert!(err.message().contains("fuel"), "{err}");
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(human_duration(0), "0s");
+        assert_eq!(human_duration(59), "59s");
+        assert_eq!(human_duration(300), "5m");
+        assert_eq!(human_duration(3723), "1h 2m 3s");
+        assert_eq!(human_duration(3600), "1h");
+        assert_eq!(human_duration(90061), "1d 1h 1m 1s");
+        assert_eq!(limit_chars("告警告警", 2), "告警…");
+        assert_eq!(limit_chars("ab", 5), "ab");
+        assert_eq!(tidy("a  \n\n\n\nb\n\n", false), "a\n\nb");
+        assert_eq!(tidy(" a\n b ", true), "a b");
+    }
+}

@@ -1,0 +1,147 @@
+//! Test helpers for hosts and for alertkit itself.
+//!
+//! [`RecordingChannel`] is an in-memory channel that records what it is sent
+//! and can be told to fail or hang; [`recording_registry`] registers it as the
+//! type `recording` so config-driven code can be tested without a network.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use crate::alert::Alert;
+use crate::channel::{AlertChannel, Preview, Receipt};
+use crate::config::{BuildContext, Registry};
+use crate::error::{Error, ErrorKind, Result};
+use crate::template::Format;
+
+type MakeError = Arc<dyn Fn() -> Error + Send + Sync>;
+
+/// An in-memory channel: records every alert it is sent.
+///
+/// ```
+/// use alertkit::{Alert, AlertChannel};
+/// use alertkit::testkit::RecordingChannel;
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let ch = RecordingChannel::new();
+/// ch.send(&Alert::new("disk full")).await.unwrap();
+/// assert_eq!(ch.sent()[0].title, "disk full");
+/// # });
+/// ```
+#[derive(Clone, Default)]
+pub struct RecordingChannel {
+    sent: Arc<Mutex<Vec<Alert>>>,
+    delay: Option<Duration>,
+    error: Option<MakeError>,
+    receipt: Option<Receipt>,
+    templates: crate::template::Templates,
+}
+
+impl std::fmt::Debug for RecordingChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordingChannel")
+            .field("sent", &self.sent.lock().map(|s| s.len()).unwrap_or(0))
+            .field("delay", &self.delay)
+            .field("fails", &self.error.is_some())
+            .finish()
+    }
+}
+
+impl RecordingChannel {
+    /// A channel that accepts everything at once.
+    pub fn new() -> Self {
+        RecordingChannel::default()
+    }
+
+    /// A channel that answers like a DingTalk robot whose keyword is missing
+    /// (permanent, code 310000).
+    pub fn failing() -> Self {
+        RecordingChannel::new().with_error(|| {
+            Error::new(ErrorKind::Platform, "keywords not in content")
+                .with_code("310000")
+                .with_retryable(false)
+        })
+    }
+
+    /// Fails every send with the error `make` builds.
+    pub fn with_error(mut self, make: impl Fn() -> Error + Send + Sync + 'static) -> Self {
+        self.error = Some(Arc::new(make));
+        self
+    }
+
+    /// Waits `delay` before answering.
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// Answers with `receipt` (e.g. one with rejected recipients).
+    pub fn with_receipt(mut self, receipt: Receipt) -> Self {
+        self.receipt = Some(receipt);
+        self
+    }
+
+    /// The alerts accepted so far (failed sends are not recorded).
+    pub fn sent(&self) -> Vec<Alert> {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[async_trait]
+impl AlertChannel for RecordingChannel {
+    async fn send(&self, alert: &Alert) -> Result<Receipt> {
+        if let Some(d) = self.delay {
+            tokio::time::sleep(d).await;
+        }
+        if let Some(make) = &self.error {
+            return Err(make());
+        }
+        self.sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(alert.clone());
+        Ok(self.receipt.clone().unwrap_or_else(Receipt::new))
+    }
+
+    fn kind(&self) -> &str {
+        "recording"
+    }
+
+    fn preview(&self, alert: &Alert) -> Result<Vec<Preview>> {
+        let text = self.templates.render(Format::Text, alert, "recording")?;
+        Ok(vec![Preview::new(
+            "memory",
+            serde_json::json!({ "text": text }),
+        )])
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordingParams {
+    #[serde(default)]
+    fail: bool,
+    #[serde(default)]
+    delay_ms: u64,
+}
+
+/// [`Registry::default`] plus the type `recording`: a [`RecordingChannel`]
+/// with params `fail` (bool: answer 310000) and `delay_ms`.
+pub fn recording_registry() -> Registry {
+    let mut r = Registry::default();
+    r.register("recording", |ctx: &BuildContext<'_>| {
+        let p: RecordingParams = ctx.params()?;
+        let mut ch = if p.fail {
+            RecordingChannel::failing()
+        } else {
+            RecordingChannel::new()
+        };
+        ch.templates = ctx.templates().clone();
+        if p.delay_ms > 0 {
+            ch = ch.with_delay(Duration::from_millis(p.delay_ms));
+        }
+        Ok(Arc::new(ch) as Arc<dyn AlertChannel>)
+    });
+    r
+}
