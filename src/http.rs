@@ -187,6 +187,31 @@ impl std::fmt::Debug for ProxyConfig {
     }
 }
 
+/// The proxy of Dinky's params (`isEnableProxy`, `hostname`, `port`,
+/// `user`, `password`), if enabled.
+pub fn dinky_proxy(
+    enabled: bool,
+    hostname: Option<&str>,
+    port: Option<u16>,
+    user: Option<&str>,
+    password: Option<&SecretString>,
+) -> Result<Option<ProxyConfig>> {
+    if !enabled {
+        return Ok(None);
+    }
+    let host = hostname
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| Error::config("params.hostname", "isEnableProxy is set but no proxy hostname is given"))?;
+    let url = Url::parse(&format!("http://{host}:{}", port.unwrap_or(80)))
+        .map_err(|e| Error::config("params.hostname", format!("not a valid proxy host ({e})")))?;
+    let mut proxy = ProxyConfig::new(url);
+    if let Some(u) = user.filter(|u| !u.is_empty()) {
+        proxy = proxy.with_auth(u, password.cloned().unwrap_or_default());
+    }
+    Ok(Some(proxy))
+}
+
 /// Whether `url`'s host is a loopback address (`localhost`, 127.0.0.0/8, `::1`).
 pub fn is_loopback(url: &Url) -> bool {
     match url.host() {

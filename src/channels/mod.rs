@@ -2,8 +2,14 @@
 
 use crate::config::Registry;
 
+#[cfg(feature = "dingtalk")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dingtalk")))]
+pub mod dingtalk;
+
 /// Registers every built-in channel of the enabled features, with Dinky's
 /// type names as aliases.
 pub(crate) fn register_builtins(registry: &mut Registry) {
+    #[cfg(feature = "dingtalk")]
+    dingtalk::register(registry);
     let _ = registry;
 }

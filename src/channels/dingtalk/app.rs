@@ -1,0 +1,201 @@
+//! An enterprise app's robot on the new API (api.dingtalk.com, §2.1, §2.2):
+//! batch sends to users (20 per call) and sends to group conversations.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use url::Url;
+
+use super::{MsgType, Rendered, errors};
+use crate::channel::{Preview, Receipt};
+use crate::error::{Error, ErrorKind, Result};
+use crate::http::{Reply, TokenCache, redact_url, send_json};
+
+/// Users per batchSend call (§2.2).
+pub(crate) const BATCH: usize = 20;
+/// Largest `msgParam` the group API accepts (§2.2).
+const MAX_PARAM: usize = 15_000;
+const TOKEN_HEADER: &str = "x-acs-dingtalk-access-token";
+
+pub(crate) struct App {
+    pub client: reqwest::Client,
+    pub base: Url,
+    pub app_key: String,
+    pub app_secret: SecretString,
+    pub robot_code: String,
+    pub user_ids: Vec<String>,
+    pub conversations: Vec<String>,
+    pub tokens: Arc<TokenCache>,
+    pub flow_retries: u32,
+    pub flow_wait: Duration,
+}
+
+fn join(base: &Url, path: &str) -> Result<Url> {
+    base.join(path)
+        .map_err(|_| Error::config("params.base_url", format!("cannot append {path} to the base URL")))
+}
+
+fn ids(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+impl App {
+    async fn fetch_token(&self) -> Result<(SecretString, Duration)> {
+        let url = join(&self.base, "v1.0/oauth2/accessToken")?;
+        let body = json!({"appKey": self.app_key, "appSecret": self.app_secret.expose_secret()});
+        let reply = send_json(&self.client, Method::POST, &url, HeaderMap::new(), Some(&body)).await?;
+        if let Some(e) = errors::classify_new_api(&reply) {
+            // A refused app key/secret is a config problem, not an expired token.
+            return Err(match e.kind() {
+                ErrorKind::TokenExpired => Error::new(ErrorKind::Unauthorized, format!("token request refused: {}", e.message()))
+                    .with_code(e.code().unwrap_or_default())
+                    .with_retryable(false),
+                _ => e,
+            });
+        }
+        let token = reply.body.get("accessToken").and_then(Value::as_str);
+        let ttl = reply.body.get("expireIn").and_then(Value::as_u64).unwrap_or(7200);
+        match token {
+            Some(t) if !t.is_empty() => Ok((SecretString::from(t.to_owned()), Duration::from_secs(ttl))),
+            _ => Err(Error::new(ErrorKind::Platform, "token answer without accessToken").with_retryable(true)),
+        }
+    }
+
+    /// POSTs with the cached token; on InvalidAuthentication drops that token,
+    /// fetches a new one and tries once more.
+    async fn call(&self, path: &str, body: &Value) -> Result<Reply> {
+        let url = join(&self.base, path)?;
+        let mut refreshed = false;
+        loop {
+            let token = self.tokens.get(|| self.fetch_token()).await?;
+            let mut headers = HeaderMap::new();
+            let mut value = HeaderValue::from_str(token.expose_secret())
+                .map_err(|_| Error::new(ErrorKind::Platform, "the platform issued a token that is not a valid header value"))?;
+            value.set_sensitive(true);
+            headers.insert(TOKEN_HEADER, value);
+            let reply = send_json(&self.client, Method::POST, &url, headers, Some(body)).await?;
+            match errors::classify_new_api(&reply) {
+                None => return Ok(reply),
+                Some(e) if e.kind() == ErrorKind::TokenExpired && !refreshed => {
+                    self.tokens.invalidate(&token).await;
+                    refreshed = true;
+                }
+                Some(e) => return Err(e),
+            }
+        }
+    }
+
+    fn message(&self, r: &Rendered, msg_type: MsgType) -> Result<(&'static str, String, Vec<String>)> {
+        let suffix = r.suffix(false);
+        let (key, (bytes, notes)) = match msg_type {
+            MsgType::Text => ("sampleText", r.fit(MAX_PARAM, &suffix, |t| json!({"content": t}))?),
+            MsgType::ActionCard if !r.links.is_empty() => (
+                "sampleActionCard",
+                r.fit(MAX_PARAM, &suffix, |t| {
+                    json!({"title": r.title, "text": t, "singleTitle": r.links[0].0, "singleURL": r.links[0].1})
+                })?,
+            ),
+            _ => ("sampleMarkdown", r.fit(MAX_PARAM, &suffix, |t| json!({"title": r.title, "text": t}))?),
+        };
+        // The param is a JSON *string* inside the body (§2.2); fit produced valid JSON text.
+        let param = String::from_utf8(bytes)
+            .map_err(|e| Error::new(ErrorKind::Internal, "payload is not UTF-8").with_source(e))?;
+        Ok((key, param, notes))
+    }
+
+    pub async fn send(&self, r: &Rendered, msg_type: MsgType) -> Result<Receipt> {
+        let (key, param, notes) = self.message(r, msg_type)?;
+        let mut receipt = notes.into_iter().fold(Receipt::new(), Receipt::with_note);
+        if !r.mentions.inline().is_empty() {
+            receipt = receipt.with_note("app robot messages cannot mention anyone; mentions dropped");
+        }
+        let mut requests = 0u32;
+        let mut delivered = 0usize;
+        let mut first_error: Option<Error> = None;
+        for chunk in self.user_ids.chunks(BATCH) {
+            let mut pending: Vec<String> = chunk.to_vec();
+            let mut tries = 0;
+            loop {
+                let body = json!({"robotCode": self.robot_code, "userIds": pending, "msgKey": key, "msgParam": param});
+                requests += 1;
+                match self.call("v1.0/robot/oToMessages/batchSend", &body).await {
+                    Ok(reply) => {
+                        let invalid = ids(&reply.body, "invalidStaffIdList");
+                        let flow = ids(&reply.body, "flowControlledStaffIdList");
+                        delivered += pending.len() - invalid.len() - flow.len();
+                        if !invalid.is_empty() {
+                            receipt = receipt.with_note(format!("invalid user ids: {}", invalid.join(", ")));
+                        }
+                        receipt = receipt.with_rejected(invalid);
+                        pending = flow;
+                    }
+                    Err(e) => {
+                        receipt = receipt.with_note(format!("batch of {} users failed: {e}", pending.len()));
+                        receipt = receipt.with_rejected(std::mem::take(&mut pending));
+                        first_error.get_or_insert(e);
+                    }
+                }
+                if pending.is_empty() {
+                    break;
+                }
+                if tries >= self.flow_retries {
+                    receipt = receipt.with_note(format!("still flow-controlled after {tries} retries: {}", pending.join(", ")));
+                    receipt = receipt.with_rejected(pending);
+                    break;
+                }
+                tries += 1;
+                tokio::time::sleep(self.flow_wait).await;
+            }
+        }
+        for conv in &self.conversations {
+            let body = json!({"robotCode": self.robot_code, "openConversationId": conv, "msgKey": key, "msgParam": param});
+            requests += 1;
+            match self.call("v1.0/robot/groupMessages/send", &body).await {
+                Ok(reply) => {
+                    delivered += 1;
+                    if let Some(k) = reply.body.get("processQueryKey").and_then(Value::as_str) {
+                        receipt.message_id.get_or_insert_with(|| k.to_owned());
+                    }
+                }
+                Err(e) => {
+                    receipt = receipt.with_note(format!("conversation {conv} failed: {e}"));
+                    receipt = receipt.with_rejected([conv.clone()]);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if delivered == 0 {
+            return Err(first_error.unwrap_or_else(|| {
+                Error::new(ErrorKind::InvalidRecipient, "no recipient accepted the message").with_retryable(false)
+            }));
+        }
+        Ok(receipt.with_requests(requests))
+    }
+
+    pub fn preview(&self, r: &Rendered, msg_type: MsgType) -> Result<Vec<Preview>> {
+        let (key, param, _) = self.message(r, msg_type)?;
+        let mut out = Vec::new();
+        let users = join(&self.base, "v1.0/robot/oToMessages/batchSend")?;
+        for chunk in self.user_ids.chunks(BATCH) {
+            out.push(Preview::new(
+                redact_url(&users),
+                json!({"robotCode": self.robot_code, "userIds": chunk, "msgKey": key, "msgParam": param}),
+            ));
+        }
+        let groups = join(&self.base, "v1.0/robot/groupMessages/send")?;
+        for conv in &self.conversations {
+            out.push(Preview::new(
+                redact_url(&groups),
+                json!({"robotCode": self.robot_code, "openConversationId": conv, "msgKey": key, "msgParam": param}),
+            ));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,143 @@
+//! DingTalk instance params, with Dinky's names as aliases (platforms.md §10).
+
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
+
+use crate::http::ProxyConfig;
+
+/// Which DingTalk API an instance uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// A custom group robot webhook (default).
+    #[default]
+    Robot,
+    /// An enterprise internal app's robot (api.dingtalk.com).
+    App,
+    /// The legacy `gettoken` + `chat/send` flow.
+    Conversation,
+}
+
+/// Message type of robot and conversation sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MsgType {
+    /// Markdown (default).
+    #[default]
+    #[serde(alias = "MarkDown", alias = "markDown")]
+    Markdown,
+    /// Plain text.
+    #[serde(alias = "Text")]
+    Text,
+    /// An action card whose buttons are the alert's links.
+    #[serde(alias = "actionCard")]
+    ActionCard,
+}
+
+/// The params of a `dingtalk` instance.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Params {
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default, alias = "msgType", alias = "msgtype")]
+    pub msg_type: MsgType,
+
+    // robot
+    #[serde(default)]
+    pub webhook: Option<String>,
+    #[serde(default, alias = "accessToken")]
+    pub access_token: Option<SecretString>,
+    #[serde(default)]
+    pub secret: Option<SecretString>,
+    #[serde(default, alias = "keyword", deserialize_with = "one_or_many")]
+    pub keywords: Vec<String>,
+    #[serde(default, alias = "atMobiles")]
+    pub at_mobiles: Vec<String>,
+    #[serde(default, alias = "atUserIds", alias = "atUsers")]
+    pub at_user_ids: Vec<String>,
+    #[serde(default, alias = "isAtAll", alias = "atAll")]
+    pub at_all: bool,
+
+    // app and conversation
+    #[serde(default, alias = "client_id", alias = "appKey")]
+    pub app_key: Option<String>,
+    #[serde(default, alias = "client_secret", alias = "appSecret")]
+    pub app_secret: Option<SecretString>,
+    #[serde(default, alias = "robotCode")]
+    pub robot_code: Option<String>,
+    #[serde(default, alias = "userIds")]
+    pub user_ids: Vec<String>,
+    #[serde(default, alias = "openConversationIds")]
+    pub open_conversation_ids: Vec<String>,
+    #[serde(default, alias = "chatIds")]
+    pub chat_ids: Vec<String>,
+    /// How often flow-controlled users are tried again within one send.
+    #[serde(default = "two")]
+    pub flow_control_retries: u32,
+    #[serde(default = "one_second")]
+    pub flow_control_wait_ms: u64,
+
+    // transport
+    #[serde(default, alias = "baseUrl")]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub allow_http: bool,
+    #[serde(default)]
+    pub proxy: Option<ProxyConfig>,
+    // Dinky's proxy fields.
+    #[serde(default, alias = "isEnableProxy")]
+    pub enable_proxy: bool,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default, deserialize_with = "port")]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<SecretString>,
+}
+
+fn two() -> u32 {
+    2
+}
+
+fn one_second() -> u64 {
+    1000
+}
+
+/// Dinky stores one `keyword` string (often empty); alertkit takes a list.
+pub(crate) fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let v = match Option::<OneOrMany>::deserialize(d)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => s.split(',').map(str::to_owned).collect(),
+        Some(OneOrMany::Many(v)) => v,
+    };
+    Ok(v.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+}
+
+/// A port as a number or a numeric string (Dinky stores either); empty is none.
+pub(crate) fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Port {
+        N(u16),
+        S(String),
+    }
+    match Option::<Port>::deserialize(d)? {
+        None => Ok(None),
+        Some(Port::N(n)) => Ok(Some(n)),
+        Some(Port::S(s)) if s.trim().is_empty() => Ok(None),
+        Some(Port::S(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("invalid port {s:?}"))),
+    }
+}

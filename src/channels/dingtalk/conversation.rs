@@ -1,0 +1,122 @@
+//! The legacy flow: `GET /gettoken` then `POST /chat/send` per chat (§2.3).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use url::Url;
+
+use super::{MsgType, Rendered, errors};
+use crate::channel::{Preview, Receipt};
+use crate::error::{Error, ErrorKind, Result};
+use crate::http::{TokenCache, redact_url, send_json};
+
+/// Legacy content limit (§2.3).
+const MAX_CONTENT: usize = 5_000;
+
+pub(crate) struct Conversation {
+    pub client: reqwest::Client,
+    pub base: Url,
+    pub app_key: String,
+    pub app_secret: SecretString,
+    pub chat_ids: Vec<String>,
+    pub tokens: Arc<TokenCache>,
+}
+
+fn join(base: &Url, path: &str) -> Result<Url> {
+    base.join(path)
+        .map_err(|_| Error::config("params.base_url", format!("cannot append {path} to the base URL")))
+}
+
+impl Conversation {
+    async fn fetch_token(&self) -> Result<(SecretString, Duration)> {
+        let mut url = join(&self.base, "gettoken")?;
+        url.query_pairs_mut()
+            .append_pair("appkey", &self.app_key)
+            .append_pair("appsecret", self.app_secret.expose_secret());
+        let reply = send_json::<Value>(&self.client, Method::GET, &url, HeaderMap::new(), None).await?;
+        if let Some(e) = errors::classify_errcode(&reply) {
+            return Err(if e.kind() == ErrorKind::TokenExpired { e.with_retryable(false) } else { e });
+        }
+        let token = reply.body.get("access_token").and_then(Value::as_str).unwrap_or_default();
+        if token.is_empty() {
+            return Err(Error::new(ErrorKind::Platform, "gettoken answer without access_token").with_retryable(true));
+        }
+        let ttl = reply.body.get("expires_in").and_then(Value::as_u64).unwrap_or(7200);
+        Ok((SecretString::from(token.to_owned()), Duration::from_secs(ttl)))
+    }
+
+    fn message(&self, r: &Rendered, msg_type: MsgType) -> Result<(Value, Vec<String>)> {
+        let suffix = r.suffix(true);
+        // Fit the text alone: the legacy limits apply to the content field.
+        let (bytes, mut notes) = r.fit(MAX_CONTENT, &suffix, |t| Value::String(t.to_owned()))?;
+        let text: String = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::new(ErrorKind::Internal, "payload is not JSON").with_source(e))?;
+        let msg = match msg_type {
+            MsgType::Text => json!({"msgtype": "text", "text": {"content": text}}),
+            MsgType::Markdown => json!({"msgtype": "markdown", "markdown": {"title": r.title, "text": text}}),
+            MsgType::ActionCard => {
+                notes.push("action_card is sent as markdown to legacy chats".to_owned());
+                json!({"msgtype": "markdown", "markdown": {"title": r.title, "text": text}})
+            }
+        };
+        Ok((msg, notes))
+    }
+
+    pub async fn send(&self, r: &Rendered, msg_type: MsgType) -> Result<Receipt> {
+        let (msg, notes) = self.message(r, msg_type)?;
+        let mut receipt = notes.into_iter().fold(Receipt::new(), Receipt::with_note);
+        let mut delivered = 0;
+        let mut first_error = None;
+        let mut requests = 0;
+        for chat in &self.chat_ids {
+            let body = json!({"chatid": chat, "msg": msg});
+            let mut refreshed = false;
+            let result = loop {
+                let token = self.tokens.get(|| self.fetch_token()).await?;
+                let mut url = join(&self.base, "chat/send")?;
+                url.query_pairs_mut().append_pair("access_token", token.expose_secret());
+                requests += 1;
+                let reply = send_json(&self.client, Method::POST, &url, HeaderMap::new(), Some(&body)).await?;
+                match errors::classify_errcode(&reply) {
+                    None => break Ok(reply),
+                    Some(e) if matches!(e.code(), Some("40014" | "42001" | "40001")) && !refreshed => {
+                        self.tokens.invalidate(&token).await;
+                        refreshed = true;
+                    }
+                    Some(e) => break Err(e),
+                }
+            };
+            match result {
+                Ok(reply) => {
+                    delivered += 1;
+                    if let Some(id) = reply.body.get("messageId").and_then(Value::as_str) {
+                        receipt.message_id.get_or_insert_with(|| id.to_owned());
+                    }
+                }
+                Err(e) => {
+                    receipt = receipt.with_note(format!("chat {chat} failed: {e}"));
+                    receipt = receipt.with_rejected([chat.clone()]);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if delivered == 0 => Err(e),
+            _ => Ok(receipt.with_requests(requests)),
+        }
+    }
+
+    pub fn preview(&self, r: &Rendered, msg_type: MsgType) -> Result<Vec<Preview>> {
+        let (msg, _) = self.message(r, msg_type)?;
+        let url = join(&self.base, "chat/send")?;
+        Ok(self
+            .chat_ids
+            .iter()
+            .map(|c| Preview::new(redact_url(&url), json!({"chatid": c, "msgtype": msg["msgtype"], "msg": msg})))
+            .collect())
+    }
+}
