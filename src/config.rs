@@ -36,6 +36,18 @@ pub struct Config {
 }
 
 impl Config {
+    /// Adds an instance.
+    pub fn with_instance(mut self, instance: InstanceConfig) -> Self {
+        self.instances.push(instance);
+        self
+    }
+
+    /// Adds a group.
+    pub fn with_group(mut self, group: GroupConfig) -> Self {
+        self.groups.push(group);
+        self
+    }
+
     /// Parses JSON.
     pub fn from_json(text: &str) -> Result<Self> {
         let de = &mut serde_json::Deserializer::from_str(text);
@@ -44,7 +56,11 @@ impl Config {
 }
 
 /// One configured channel instance.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// `Debug` redacts params whose names look secret (`secret`, `password`,
+/// `token`, `key`, ...) and every URL's query and hook path; `Serialize`
+/// writes them back as they are, for a host that stores its config.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct InstanceConfig {
@@ -66,6 +82,57 @@ pub struct InstanceConfig {
     /// Time limit for one send, in milliseconds (the group's otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for InstanceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let params: BTreeMap<&str, serde_json::Value> = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.as_str(), redact_param(k, v)))
+            .collect();
+        f.debug_struct("InstanceConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("enabled", &self.enabled)
+            .field("params", &params)
+            .field("templates", &self.templates)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+/// A param value as `Debug` may show it.
+pub(crate) fn redact_param(key: &str, value: &serde_json::Value) -> serde_json::Value {
+    const SECRET_WORDS: [&str; 8] = [
+        "secret",
+        "password",
+        "passwd",
+        "token",
+        "key",
+        "sign",
+        "auth",
+        "credential",
+    ];
+    let lower = key.to_ascii_lowercase();
+    if SECRET_WORDS.iter().any(|w| lower.contains(w)) {
+        return serde_json::Value::String("[REDACTED]".into());
+    }
+    match value {
+        serde_json::Value::String(s) => match url::Url::parse(s) {
+            Ok(u) if u.has_host() => serde_json::Value::String(crate::http::redact_url(&u)),
+            _ => value.clone(),
+        },
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), redact_param(k, v)))
+                .collect(),
+        ),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(|v| redact_param(key, v)).collect())
+        }
+        _ => value.clone(),
+    }
 }
 
 fn yes() -> bool {

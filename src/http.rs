@@ -202,7 +202,12 @@ pub fn dinky_proxy(
     let host = hostname
         .map(str::trim)
         .filter(|h| !h.is_empty())
-        .ok_or_else(|| Error::config("params.hostname", "isEnableProxy is set but no proxy hostname is given"))?;
+        .ok_or_else(|| {
+            Error::config(
+                "params.hostname",
+                "isEnableProxy is set but no proxy hostname is given",
+            )
+        })?;
     let url = Url::parse(&format!("http://{host}:{}", port.unwrap_or(80)))
         .map_err(|e| Error::config("params.hostname", format!("not a valid proxy host ({e})")))?;
     let mut proxy = ProxyConfig::new(url);

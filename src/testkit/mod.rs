@@ -16,6 +16,32 @@ use crate::config::{BuildContext, Registry};
 use crate::error::{Error, ErrorKind, Result};
 use crate::template::Format;
 
+#[cfg(all(feature = "testkit", feature = "dingtalk"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "testkit", feature = "dingtalk"))))]
+pub mod dingtalk;
+
+/// One request a fake platform received, and what it answered.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Recorded {
+    /// URL path.
+    pub path: String,
+    /// Query parameters, decoded once.
+    pub query: std::collections::BTreeMap<String, String>,
+    /// Request headers (lower-case names).
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The body as JSON (`Null` if it was not JSON).
+    pub body: serde_json::Value,
+    /// The body's size in bytes.
+    pub body_len: usize,
+    /// HTTP status answered.
+    pub status: u16,
+    /// The body answered.
+    pub answer: serde_json::Value,
+    /// Whether the platform accepted it as a message (not a token request).
+    pub accepted: bool,
+}
+
 type MakeError = Arc<dyn Fn() -> Error + Send + Sync>;
 
 /// An in-memory channel: records every alert it is sent.

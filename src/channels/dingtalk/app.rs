@@ -35,14 +35,22 @@ pub(crate) struct App {
 }
 
 fn join(base: &Url, path: &str) -> Result<Url> {
-    base.join(path)
-        .map_err(|_| Error::config("params.base_url", format!("cannot append {path} to the base URL")))
+    base.join(path).map_err(|_| {
+        Error::config(
+            "params.base_url",
+            format!("cannot append {path} to the base URL"),
+        )
+    })
 }
 
 fn ids(v: &Value, key: &str) -> Vec<String> {
     v.get(key)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -50,21 +58,40 @@ impl App {
     async fn fetch_token(&self) -> Result<(SecretString, Duration)> {
         let url = join(&self.base, "v1.0/oauth2/accessToken")?;
         let body = json!({"appKey": self.app_key, "appSecret": self.app_secret.expose_secret()});
-        let reply = send_json(&self.client, Method::POST, &url, HeaderMap::new(), Some(&body)).await?;
+        let reply = send_json(
+            &self.client,
+            Method::POST,
+            &url,
+            HeaderMap::new(),
+            Some(&body),
+        )
+        .await?;
         if let Some(e) = errors::classify_new_api(&reply) {
             // A refused app key/secret is a config problem, not an expired token.
             return Err(match e.kind() {
-                ErrorKind::TokenExpired => Error::new(ErrorKind::Unauthorized, format!("token request refused: {}", e.message()))
-                    .with_code(e.code().unwrap_or_default())
-                    .with_retryable(false),
+                ErrorKind::TokenExpired => Error::new(
+                    ErrorKind::Unauthorized,
+                    format!("token request refused: {}", e.message()),
+                )
+                .with_code(e.code().unwrap_or_default())
+                .with_retryable(false),
                 _ => e,
             });
         }
         let token = reply.body.get("accessToken").and_then(Value::as_str);
-        let ttl = reply.body.get("expireIn").and_then(Value::as_u64).unwrap_or(7200);
+        let ttl = reply
+            .body
+            .get("expireIn")
+            .and_then(Value::as_u64)
+            .unwrap_or(7200);
         match token {
-            Some(t) if !t.is_empty() => Ok((SecretString::from(t.to_owned()), Duration::from_secs(ttl))),
-            _ => Err(Error::new(ErrorKind::Platform, "token answer without accessToken").with_retryable(true)),
+            Some(t) if !t.is_empty() => {
+                Ok((SecretString::from(t.to_owned()), Duration::from_secs(ttl)))
+            }
+            _ => Err(
+                Error::new(ErrorKind::Platform, "token answer without accessToken")
+                    .with_retryable(true),
+            ),
         }
     }
 
@@ -76,8 +103,12 @@ impl App {
         loop {
             let token = self.tokens.get(|| self.fetch_token()).await?;
             let mut headers = HeaderMap::new();
-            let mut value = HeaderValue::from_str(token.expose_secret())
-                .map_err(|_| Error::new(ErrorKind::Platform, "the platform issued a token that is not a valid header value"))?;
+            let mut value = HeaderValue::from_str(token.expose_secret()).map_err(|_| {
+                Error::new(
+                    ErrorKind::Platform,
+                    "the platform issued a token that is not a valid header value",
+                )
+            })?;
             value.set_sensitive(true);
             headers.insert(TOKEN_HEADER, value);
             let reply = send_json(&self.client, Method::POST, &url, headers, Some(body)).await?;
@@ -92,7 +123,11 @@ impl App {
         }
     }
 
-    fn message(&self, r: &Rendered, msg_type: MsgType) -> Result<(&'static str, String, Vec<String>)> {
+    fn message(
+        &self,
+        r: &Rendered,
+        msg_type: MsgType,
+    ) -> Result<(&'static str, String, Vec<String>)> {
         let suffix = r.suffix(false);
         let (key, (bytes, notes)) = match msg_type {
             MsgType::Text => ("sampleText", r.fit(MAX_PARAM, &suffix, |t| json!({"content": t}))?),
@@ -114,7 +149,8 @@ impl App {
         let (key, param, notes) = self.message(r, msg_type)?;
         let mut receipt = notes.into_iter().fold(Receipt::new(), Receipt::with_note);
         if !r.mentions.inline().is_empty() {
-            receipt = receipt.with_note("app robot messages cannot mention anyone; mentions dropped");
+            receipt =
+                receipt.with_note("app robot messages cannot mention anyone; mentions dropped");
         }
         let mut requests = 0u32;
         let mut delivered = 0usize;
@@ -131,13 +167,15 @@ impl App {
                         let flow = ids(&reply.body, "flowControlledStaffIdList");
                         delivered += pending.len() - invalid.len() - flow.len();
                         if !invalid.is_empty() {
-                            receipt = receipt.with_note(format!("invalid user ids: {}", invalid.join(", ")));
+                            receipt = receipt
+                                .with_note(format!("invalid user ids: {}", invalid.join(", ")));
                         }
                         receipt = receipt.with_rejected(invalid);
                         pending = flow;
                     }
                     Err(e) => {
-                        receipt = receipt.with_note(format!("batch of {} users failed: {e}", pending.len()));
+                        receipt = receipt
+                            .with_note(format!("batch of {} users failed: {e}", pending.len()));
                         receipt = receipt.with_rejected(std::mem::take(&mut pending));
                         first_error.get_or_insert(e);
                     }
@@ -146,7 +184,10 @@ impl App {
                     break;
                 }
                 if tries >= self.flow_retries {
-                    receipt = receipt.with_note(format!("still flow-controlled after {tries} retries: {}", pending.join(", ")));
+                    receipt = receipt.with_note(format!(
+                        "still flow-controlled after {tries} retries: {}",
+                        pending.join(", ")
+                    ));
                     receipt = receipt.with_rejected(pending);
                     break;
                 }
@@ -173,7 +214,11 @@ impl App {
         }
         if delivered == 0 {
             return Err(first_error.unwrap_or_else(|| {
-                Error::new(ErrorKind::InvalidRecipient, "no recipient accepted the message").with_retryable(false)
+                Error::new(
+                    ErrorKind::InvalidRecipient,
+                    "no recipient accepted the message",
+                )
+                .with_retryable(false)
             }));
         }
         Ok(receipt.with_requests(requests))

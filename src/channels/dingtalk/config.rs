@@ -119,7 +119,10 @@ pub(crate) fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>
         Some(OneOrMany::One(s)) => s.split(',').map(str::to_owned).collect(),
         Some(OneOrMany::Many(v)) => v,
     };
-    Ok(v.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+    Ok(v.into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect())
 }
 
 /// A port as a number or a numeric string (Dinky stores either); empty is none.

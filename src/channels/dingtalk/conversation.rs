@@ -27,8 +27,12 @@ pub(crate) struct Conversation {
 }
 
 fn join(base: &Url, path: &str) -> Result<Url> {
-    base.join(path)
-        .map_err(|_| Error::config("params.base_url", format!("cannot append {path} to the base URL")))
+    base.join(path).map_err(|_| {
+        Error::config(
+            "params.base_url",
+            format!("cannot append {path} to the base URL"),
+        )
+    })
 }
 
 impl Conversation {
@@ -37,16 +41,35 @@ impl Conversation {
         url.query_pairs_mut()
             .append_pair("appkey", &self.app_key)
             .append_pair("appsecret", self.app_secret.expose_secret());
-        let reply = send_json::<Value>(&self.client, Method::GET, &url, HeaderMap::new(), None).await?;
+        let reply =
+            send_json::<Value>(&self.client, Method::GET, &url, HeaderMap::new(), None).await?;
         if let Some(e) = errors::classify_errcode(&reply) {
-            return Err(if e.kind() == ErrorKind::TokenExpired { e.with_retryable(false) } else { e });
+            return Err(if e.kind() == ErrorKind::TokenExpired {
+                e.with_retryable(false)
+            } else {
+                e
+            });
         }
-        let token = reply.body.get("access_token").and_then(Value::as_str).unwrap_or_default();
+        let token = reply
+            .body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if token.is_empty() {
-            return Err(Error::new(ErrorKind::Platform, "gettoken answer without access_token").with_retryable(true));
+            return Err(
+                Error::new(ErrorKind::Platform, "gettoken answer without access_token")
+                    .with_retryable(true),
+            );
         }
-        let ttl = reply.body.get("expires_in").and_then(Value::as_u64).unwrap_or(7200);
-        Ok((SecretString::from(token.to_owned()), Duration::from_secs(ttl)))
+        let ttl = reply
+            .body
+            .get("expires_in")
+            .and_then(Value::as_u64)
+            .unwrap_or(7200);
+        Ok((
+            SecretString::from(token.to_owned()),
+            Duration::from_secs(ttl),
+        ))
     }
 
     fn message(&self, r: &Rendered, msg_type: MsgType) -> Result<(Value, Vec<String>)> {
@@ -57,7 +80,9 @@ impl Conversation {
             .map_err(|e| Error::new(ErrorKind::Internal, "payload is not JSON").with_source(e))?;
         let msg = match msg_type {
             MsgType::Text => json!({"msgtype": "text", "text": {"content": text}}),
-            MsgType::Markdown => json!({"msgtype": "markdown", "markdown": {"title": r.title, "text": text}}),
+            MsgType::Markdown => {
+                json!({"msgtype": "markdown", "markdown": {"title": r.title, "text": text}})
+            }
             MsgType::ActionCard => {
                 notes.push("action_card is sent as markdown to legacy chats".to_owned());
                 json!({"msgtype": "markdown", "markdown": {"title": r.title, "text": text}})
@@ -78,12 +103,22 @@ impl Conversation {
             let result = loop {
                 let token = self.tokens.get(|| self.fetch_token()).await?;
                 let mut url = join(&self.base, "chat/send")?;
-                url.query_pairs_mut().append_pair("access_token", token.expose_secret());
+                url.query_pairs_mut()
+                    .append_pair("access_token", token.expose_secret());
                 requests += 1;
-                let reply = send_json(&self.client, Method::POST, &url, HeaderMap::new(), Some(&body)).await?;
+                let reply = send_json(
+                    &self.client,
+                    Method::POST,
+                    &url,
+                    HeaderMap::new(),
+                    Some(&body),
+                )
+                .await?;
                 match errors::classify_errcode(&reply) {
                     None => break Ok(reply),
-                    Some(e) if matches!(e.code(), Some("40014" | "42001" | "40001")) && !refreshed => {
+                    Some(e)
+                        if matches!(e.code(), Some("40014" | "42001" | "40001")) && !refreshed =>
+                    {
                         self.tokens.invalidate(&token).await;
                         refreshed = true;
                     }
@@ -116,7 +151,12 @@ impl Conversation {
         Ok(self
             .chat_ids
             .iter()
-            .map(|c| Preview::new(redact_url(&url), json!({"chatid": c, "msgtype": msg["msgtype"], "msg": msg})))
+            .map(|c| {
+                Preview::new(
+                    redact_url(&url),
+                    json!({"chatid": c, "msgtype": msg["msgtype"], "msg": msg}),
+                )
+            })
             .collect())
     }
 }

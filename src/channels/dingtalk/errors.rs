@@ -28,13 +28,17 @@ pub(crate) fn classify_errcode(reply: &Reply) -> Option<Error> {
             (token_or_auth(&code), false)
         }
         "400013" | "400106" => (ErrorKind::InvalidRecipient, false),
-        "400105" | "40035" | "430101" | "430102" | "430103" | "430104" => (ErrorKind::InvalidContent, false),
+        "400105" | "40035" | "430101" | "430102" | "430103" | "430104" => {
+            (ErrorKind::InvalidContent, false)
+        }
         "460101" | "101002" | "34016" => (ErrorKind::PayloadTooLarge, false),
         // Legacy per-app/per-corp API quotas (§2.3).
         "90018" | "90006" | "90005" => (ErrorKind::RateLimited, true),
         _ => (ErrorKind::Platform, false),
     };
-    let mut e = Error::new(kind, msg).with_code(code).with_retryable(retryable);
+    let mut e = Error::new(kind, msg)
+        .with_code(code)
+        .with_retryable(retryable);
     if kind == ErrorKind::RateLimited && retryable {
         e = e.with_retry_after(reply.retry_after.unwrap_or(RATE_LIMIT_WAIT));
     }
@@ -69,7 +73,12 @@ pub(crate) fn classify_new_api(reply: &Reply) -> Option<Error> {
     if reply.status.is_success() {
         return None;
     }
-    let Some(code) = reply.body.get("code").and_then(|c| c.as_str()).map(str::to_owned) else {
+    let Some(code) = reply
+        .body
+        .get("code")
+        .and_then(|c| c.as_str())
+        .map(str::to_owned)
+    else {
         return Some(crate::http::unexpected_reply(reply));
     };
     let msg = reply.message();
@@ -77,9 +86,14 @@ pub(crate) fn classify_new_api(reply: &Reply) -> Option<Error> {
         (ErrorKind::TokenExpired, true)
     } else if code.starts_with("Forbidden.AccessDenied.QpsLimit") {
         (ErrorKind::RateLimited, true)
-    } else if code.starts_with("Forbidden") || code == "bot.stopped" || code.starts_with("invalidParameter.robotCode") {
+    } else if code.starts_with("Forbidden")
+        || code == "bot.stopped"
+        || code.starts_with("invalidParameter.robotCode")
+    {
         (ErrorKind::Unauthorized, false)
-    } else if code.starts_with("invalidParameter.userIds") || code.starts_with("invalidParameter.openConversationId") {
+    } else if code.starts_with("invalidParameter.userIds")
+        || code.starts_with("invalidParameter.openConversationId")
+    {
         (ErrorKind::InvalidRecipient, false)
     } else if code.starts_with("invalidParameter") || code.starts_with("template.") {
         (ErrorKind::InvalidContent, false)
@@ -88,7 +102,9 @@ pub(crate) fn classify_new_api(reply: &Reply) -> Option<Error> {
     } else {
         (ErrorKind::Platform, false)
     };
-    let mut e = Error::new(kind, msg).with_code(code).with_retryable(retryable);
+    let mut e = Error::new(kind, msg)
+        .with_code(code)
+        .with_retryable(retryable);
     if kind == ErrorKind::RateLimited {
         e = e.with_retry_after(reply.retry_after.unwrap_or(Duration::from_secs(1)));
     }
@@ -110,8 +126,13 @@ mod tests {
     }
 
     fn check(code: i64, msg: &str, kind: ErrorKind, retryable: bool) {
-        let e = classify_errcode(&reply(json!({"errcode": code, "errmsg": msg}))).expect("an error");
-        assert_eq!((e.kind(), e.is_retryable()), (kind, retryable), "{code} {msg}");
+        let e =
+            classify_errcode(&reply(json!({"errcode": code, "errmsg": msg}))).expect("an error");
+        assert_eq!(
+            (e.kind(), e.is_retryable()),
+            (kind, retryable),
+            "{code} {msg}"
+        );
         assert_eq!(e.code(), Some(code.to_string().as_str()));
     }
 
@@ -119,18 +140,48 @@ mod tests {
     fn section_1_5_codes() {
         assert!(classify_errcode(&reply(json!({"errcode": 0, "errmsg": "ok"}))).is_none());
         check(-1, "系统繁忙", ErrorKind::Platform, true);
-        check(310000, "keywords not in content", ErrorKind::KeywordMissing, false);
-        check(310000, "invalid timestamp", ErrorKind::SignatureMismatch, false);
-        check(310000, "sign not match", ErrorKind::SignatureMismatch, false);
-        check(310000, "ip 1.2.3.4 not in whitelist", ErrorKind::IpNotAllowed, false);
+        check(
+            310000,
+            "keywords not in content",
+            ErrorKind::KeywordMissing,
+            false,
+        );
+        check(
+            310000,
+            "invalid timestamp",
+            ErrorKind::SignatureMismatch,
+            false,
+        );
+        check(
+            310000,
+            "sign not match",
+            ErrorKind::SignatureMismatch,
+            false,
+        );
+        check(
+            310000,
+            "ip 1.2.3.4 not in whitelist",
+            ErrorKind::IpNotAllowed,
+            false,
+        );
         check(
             310000,
             "description:机器人发送签名不匹配;solution:请确认签名和生成签名的时间戳必须都放在调用的网址中，请确认机器人的密钥加密和填写正确;link:x",
             ErrorKind::SignatureMismatch,
             false,
         );
-        check(310000, "错误描述:机器人发送签名不匹配;解决方案:...", ErrorKind::SignatureMismatch, false);
-        check(130101, "send too fast, exceed 20 times per minute", ErrorKind::RateLimited, true);
+        check(
+            310000,
+            "错误描述:机器人发送签名不匹配;解决方案:...",
+            ErrorKind::SignatureMismatch,
+            false,
+        );
+        check(
+            130101,
+            "send too fast, exceed 20 times per minute",
+            ErrorKind::RateLimited,
+            true,
+        );
         check(410100, "发送速度太快而限流", ErrorKind::RateLimited, true);
         check(300001, "token is not exist", ErrorKind::Unauthorized, false);
         check(300005, "token is not exist", ErrorKind::Unauthorized, false);
@@ -142,8 +193,18 @@ mod tests {
         for c in [430101, 430102, 430103, 430104] {
             check(c, "含有不安全的外链", ErrorKind::InvalidContent, false);
         }
-        check(460101, "message too long, exceed 20000 bytes", ErrorKind::PayloadTooLarge, false);
-        check(101002, "message is too long", ErrorKind::PayloadTooLarge, false);
+        check(
+            460101,
+            "message too long, exceed 20000 bytes",
+            ErrorKind::PayloadTooLarge,
+            false,
+        );
+        check(
+            101002,
+            "message is too long",
+            ErrorKind::PayloadTooLarge,
+            false,
+        );
         check(40035, "缺少参数 json", ErrorKind::InvalidContent, false);
         check(90030, "webhook over limit", ErrorKind::RateLimited, false);
         check(999999, "new code", ErrorKind::Platform, false);
@@ -151,7 +212,10 @@ mod tests {
 
     #[test]
     fn rate_limits_carry_a_wait() {
-        let e = classify_errcode(&reply(json!({"errcode": 130101, "errmsg": "send too fast"}))).unwrap();
+        let e = classify_errcode(&reply(
+            json!({"errcode": 130101, "errmsg": "send too fast"}),
+        ))
+        .unwrap();
         assert_eq!(e.retry_after(), Some(Duration::from_secs(60)));
     }
 
@@ -175,14 +239,42 @@ mod tests {
             let e = classify_new_api(&r(status, code)).unwrap();
             (e.kind(), e.is_retryable())
         };
-        assert_eq!(k(400, "InvalidAuthentication"), (ErrorKind::TokenExpired, true));
-        assert_eq!(k(403, "Forbidden.AccessDenied.QpsLimitForApi"), (ErrorKind::RateLimited, true));
-        assert_eq!(k(403, "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi"), (ErrorKind::RateLimited, true));
-        assert_eq!(k(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied"), (ErrorKind::Unauthorized, false));
-        assert_eq!(k(400, "invalidParameter.userIds.overMax"), (ErrorKind::InvalidRecipient, false));
-        assert_eq!(k(400, "invalidParameter.msgParam.invalid"), (ErrorKind::InvalidContent, false));
-        assert_eq!(k(400, "invalidParameter.robotCode.notExsit"), (ErrorKind::Unauthorized, false));
+        assert_eq!(
+            k(400, "InvalidAuthentication"),
+            (ErrorKind::TokenExpired, true)
+        );
+        assert_eq!(
+            k(403, "Forbidden.AccessDenied.QpsLimitForApi"),
+            (ErrorKind::RateLimited, true)
+        );
+        assert_eq!(
+            k(403, "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi"),
+            (ErrorKind::RateLimited, true)
+        );
+        assert_eq!(
+            k(403, "Forbidden.AccessDenied.AccessTokenPermissionDenied"),
+            (ErrorKind::Unauthorized, false)
+        );
+        assert_eq!(
+            k(400, "invalidParameter.userIds.overMax"),
+            (ErrorKind::InvalidRecipient, false)
+        );
+        assert_eq!(
+            k(400, "invalidParameter.msgParam.invalid"),
+            (ErrorKind::InvalidContent, false)
+        );
+        assert_eq!(
+            k(400, "invalidParameter.robotCode.notExsit"),
+            (ErrorKind::Unauthorized, false)
+        );
         assert_eq!(k(400, "bot.stopped"), (ErrorKind::Unauthorized, false));
-        assert!(classify_new_api(&Reply { status: StatusCode::OK, retry_after: None, body: json!({}) }).is_none());
+        assert!(
+            classify_new_api(&Reply {
+                status: StatusCode::OK,
+                retry_after: None,
+                body: json!({})
+            })
+            .is_none()
+        );
     }
 }

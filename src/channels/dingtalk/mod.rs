@@ -52,8 +52,8 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-pub use config::{Mode, MsgType};
 use config::Params;
+pub use config::{Mode, MsgType};
 
 use crate::alert::{Alert, Mention};
 use crate::channel::{AlertChannel, Preview, Receipt};
@@ -72,7 +72,9 @@ pub const API_BASE: &str = "https://api.dingtalk.com";
 pub const MAX_BODY: usize = 20_000;
 
 pub(crate) fn register(r: &mut Registry) {
-    r.register(KIND, |ctx: &BuildContext<'_>| Ok(Arc::new(DingTalk::build(ctx)?) as Arc<dyn AlertChannel>));
+    r.register(KIND, |ctx: &BuildContext<'_>| {
+        Ok(Arc::new(DingTalk::build(ctx)?) as Arc<dyn AlertChannel>)
+    });
 }
 
 /// A DingTalk instance. Build it from config through a
@@ -147,7 +149,12 @@ fn non_empty(s: Option<SecretString>) -> Option<SecretString> {
 }
 
 fn required<T>(v: Option<T>, field: &str, mode: &str) -> Result<T> {
-    v.ok_or_else(|| Error::config(format!("params.{field}"), format!("required in {mode} mode")))
+    v.ok_or_else(|| {
+        Error::config(
+            format!("params.{field}"),
+            format!("required in {mode} mode"),
+        )
+    })
 }
 
 impl DingTalk {
@@ -156,23 +163,37 @@ impl DingTalk {
         let p: Params = ctx.params()?;
         let client = ctx.http().client_for(dinky_proxy(&p)?.as_ref())?;
         let base = |default: &str| -> Result<url::Url> {
-            parse_url("params.base_url", p.base_url.as_deref().unwrap_or(default), p.allow_http)
+            parse_url(
+                "params.base_url",
+                p.base_url.as_deref().unwrap_or(default),
+                p.allow_http,
+            )
         };
         let api = match p.mode {
             Mode::Robot => {
                 let url = match (&p.webhook, &p.access_token) {
                     (Some(w), _) if !w.trim().is_empty() => {
                         let u = parse_url("params.webhook", w, p.allow_http)?;
-                        if !u.query_pairs().any(|(k, v)| k == "access_token" && !v.is_empty()) {
-                            return Err(Error::config("params.webhook", "the webhook URL has no access_token"));
+                        if !u
+                            .query_pairs()
+                            .any(|(k, v)| k == "access_token" && !v.is_empty())
+                        {
+                            return Err(Error::config(
+                                "params.webhook",
+                                "the webhook URL has no access_token",
+                            ));
                         }
                         u
                     }
                     (_, Some(token)) => {
                         let mut u = base(OAPI_BASE)?.join("robot/send").map_err(|_| {
-                            Error::config("params.base_url", "cannot append robot/send to the base URL")
+                            Error::config(
+                                "params.base_url",
+                                "cannot append robot/send to the base URL",
+                            )
                         })?;
-                        u.query_pairs_mut().append_pair("access_token", token.expose_secret());
+                        u.query_pairs_mut()
+                            .append_pair("access_token", token.expose_secret());
                         u
                     }
                     _ => {
@@ -194,7 +215,9 @@ impl DingTalk {
                         "app mode needs `user_ids` and/or `open_conversation_ids`",
                     ));
                 }
-                let tokens = ctx.http().token_cache(&crate::http::token_key("dingtalk-app", &key, &secret));
+                let tokens =
+                    ctx.http()
+                        .token_cache(&crate::http::token_key("dingtalk-app", &key, &secret));
                 Api::App(app::App {
                     client,
                     base: base(API_BASE)?,
@@ -210,11 +233,22 @@ impl DingTalk {
             }
             Mode::Conversation => {
                 let key = required(p.app_key.clone(), "app_key", "conversation")?;
-                let secret = required(non_empty(p.app_secret.clone()), "app_secret", "conversation")?;
+                let secret = required(
+                    non_empty(p.app_secret.clone()),
+                    "app_secret",
+                    "conversation",
+                )?;
                 if p.chat_ids.is_empty() {
-                    return Err(Error::config("params.chat_ids", "required in conversation mode"));
+                    return Err(Error::config(
+                        "params.chat_ids",
+                        "required in conversation mode",
+                    ));
                 }
-                let tokens = ctx.http().token_cache(&crate::http::token_key("dingtalk-legacy", &key, &secret));
+                let tokens = ctx.http().token_cache(&crate::http::token_key(
+                    "dingtalk-legacy",
+                    &key,
+                    &secret,
+                ));
                 Api::Conversation(conversation::Conversation {
                     client,
                     base: base(OAPI_BASE)?,
@@ -262,12 +296,19 @@ impl DingTalk {
         let title = self.templates.render(Format::Title, alert, KIND)?;
         let body = match self.msg_type {
             MsgType::Text => self.templates.render(Format::Text, alert, KIND)?,
-            MsgType::Markdown | MsgType::ActionCard => self.templates.render(Format::Markdown, alert, KIND)?,
+            MsgType::Markdown | MsgType::ActionCard => {
+                self.templates.render(Format::Markdown, alert, KIND)?
+            }
         };
         let mentions = self.mentions(alert);
         // Keyword: present in what DingTalk scans, or appended visibly.
         let keyword = match self.keywords.first() {
-            Some(first) if !self.keywords.iter().any(|k| body.contains(k.as_str()) || title.contains(k.as_str())) => {
+            Some(first)
+                if !self
+                    .keywords
+                    .iter()
+                    .any(|k| body.contains(k.as_str()) || title.contains(k.as_str())) =>
+            {
                 Some(first.clone())
             }
             _ => None,
@@ -328,32 +369,50 @@ impl Rendered {
             .iter()
             .map(|m| format!("DingTalk cannot mention {m}"))
             .collect();
-        let mut body = self.body.clone();
-        let mut omitted_total = 0;
-        for _ in 0..8 {
-            let text = format!("{body}{suffix}");
-            let bytes = serde_json::to_vec(&make(&text))
-                .map_err(|e| Error::new(crate::ErrorKind::Internal, "cannot serialize payload").with_source(e))?;
-            if bytes.len() <= max {
-                if omitted_total > 0 {
-                    notes.push(format!("text truncated to fit {max} bytes ({omitted_total} bytes omitted)"));
-                }
-                return Ok((bytes, notes));
-            }
-            let excess = bytes.len() - max;
-            let keep = body.len().saturating_sub(excess);
-            let (cut, _) = crate::text::truncate_marked(&self.body, keep.min(self.body.len()));
-            omitted_total = self.body.len().saturating_sub(cut.len());
-            body = cut;
+        let build = |body: &str| -> Result<Vec<u8>> {
+            serde_json::to_vec(&make(&format!("{body}{suffix}"))).map_err(|e| {
+                Error::new(crate::ErrorKind::Internal, "cannot serialize payload").with_source(e)
+            })
+        };
+        let whole = build(&self.body)?;
+        if whole.len() <= max {
+            return Ok((whole, notes));
         }
-        Err(Error::new(
-            crate::ErrorKind::PayloadTooLarge,
-            format!("the message cannot be fitted into {max} bytes (title, mentions or links alone are too long)"),
-        )
-        .with_retryable(false))
+        // JSON escaping makes the size of a cut hard to predict: search for the
+        // longest kept prefix whose payload fits (size grows with the prefix).
+        let (mut lo, mut hi) = (0usize, self.body.len());
+        let mut best: Option<(Vec<u8>, usize)> = None;
+        while lo <= hi {
+            let mid = lo + (hi - lo) / 2;
+            let (cut, omitted) = crate::text::truncate_marked(&self.body, mid);
+            let bytes = build(&cut)?;
+            if bytes.len() <= max {
+                best = Some((bytes, omitted));
+                lo = mid + 1;
+            } else if mid == 0 {
+                break;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        match best {
+            Some((bytes, omitted)) => {
+                notes.push(format!("text truncated to fit {max} bytes ({omitted} bytes omitted)"));
+                Ok((bytes, notes))
+            }
+            None => Err(Error::new(
+                crate::ErrorKind::PayloadTooLarge,
+                format!("the message cannot be fitted into {max} bytes (title, mentions or links alone are too long)"),
+            )
+            .with_retryable(false)),
+        }
     }
 
-    pub(crate) fn robot_body(&self, msg_type: MsgType, max: usize) -> Result<(Vec<u8>, Vec<String>)> {
+    pub(crate) fn robot_body(
+        &self,
+        msg_type: MsgType,
+        max: usize,
+    ) -> Result<(Vec<u8>, Vec<String>)> {
         let at = self.mentions.at_object();
         match msg_type {
             MsgType::Text => self.fit(max, &self.suffix(true), |text| {
@@ -409,7 +468,13 @@ fn dinky_proxy(p: &Params) -> Result<Option<ProxyConfig>> {
     if let Some(proxy) = &p.proxy {
         return Ok(Some(proxy.clone()));
     }
-    crate::http::dinky_proxy(p.enable_proxy, p.hostname.as_deref(), p.port, p.user.as_deref(), p.password.as_ref())
+    crate::http::dinky_proxy(
+        p.enable_proxy,
+        p.hostname.as_deref(),
+        p.port,
+        p.user.as_deref(),
+        p.password.as_ref(),
+    )
 }
 
 #[async_trait]
@@ -434,8 +499,9 @@ impl AlertChannel for DingTalk {
         match &self.api {
             Api::Robot(r) => {
                 let (body, _) = self.robot_payload(alert)?;
-                let value = serde_json::from_slice(&body)
-                    .map_err(|e| Error::new(crate::ErrorKind::Internal, "payload is not JSON").with_source(e))?;
+                let value = serde_json::from_slice(&body).map_err(|e| {
+                    Error::new(crate::ErrorKind::Internal, "payload is not JSON").with_source(e)
+                })?;
                 Ok(vec![Preview::new(r.target(), value)])
             }
             Api::App(a) => a.preview(&self.render(alert)?, self.msg_type),

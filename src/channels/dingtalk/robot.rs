@@ -17,7 +17,11 @@ pub(crate) struct Robot {
 
 impl Robot {
     pub fn new(client: reqwest::Client, url: Url, secret: Option<SecretString>) -> Self {
-        Robot { client, url, secret }
+        Robot {
+            client,
+            url,
+            secret,
+        }
     }
 
     /// The robot URL, redacted.

@@ -46,7 +46,10 @@ mod tests {
 
     #[test]
     fn vector_d1() {
-        assert_eq!(signature(&secret(), 1_700_000_000_000), "TSZbRFUuvaSQaRKUpF970OPCb2/LcQAP3wOvwZIzBZk=");
+        assert_eq!(
+            signature(&secret(), 1_700_000_000_000),
+            "TSZbRFUuvaSQaRKUpF970OPCb2/LcQAP3wOvwZIzBZk="
+        );
         // §7.1: the full query for D1, encoded exactly once.
         assert_eq!(
             query_sign(1_700_000_000_000),
@@ -56,8 +59,14 @@ mod tests {
 
     #[test]
     fn vector_d2_plus_signs_are_encoded() {
-        assert_eq!(signature(&secret(), 1_700_000_000_001), "h9I8htdbvJCasKF0f8Gu+a2Cr5fjl9T+pzb6hx3n+pE=");
-        assert!(query_sign(1_700_000_000_001).ends_with("&sign=h9I8htdbvJCasKF0f8Gu%2Ba2Cr5fjl9T%2Bpzb6hx3n%2BpE%3D"));
+        assert_eq!(
+            signature(&secret(), 1_700_000_000_001),
+            "h9I8htdbvJCasKF0f8Gu+a2Cr5fjl9T+pzb6hx3n+pE="
+        );
+        assert!(
+            query_sign(1_700_000_000_001)
+                .ends_with("&sign=h9I8htdbvJCasKF0f8Gu%2Ba2Cr5fjl9T%2Bpzb6hx3n%2BpE%3D")
+        );
     }
 
     #[test]
@@ -79,6 +88,9 @@ mod tests {
         // D2 unencoded would decode '+' as space server-side: the query must not hold a raw '+'.
         assert!(!query_sign(1_700_000_000_001).contains('+'));
         // The seconds-timestamp variant is self-consistent but for the wrong unit.
-        assert_eq!(signature(&secret(), 1_700_000_000), "dnsu25fgtKaZF3LVi3oY15MSW/wnmYxDixFIAj6ldj4=");
+        assert_eq!(
+            signature(&secret(), 1_700_000_000),
+            "dnsu25fgtKaZF3LVi3oY15MSW/wnmYxDixFIAj6ldj4="
+        );
     }
 }
