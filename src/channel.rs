@@ -73,7 +73,7 @@ pub trait AlertChannel: Send + Sync + Debug + 'static {
 const _: fn(Box<dyn AlertChannel>) = |_| {};
 
 /// What a platform said when it accepted an alert.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Receipt {
     /// The platform's message id(s), when it returns one.
@@ -99,13 +99,22 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+impl Default for Receipt {
+    fn default() -> Self {
+        Receipt {
+            message_id: None,
+            rejected_recipients: Vec::new(),
+            notes: Vec::new(),
+            requests: 0,
+            attempts: 1,
+        }
+    }
+}
+
 impl Receipt {
     /// An empty receipt: accepted, nothing more to say.
     pub fn new() -> Self {
-        Receipt {
-            attempts: 1,
-            ..Receipt::default()
-        }
+        Receipt::default()
     }
 
     /// Sets the message id.

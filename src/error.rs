@@ -111,7 +111,11 @@ type Source = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
 /// assert_eq!(e.code(), Some("130101"));
 /// ```
 #[derive(Clone)]
-pub struct Error {
+pub struct Error(Box<Inner>);
+
+// Boxed: an error is one pointer wide, so `Result<T>` stays small on the happy path.
+#[derive(Clone)]
+struct Inner {
     kind: ErrorKind,
     retryable: bool,
     code: Option<String>,
@@ -126,7 +130,7 @@ pub struct Error {
 impl Error {
     /// A new error of `kind`; retryable as [`ErrorKind::default_retryable`] says.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
+        Error(Box::new(Inner {
             kind,
             retryable: kind.default_retryable(),
             code: None,
@@ -136,7 +140,7 @@ impl Error {
             retry_after: None,
             attempts: 1,
             source: None,
-        }
+        }))
     }
 
     /// A configuration error naming the field at fault.
@@ -146,41 +150,41 @@ impl Error {
 
     /// Sets the platform's raw error code (`errcode`, `code`, SMTP reply code).
     pub fn with_code(mut self, code: impl Into<String>) -> Self {
-        self.code = Some(code.into());
+        self.0.code = Some(code.into());
         self
     }
 
     /// Overrides the retry flag.
     pub fn with_retryable(mut self, retryable: bool) -> Self {
-        self.retryable = retryable;
+        self.0.retryable = retryable;
         self
     }
 
     /// Names the alert instance the error belongs to (kept if already set).
     pub fn with_instance(mut self, instance: impl Into<String>) -> Self {
-        if self.instance.is_none() {
-            self.instance = Some(instance.into());
+        if self.0.instance.is_none() {
+            self.0.instance = Some(instance.into());
         }
         self
     }
 
     /// Names the config field or param at fault (kept if already set).
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
-        if self.field.is_none() {
-            self.field = Some(field.into());
+        if self.0.field.is_none() {
+            self.0.field = Some(field.into());
         }
         self
     }
 
     /// How long the platform asked to wait before the next attempt.
     pub fn with_retry_after(mut self, wait: Duration) -> Self {
-        self.retry_after = Some(wait);
+        self.0.retry_after = Some(wait);
         self
     }
 
     /// How many attempts were made before giving up (set by retry wrappers).
     pub fn with_attempts(mut self, attempts: u32) -> Self {
-        self.attempts = attempts.max(1);
+        self.0.attempts = attempts.max(1);
         self
     }
 
@@ -188,65 +192,65 @@ impl Error {
     /// secrets: pass reqwest errors through [`crate::http`] helpers, which
     /// strip URLs.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(std::sync::Arc::new(source));
+        self.0.source = Some(std::sync::Arc::new(source));
         self
     }
 
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// Whether sending the same alert again may succeed.
     pub fn is_retryable(&self) -> bool {
-        self.retryable
+        self.0.retryable
     }
 
     /// The platform's raw error code, if it gave one.
     pub fn code(&self) -> Option<&str> {
-        self.code.as_deref()
+        self.0.code.as_deref()
     }
 
     /// The human-readable message, without instance or code.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The alert instance the error belongs to.
     pub fn instance(&self) -> Option<&str> {
-        self.instance.as_deref()
+        self.0.instance.as_deref()
     }
 
     /// The config field or param at fault.
     pub fn field(&self) -> Option<&str> {
-        self.field.as_deref()
+        self.0.field.as_deref()
     }
 
     /// How long the platform asked to wait, if it said.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        self.0.retry_after
     }
 
     /// Attempts made (1 unless a retry wrapper tried more).
     pub fn attempts(&self) -> u32 {
-        self.attempts
+        self.0.attempts
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(instance) = &self.instance {
+        if let Some(instance) = &self.0.instance {
             write!(f, "instance {instance:?}: ")?;
         }
-        if let Some(field) = &self.field {
+        if let Some(field) = &self.0.field {
             write!(f, "field {field:?}: ")?;
         }
-        write!(f, "{}", self.kind)?;
-        if let Some(code) = &self.code {
+        write!(f, "{}", self.0.kind)?;
+        if let Some(code) = &self.0.code {
             write!(f, " (code {code})")?;
         }
-        if !self.message.is_empty() {
-            write!(f, ": {}", self.message)?;
+        if !self.0.message.is_empty() {
+            write!(f, ": {}", self.0.message)?;
         }
         Ok(())
     }
@@ -255,20 +259,20 @@ impl fmt::Display for Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.kind)
-            .field("retryable", &self.retryable)
-            .field("code", &self.code)
-            .field("message", &self.message);
-        if let Some(i) = &self.instance {
+        d.field("kind", &self.0.kind)
+            .field("retryable", &self.0.retryable)
+            .field("code", &self.0.code)
+            .field("message", &self.0.message);
+        if let Some(i) = &self.0.instance {
             d.field("instance", i);
         }
-        if let Some(field) = &self.field {
+        if let Some(field) = &self.0.field {
             d.field("field", field);
         }
-        if let Some(r) = &self.retry_after {
+        if let Some(r) = &self.0.retry_after {
             d.field("retry_after", r);
         }
-        if let Some(s) = &self.source {
+        if let Some(s) = &self.0.source {
             // The source's Display, never its Debug: reqwest's Debug holds the URL.
             d.field("source", &format_args!("{s}"));
         }
@@ -278,7 +282,8 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.0
+            .source
             .as_deref()
             .map(|s| s as &(dyn std::error::Error + 'static))
     }
@@ -289,16 +294,17 @@ impl std::error::Error for Error {
 /// [`DispatchReport`](crate::DispatchReport).
 impl Serialize for Error {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let len = 4 + usize::from(self.field.is_some()) + usize::from(self.retry_after.is_some());
+        let len =
+            4 + usize::from(self.0.field.is_some()) + usize::from(self.0.retry_after.is_some());
         let mut s = serializer.serialize_struct("Error", len)?;
-        s.serialize_field("kind", self.kind.as_str())?;
-        s.serialize_field("retryable", &self.retryable)?;
-        s.serialize_field("code", &self.code)?;
-        s.serialize_field("message", &self.message)?;
-        if let Some(field) = &self.field {
+        s.serialize_field("kind", self.0.kind.as_str())?;
+        s.serialize_field("retryable", &self.0.retryable)?;
+        s.serialize_field("code", &self.0.code)?;
+        s.serialize_field("message", &self.0.message)?;
+        if let Some(field) = &self.0.field {
             s.serialize_field("field", field)?;
         }
-        if let Some(wait) = self.retry_after {
+        if let Some(wait) = self.0.retry_after {
             s.serialize_field("retry_after_ms", &(wait.as_millis() as u64))?;
         }
         s.end()

@@ -127,7 +127,7 @@ impl AlertChannel for RecordingChannel {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(alert.clone());
-        Ok(self.receipt.clone().unwrap_or_else(Receipt::new))
+        Ok(self.receipt.clone().unwrap_or_default())
     }
 
     fn kind(&self) -> &str {
