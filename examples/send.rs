@@ -1,1 +1,117 @@
-fn main() {}
+//! Dispatch alerts from files, as a scheduler's hook script would:
+//!
+//! ```text
+//! cargo run --example send -- --config alerts.toml --alert alert.json [--group NAME]
+//! ```
+//!
+//! The config is JSON or TOML (by extension); the alert file holds one alert
+//! or a JSON array of alerts (dispatched concurrently from one process, as
+//! during an alert storm). Prints the report (or an array of reports, in
+//! order) as JSON. Exit code: 0 all delivered, 1 partial, 2 all failed,
+//! 3 bad config or input.
+
+use std::process::ExitCode;
+
+use alertkit::{Alert, Config, DispatchReport, Notifier};
+
+struct Args {
+    config: String,
+    alert: String,
+    group: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let (mut config, mut alert, mut group) = (None, None, None);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--config" => config = it.next(),
+            "--alert" => alert = it.next(),
+            "--group" => group = it.next(),
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Args {
+        config: config.ok_or("--config FILE is required")?,
+        alert: alert.ok_or("--alert FILE is required")?,
+        group,
+    })
+}
+
+fn load_config(path: &str) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    if path.ends_with(".toml") {
+        toml::from_str(&text).map_err(|e| format!("{path}: {e}"))
+    } else {
+        Config::from_json(&text).map_err(|e| format!("{path}: {e}"))
+    }
+}
+
+fn load_alerts(path: &str) -> Result<(Vec<Alert>, bool), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    let many = value.is_array();
+    let items = if many { value.as_array().cloned().unwrap_or_default() } else { vec![value] };
+    let alerts = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| serde_json::from_value(v).map_err(|e| format!("{path}: alert {i}: {e}")))
+        .collect::<Result<Vec<Alert>, String>>()?;
+    Ok((alerts, many))
+}
+
+async fn run() -> Result<(Vec<DispatchReport>, bool), String> {
+    let args = parse_args()?;
+    let config = load_config(&args.config)?;
+    let (alerts, many) = load_alerts(&args.alert)?;
+    let group = match args.group {
+        Some(g) => g,
+        None if config.groups.len() == 1 => config.groups[0].name.clone(),
+        None => return Err(format!("the config has {} groups: name one with --group", config.groups.len())),
+    };
+    let notifier = Notifier::from_config(&config).map_err(|e| e.to_string())?;
+    if notifier.group(&group).is_none() {
+        return Err(format!("no group named {group:?}"));
+    }
+    let reports = futures_join(&notifier, &group, &alerts).await;
+    Ok((reports, many))
+}
+
+async fn futures_join(notifier: &Notifier, group: &str, alerts: &[Alert]) -> Vec<DispatchReport> {
+    let group = notifier.group(group).expect("checked above");
+    let mut set = tokio::task::JoinSet::new();
+    for (i, alert) in alerts.iter().cloned().enumerate() {
+        let group = group.clone();
+        set.spawn(async move { (i, group.dispatch(&alert).await) });
+    }
+    let mut out: Vec<Option<DispatchReport>> = vec![None; alerts.len()];
+    while let Some(Ok((i, r))) = set.join_next().await {
+        out[i] = Some(r);
+    }
+    out.into_iter().flatten().collect()
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok((reports, many)) => {
+            let json = if many {
+                serde_json::to_string_pretty(&reports)
+            } else {
+                serde_json::to_string_pretty(&reports[0])
+            };
+            println!("{}", json.unwrap_or_default());
+            let worst = reports.iter().map(|r| r.status.exit_code()).max().unwrap_or(0);
+            ExitCode::from(worst as u8)
+        }
+        Err(msg) => {
+            if msg.is_empty() {
+                eprintln!("usage: send --config FILE --alert FILE [--group NAME]");
+            } else {
+                eprintln!("error: {msg}");
+            }
+            ExitCode::from(3)
+        }
+    }
+}
