@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use alertkit::http::{Reply, parse_url, send_json};
 use alertkit::{
-    Alert, AlertChannel, BuildContext, Config, Error, ErrorKind, Http, Notifier, Receipt, Registry, async_trait,
+    Alert, AlertChannel, BuildContext, Config, Error, ErrorKind, Http, Notifier, Receipt, Registry,
+    async_trait,
 };
 use serde::Deserialize;
 use wiremock::matchers::{method, path};
@@ -34,8 +35,14 @@ impl AlertChannel for Incident {
     async fn send(&self, alert: &Alert) -> alertkit::Result<Receipt> {
         let body = serde_json::json!({"service": self.service, "summary": alert.title,
                                       "severity": alert.severity.as_str(), "details": alert});
-        let reply: Reply =
-            send_json(&self.client, reqwest::Method::POST, &self.url, Default::default(), Some(&body)).await?;
+        let reply: Reply = send_json(
+            &self.client,
+            reqwest::Method::POST,
+            &self.url,
+            Default::default(),
+            Some(&body),
+        )
+        .await?;
         if reply.status.is_success() {
             let id = reply.body["id"].as_str().unwrap_or_default().to_owned();
             return Ok(Receipt::new().with_message_id(id));
@@ -65,7 +72,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let api = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/incidents"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": "INC-1042"})))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": "INC-1042"})),
+        )
         .mount(&api)
         .await;
 
@@ -81,6 +90,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let notifier = Notifier::from_config_with(&config, registry, Http::new())?;
     let report = notifier.dispatch("flink-prod", &Alert::sample()).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
-    assert_eq!(report.deliveries[0].receipt.as_ref().and_then(|r| r.message_id.as_deref()), Some("INC-1042"));
+    assert_eq!(
+        report.deliveries[0]
+            .receipt
+            .as_ref()
+            .and_then(|r| r.message_id.as_deref()),
+        Some("INC-1042")
+    );
     Ok(())
 }

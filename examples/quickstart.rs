@@ -13,7 +13,13 @@ use alertkit::{Alert, Config, Http, Notifier};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 1. A sandbox platform: one signed robot with a security keyword, one app.
     let ding = FakeDingTalk::start().await;
-    ding.add_robot("robot-token", RobotSpec { secret: Some("SEC0123456789abcdef".into()), keywords: vec!["告警".into()] });
+    ding.add_robot(
+        "robot-token",
+        RobotSpec {
+            secret: Some("SEC0123456789abcdef".into()),
+            keywords: vec!["告警".into()],
+        },
+    );
     ding.add_app("dingapp", "app-secret", "dingrobot");
 
     // 2. Instances and a group, as a control plane would store them.
@@ -50,20 +56,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             (Some(r), None) if !r.notes.is_empty() => r.notes.join("; "),
             _ => String::new(),
         };
-        println!("  {:<13} {:<9} {:<10} {:>4} ms  {detail}", d.instance, d.kind, d.outcome.as_str(), d.elapsed_ms);
+        println!(
+            "  {:<13} {:<9} {:<10} {:>4} ms  {detail}",
+            d.instance,
+            d.kind,
+            d.outcome.as_str(),
+            d.elapsed_ms
+        );
     }
 
     println!("\n== What DingTalk received ==");
     for r in ding.accepted() {
         let text = match r.path.as_str() {
-            "/robot/send" => r.body["markdown"]["text"].as_str().unwrap_or_default().to_owned(),
+            "/robot/send" => r.body["markdown"]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
             _ => {
                 let param: serde_json::Value =
-                    serde_json::from_str(r.body["msgParam"].as_str().unwrap_or("{}")).unwrap_or_default();
-                format!("to {}:\n{}", r.body["userIds"], param["text"].as_str().unwrap_or_default())
+                    serde_json::from_str(r.body["msgParam"].as_str().unwrap_or("{}"))
+                        .unwrap_or_default();
+                format!(
+                    "to {}:\n{}",
+                    r.body["userIds"],
+                    param["text"].as_str().unwrap_or_default()
+                )
             }
         };
-        println!("--- {} (signed: {}) ---\n{text}\n", r.path, r.query.contains_key("sign"));
+        println!(
+            "--- {} (signed: {}) ---\n{text}\n",
+            r.path,
+            r.query.contains_key("sign")
+        );
     }
 
     println!("== The report as JSON (what a host stores) ==");

@@ -50,9 +50,14 @@ fn load_config(path: &str) -> Result<Config, String> {
 
 fn load_alerts(path: &str) -> Result<(Vec<Alert>, bool), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
     let many = value.is_array();
-    let items = if many { value.as_array().cloned().unwrap_or_default() } else { vec![value] };
+    let items = if many {
+        value.as_array().cloned().unwrap_or_default()
+    } else {
+        vec![value]
+    };
     let alerts = items
         .into_iter()
         .enumerate()
@@ -68,7 +73,12 @@ async fn run() -> Result<(Vec<DispatchReport>, bool), String> {
     let group = match args.group {
         Some(g) => g,
         None if config.groups.len() == 1 => config.groups[0].name.clone(),
-        None => return Err(format!("the config has {} groups: name one with --group", config.groups.len())),
+        None => {
+            return Err(format!(
+                "the config has {} groups: name one with --group",
+                config.groups.len()
+            ));
+        }
     };
     let notifier = Notifier::from_config(&config).map_err(|e| e.to_string())?;
     if notifier.group(&group).is_none() {
@@ -102,7 +112,11 @@ async fn main() -> ExitCode {
                 serde_json::to_string_pretty(&reports[0])
             };
             println!("{}", json.unwrap_or_default());
-            let worst = reports.iter().map(|r| r.status.exit_code()).max().unwrap_or(0);
+            let worst = reports
+                .iter()
+                .map(|r| r.status.exit_code())
+                .max()
+                .unwrap_or(0);
             ExitCode::from(worst as u8)
         }
         Err(msg) => {

@@ -78,7 +78,7 @@ pub(crate) fn register(r: &mut Registry) {
 }
 
 /// A DingTalk instance. Build it from config through a
-/// [`Registry`](crate::Registry); see the module docs for params.
+/// [`Registry`]; see the module docs for params.
 pub struct DingTalk {
     templates: Templates,
     msg_type: MsgType,
