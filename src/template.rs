@@ -41,10 +41,9 @@
 //! let md = Templates::default().render(Format::Markdown, &alert, "dingtalk").unwrap();
 //! assert!(md.contains("orders-etl FAILED"));
 //!
-//! let custom = Templates::with_overrides(&TemplateOverrides {
-//!     text: Some("{{ job.name }} is {{ job.status }}".into()),
-//!     ..Default::default()
-//! }).unwrap();
+//! let custom = Templates::with_overrides(
+//!     &TemplateOverrides::default().with(Format::Text, "{{ job.name }} is {{ job.status }}"),
+//! ).unwrap();
 //! assert_eq!(custom.render(Format::Text, &alert, "email").unwrap(), "orders-etl is FAILED");
 //! ```
 
@@ -107,6 +106,24 @@ pub struct TemplateOverrides {
 }
 
 impl TemplateOverrides {
+    /// Replaces the template of `format`.
+    pub fn with(mut self, format: Format, source: impl Into<String>) -> Self {
+        let slot = match format {
+            Format::Title => &mut self.title,
+            Format::Text => &mut self.text,
+            Format::Markdown => &mut self.markdown,
+            Format::Html => &mut self.html,
+        };
+        *slot = Some(source.into());
+        self
+    }
+
+    /// Sets the language of the built-in labels.
+    pub fn with_lang(mut self, lang: Lang) -> Self {
+        self.lang = Some(lang);
+        self
+    }
+
     /// Whether nothing is overridden.
     pub fn is_empty(&self) -> bool {
         *self == TemplateOverrides::default()
