@@ -255,6 +255,19 @@ pub fn parse_url(field: &str, value: &str, allow_http: bool) -> Result<Url> {
     Ok(url)
 }
 
+/// `base` with `path` appended (`base_url` params may or may not end in `/`).
+pub fn join_url(base: &Url, path: &str) -> Result<Url> {
+    let mut u = base.clone();
+    {
+        let mut segs = u
+            .path_segments_mut()
+            .map_err(|_| Error::config("params.base_url", "the base URL cannot take a path"))?;
+        segs.pop_if_empty();
+        segs.extend(path.split('/'));
+    }
+    Ok(u)
+}
+
 /// The URL with every query value and every path segment after `hook`
 /// replaced by `REDACTED`: what errors, logs and previews show.
 ///
@@ -501,6 +514,27 @@ mod tests {
         assert!(parse_url("webhook", "ftp://example.com/", true).is_err());
         let e = parse_url("webhook", "not a url ?access_token=s3cr3t", false).unwrap_err();
         assert!(!format!("{e} {e:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn join_url_keeps_the_base_path() {
+        let j = |b: &str, p: &str| join_url(&Url::parse(b).unwrap(), p).unwrap().to_string();
+        assert_eq!(
+            j("https://oapi.dingtalk.com", "robot/send"),
+            "https://oapi.dingtalk.com/robot/send"
+        );
+        assert_eq!(
+            j("http://127.0.0.1:9/", "gettoken"),
+            "http://127.0.0.1:9/gettoken"
+        );
+        assert_eq!(
+            j("https://proxy.corp/wecom/", "cgi-bin/gettoken"),
+            "https://proxy.corp/wecom/cgi-bin/gettoken"
+        );
+        assert_eq!(
+            j("https://proxy.corp/wecom", "cgi-bin/gettoken"),
+            "https://proxy.corp/wecom/cgi-bin/gettoken"
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Size limits: truncating text on UTF-8 boundaries with a visible marker.
 
+use crate::error::{Error, ErrorKind, Result};
+
 /// Cuts `s` to at most `max` bytes on a char boundary, ending with
 /// "… (truncated, N bytes omitted)" when anything was cut. Returns the text
 /// and the number of bytes omitted.
@@ -20,6 +22,66 @@ pub(crate) fn truncate_marked(s: &str, max: usize) -> (String, usize) {
     (out, omitted)
 }
 
+/// `body` cut so that `body + suffix` is at most `max` bytes, with the
+/// truncation marker; the suffix (mentions, keywords) is never cut. Returns
+/// the text and the bytes omitted.
+pub(crate) fn fit_text(body: &str, suffix: &str, max: usize) -> (String, usize) {
+    let (mut text, omitted) = truncate_marked(body, max.saturating_sub(suffix.len()));
+    text.push_str(suffix);
+    (text, omitted)
+}
+
+/// A payload fitted into a byte limit.
+pub(crate) struct Fitted {
+    /// The serialized JSON.
+    pub bytes: Vec<u8>,
+    /// Bytes of the body text left out (0 when it fitted whole).
+    pub omitted: usize,
+}
+
+/// Serializes `make(body + suffix)`, cutting `body` (never `suffix`) until
+/// the JSON is at most `max` bytes. JSON escaping makes the size of a cut
+/// hard to predict, so it searches for the longest prefix that fits.
+pub(crate) fn fit_json<F>(body: &str, suffix: &str, max: usize, make: F) -> Result<Fitted>
+where
+    F: Fn(&str) -> serde_json::Value,
+{
+    let build = |body: &str| -> Result<Vec<u8>> {
+        serde_json::to_vec(&make(&format!("{body}{suffix}")))
+            .map_err(|e| Error::new(ErrorKind::Internal, "cannot serialize payload").with_source(e))
+    };
+    let whole = build(body)?;
+    if whole.len() <= max {
+        return Ok(Fitted {
+            bytes: whole,
+            omitted: 0,
+        });
+    }
+    // The payload's size grows with the kept prefix: binary search it.
+    let (mut lo, mut hi) = (0usize, body.len());
+    let mut best = None;
+    while lo <= hi {
+        let mid = lo + (hi - lo) / 2;
+        let (cut, omitted) = truncate_marked(body, mid);
+        let bytes = build(&cut)?;
+        if bytes.len() <= max {
+            best = Some(Fitted { bytes, omitted });
+            lo = mid + 1;
+        } else if mid == 0 {
+            break;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    best.ok_or_else(|| {
+        Error::new(
+            ErrorKind::PayloadTooLarge,
+            format!("the message cannot be fitted into {max} bytes (title, mentions or links alone are too long)"),
+        )
+        .with_retryable(false)
+    })
+}
+
 fn marker(omitted: usize) -> String {
     format!("\n… (truncated, {omitted} bytes omitted)")
 }
@@ -36,6 +98,20 @@ mod tests {
         assert!(t.ends_with(&format!("(truncated, {omitted} bytes omitted)")));
         assert_eq!(t.len() - marker(omitted).len() + omitted, s.len());
         assert_eq!(truncate_marked("short", 10), ("short".to_owned(), 0));
+        let fitted = fit_json(&s, "!", 3000, |t| serde_json::json!({"content": t})).unwrap();
+        assert!(
+            fitted.bytes.len() <= 3000 && fitted.bytes.len() > 2900,
+            "{}",
+            fitted.bytes.len()
+        );
+        let v: serde_json::Value = serde_json::from_slice(&fitted.bytes).unwrap();
+        assert!(v["content"].as_str().unwrap().ends_with("omitted)!"));
+        assert!(fit_json("x", &"y".repeat(100), 50, |t| serde_json::json!(t)).is_err());
+        let (t, omitted) = fit_text(&s, "\n@all", 100);
+        assert!(
+            t.len() <= 100 && t.ends_with("bytes omitted)\n@all") && omitted > 0,
+            "{t}"
+        );
         for max in 0..60 {
             let (t, _) = truncate_marked(&s, max);
             assert!(t.len() <= max.max(marker(s.len()).len()));

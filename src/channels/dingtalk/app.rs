@@ -13,7 +13,7 @@ use url::Url;
 use super::{MsgType, Rendered, errors};
 use crate::channel::{Preview, Receipt};
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::{Reply, TokenCache, redact_url, send_json};
+use crate::http::{Reply, TokenCache, join_url, redact_url, send_json};
 
 /// Users per batchSend call (§2.2).
 pub(crate) const BATCH: usize = 20;
@@ -34,15 +34,6 @@ pub(crate) struct App {
     pub flow_wait: Duration,
 }
 
-fn join(base: &Url, path: &str) -> Result<Url> {
-    base.join(path).map_err(|_| {
-        Error::config(
-            "params.base_url",
-            format!("cannot append {path} to the base URL"),
-        )
-    })
-}
-
 fn ids(v: &Value, key: &str) -> Vec<String> {
     v.get(key)
         .and_then(Value::as_array)
@@ -56,7 +47,7 @@ fn ids(v: &Value, key: &str) -> Vec<String> {
 
 impl App {
     async fn fetch_token(&self) -> Result<(SecretString, Duration)> {
-        let url = join(&self.base, "v1.0/oauth2/accessToken")?;
+        let url = join_url(&self.base, "v1.0/oauth2/accessToken")?;
         let body = json!({"appKey": self.app_key, "appSecret": self.app_secret.expose_secret()});
         let reply = send_json(
             &self.client,
@@ -98,7 +89,7 @@ impl App {
     /// POSTs with the cached token; on InvalidAuthentication drops that token,
     /// fetches a new one and tries once more.
     async fn call(&self, path: &str, body: &Value) -> Result<Reply> {
-        let url = join(&self.base, path)?;
+        let url = join_url(&self.base, path)?;
         let mut refreshed = false;
         loop {
             let token = self.tokens.get(|| self.fetch_token()).await?;
@@ -227,14 +218,14 @@ impl App {
     pub fn preview(&self, r: &Rendered, msg_type: MsgType) -> Result<Vec<Preview>> {
         let (key, param, _) = self.message(r, msg_type)?;
         let mut out = Vec::new();
-        let users = join(&self.base, "v1.0/robot/oToMessages/batchSend")?;
+        let users = join_url(&self.base, "v1.0/robot/oToMessages/batchSend")?;
         for chunk in self.user_ids.chunks(BATCH) {
             out.push(Preview::new(
                 redact_url(&users),
                 json!({"robotCode": self.robot_code, "userIds": chunk, "msgKey": key, "msgParam": param}),
             ));
         }
-        let groups = join(&self.base, "v1.0/robot/groupMessages/send")?;
+        let groups = join_url(&self.base, "v1.0/robot/groupMessages/send")?;
         for conv in &self.conversations {
             out.push(Preview::new(
                 redact_url(&groups),

@@ -12,7 +12,7 @@ use url::Url;
 use super::{MsgType, Rendered, errors};
 use crate::channel::{Preview, Receipt};
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::{TokenCache, redact_url, send_json};
+use crate::http::{TokenCache, join_url, redact_url, send_json};
 
 /// Legacy content limit (§2.3).
 const MAX_CONTENT: usize = 5_000;
@@ -26,18 +26,9 @@ pub(crate) struct Conversation {
     pub tokens: Arc<TokenCache>,
 }
 
-fn join(base: &Url, path: &str) -> Result<Url> {
-    base.join(path).map_err(|_| {
-        Error::config(
-            "params.base_url",
-            format!("cannot append {path} to the base URL"),
-        )
-    })
-}
-
 impl Conversation {
     async fn fetch_token(&self) -> Result<(SecretString, Duration)> {
-        let mut url = join(&self.base, "gettoken")?;
+        let mut url = join_url(&self.base, "gettoken")?;
         url.query_pairs_mut()
             .append_pair("appkey", &self.app_key)
             .append_pair("appsecret", self.app_secret.expose_secret());
@@ -102,7 +93,7 @@ impl Conversation {
             let mut refreshed = false;
             let result = loop {
                 let token = self.tokens.get(|| self.fetch_token()).await?;
-                let mut url = join(&self.base, "chat/send")?;
+                let mut url = join_url(&self.base, "chat/send")?;
                 url.query_pairs_mut()
                     .append_pair("access_token", token.expose_secret());
                 requests += 1;
@@ -147,7 +138,7 @@ impl Conversation {
 
     pub fn preview(&self, r: &Rendered, msg_type: MsgType) -> Result<Vec<Preview>> {
         let (msg, _) = self.message(r, msg_type)?;
-        let url = join(&self.base, "chat/send")?;
+        let url = join_url(&self.base, "chat/send")?;
         Ok(self
             .chat_ids
             .iter()

@@ -369,43 +369,14 @@ impl Rendered {
             .iter()
             .map(|m| format!("DingTalk cannot mention {m}"))
             .collect();
-        let build = |body: &str| -> Result<Vec<u8>> {
-            serde_json::to_vec(&make(&format!("{body}{suffix}"))).map_err(|e| {
-                Error::new(crate::ErrorKind::Internal, "cannot serialize payload").with_source(e)
-            })
-        };
-        let whole = build(&self.body)?;
-        if whole.len() <= max {
-            return Ok((whole, notes));
+        let fitted = crate::text::fit_json(&self.body, suffix, max, make)?;
+        if fitted.omitted > 0 {
+            notes.push(format!(
+                "text truncated to fit {max} bytes ({} bytes omitted)",
+                fitted.omitted
+            ));
         }
-        // JSON escaping makes the size of a cut hard to predict: search for the
-        // longest kept prefix whose payload fits (size grows with the prefix).
-        let (mut lo, mut hi) = (0usize, self.body.len());
-        let mut best: Option<(Vec<u8>, usize)> = None;
-        while lo <= hi {
-            let mid = lo + (hi - lo) / 2;
-            let (cut, omitted) = crate::text::truncate_marked(&self.body, mid);
-            let bytes = build(&cut)?;
-            if bytes.len() <= max {
-                best = Some((bytes, omitted));
-                lo = mid + 1;
-            } else if mid == 0 {
-                break;
-            } else {
-                hi = mid - 1;
-            }
-        }
-        match best {
-            Some((bytes, omitted)) => {
-                notes.push(format!("text truncated to fit {max} bytes ({omitted} bytes omitted)"));
-                Ok((bytes, notes))
-            }
-            None => Err(Error::new(
-                crate::ErrorKind::PayloadTooLarge,
-                format!("the message cannot be fitted into {max} bytes (title, mentions or links alone are too long)"),
-            )
-            .with_retryable(false)),
-        }
+        Ok((fitted.bytes, notes))
     }
 
     pub(crate) fn robot_body(
