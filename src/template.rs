@@ -244,7 +244,9 @@ fn build_env(o: &TemplateOverrides) -> Result<Environment<'static>> {
     env.add_filter("first_line", |s: String| {
         s.lines().next().unwrap_or("").to_owned()
     });
-    env.add_filter("limit", |s: String, n: usize| limit_chars(&s, n));
+    env.add_filter("limit", |s: String, n: usize| {
+        crate::text::limit_chars(&s, n)
+    });
     let entries = [
         (Format::Title, &o.title, DEFAULT_TITLE),
         (Format::Text, &o.text, DEFAULT_TEXT),
@@ -385,13 +387,6 @@ pub fn human_duration(secs: i64) -> String {
         parts.pop();
     }
     parts.join(" ")
-}
-
-fn limit_chars(s: &str, n: usize) -> String {
-    match s.char_indices().nth(n) {
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-        None => s.to_owned(),
-    }
 }
 
 /// Translated words for the built-in templates and fact names.
@@ -786,8 +781,6 @@ mod tests {
         assert_eq!(human_duration(3723), "1h 2m 3s");
         assert_eq!(human_duration(3600), "1h");
         assert_eq!(human_duration(90061), "1d 1h 1m 1s");
-        assert_eq!(limit_chars("告警告警", 2), "告警…");
-        assert_eq!(limit_chars("ab", 5), "ab");
         assert_eq!(tidy("a  \n\n\n\nb\n\n", false), "a\n\nb");
         assert_eq!(tidy(" a\n b ", true), "a b");
     }

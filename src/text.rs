@@ -82,6 +82,20 @@ where
     })
 }
 
+/// At most `n` characters of `s`, ending in `…` when cut.
+pub(crate) fn limit_chars(s: &str, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        Some((cut, _)) => {
+            let keep = s[..cut]
+                .char_indices()
+                .nth(n.saturating_sub(1))
+                .map_or(0, |(i, _)| i);
+            format!("{}…", &s[..keep])
+        }
+        None => s.to_owned(),
+    }
+}
+
 fn marker(omitted: usize) -> String {
     format!("\n… (truncated, {omitted} bytes omitted)")
 }
@@ -98,6 +112,9 @@ mod tests {
         assert!(t.ends_with(&format!("(truncated, {omitted} bytes omitted)")));
         assert_eq!(t.len() - marker(omitted).len() + omitted, s.len());
         assert_eq!(truncate_marked("short", 10), ("short".to_owned(), 0));
+        assert_eq!(limit_chars("告警告警", 3), "告警…");
+        assert_eq!(limit_chars("告警告", 3), "告警告");
+        assert_eq!(limit_chars("ab", 5), "ab");
         let fitted = fit_json(&s, "!", 3000, |t| serde_json::json!({"content": t})).unwrap();
         assert!(
             fitted.bytes.len() <= 3000 && fitted.bytes.len() > 2900,

@@ -294,7 +294,7 @@ async fn every_platform_code_maps_to_a_kind_and_retry_flag() {
         (90030, "webhook over limit", ErrorKind::RateLimited, false),
     ];
     for (code, msg, kind, retryable) in cases {
-        fake.push_fault(Fault::Errcode(*code, (*msg).into()));
+        fake.push_fault(Fault::errcode(*code, msg));
         let e = ch.send(&Alert::new("t")).await.unwrap_err();
         assert_eq!(
             (e.kind(), e.is_retryable(), e.code()),
@@ -303,9 +303,9 @@ async fn every_platform_code_maps_to_a_kind_and_retry_flag() {
         );
     }
     // HTTP 200 with an unparsable body is not success either.
-    fake.push_fault(Fault::Http(200, json!("<html>proxy</html>")));
+    fake.push_fault(Fault::Reply(200, json!("<html>proxy</html>")));
     assert!(ch.send(&Alert::new("t")).await.is_err());
-    fake.push_fault(Fault::Http(503, json!({})));
+    fake.push_fault(Fault::Reply(503, json!({})));
     assert!(ch.send(&Alert::new("t")).await.unwrap_err().is_retryable());
 }
 

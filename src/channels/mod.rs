@@ -6,10 +6,16 @@ use crate::config::Registry;
 #[cfg_attr(docsrs, doc(cfg(feature = "dingtalk")))]
 pub mod dingtalk;
 
+#[cfg(feature = "wecom")]
+#[cfg_attr(docsrs, doc(cfg(feature = "wecom")))]
+pub mod wecom;
+
 /// Registers every built-in channel of the enabled features, with Dinky's
 /// type names as aliases.
 pub(crate) fn register_builtins(registry: &mut Registry) {
     #[cfg(feature = "dingtalk")]
     dingtalk::register(registry);
+    #[cfg(feature = "wecom")]
+    wecom::register(registry);
     let _ = registry;
 }

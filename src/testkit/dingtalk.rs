@@ -2,17 +2,18 @@
 //! §1.8 and §2.5 checklists): robots with signatures, keywords, size and rate
 //! limits; the new-API app robot with tokens; the legacy gettoken/chat flow.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
 
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate, matchers::any};
+use wiremock::Request;
 
 use super::Recorded;
+pub use super::fake::Fault;
+use super::fake::{Fake, Platform, RateWindow, TokenState, Tokens, strings};
 
 /// Robot message types DingTalk accepts (§1.8).
 const MSG_TYPES: [&str; 5] = ["text", "markdown", "link", "actionCard", "feedCard"];
@@ -24,18 +25,6 @@ const MSG_KEYS: [&str; 5] = [
     "sampleImageMsg",
 ];
 
-/// One scripted failure, answered instead of the normal reply.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Fault {
-    /// HTTP 200 with `{"errcode": code, "errmsg": msg}`.
-    Errcode(i64, String),
-    /// Any status and JSON body.
-    Http(u16, Value),
-    /// Answer normally, after a delay.
-    Delay(Duration),
-}
-
 /// A custom robot's security settings.
 #[derive(Debug, Clone, Default)]
 pub struct RobotSpec {
@@ -46,30 +35,16 @@ pub struct RobotSpec {
 }
 
 #[derive(Debug)]
-struct Issued {
-    app: String,
-    expires: Instant,
-}
-
-#[derive(Debug)]
 struct State {
     robots: HashMap<String, RobotSpec>,
     apps: HashMap<String, String>,
     robot_codes: HashSet<String>,
     invalid_users: HashSet<String>,
     flow_controlled: HashMap<String, u32>,
-    tokens: HashMap<String, Issued>,
-    token_fetches: u32,
-    token_ttl: Duration,
-    next_token: u32,
-    rate_limit: u32,
-    rate_window: Duration,
-    throttle: Duration,
-    sends: HashMap<String, VecDeque<Instant>>,
-    throttled_until: HashMap<String, Instant>,
-    faults: VecDeque<Fault>,
-    records: Vec<Recorded>,
+    tokens: Tokens,
+    rate: RateWindow,
     legacy_rate_code: bool,
+    sent: usize,
 }
 
 /// A fake DingTalk server. Point instances at [`uri`](FakeDingTalk::uri)
@@ -86,14 +61,13 @@ struct State {
 /// ```
 #[derive(Clone)]
 pub struct FakeDingTalk {
-    server: Arc<MockServer>,
-    state: Arc<Mutex<State>>,
+    fake: Fake<State>,
 }
 
 impl std::fmt::Debug for FakeDingTalk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FakeDingTalk")
-            .field("uri", &self.server.uri())
+            .field("uri", &self.uri())
             .finish()
     }
 }
@@ -101,45 +75,29 @@ impl std::fmt::Debug for FakeDingTalk {
 impl FakeDingTalk {
     /// Starts the server on 127.0.0.1 with no robots or apps.
     pub async fn start() -> Self {
-        let server = MockServer::start().await;
-        let state = Arc::new(Mutex::new(State {
+        let state = State {
             robots: HashMap::new(),
             apps: HashMap::new(),
             robot_codes: HashSet::new(),
             invalid_users: HashSet::new(),
             flow_controlled: HashMap::new(),
-            tokens: HashMap::new(),
-            token_fetches: 0,
-            token_ttl: Duration::from_secs(7200),
-            next_token: 0,
-            rate_limit: 20,
-            rate_window: Duration::from_secs(60),
-            throttle: Duration::from_secs(600),
-            sends: HashMap::new(),
-            throttled_until: HashMap::new(),
-            faults: VecDeque::new(),
-            records: Vec::new(),
+            tokens: Tokens::new(),
+            rate: RateWindow::new(20, Duration::from_secs(60), Duration::from_secs(600)),
             legacy_rate_code: false,
-        }));
-        Mock::given(any())
-            .respond_with(Handler {
-                state: state.clone(),
-            })
-            .mount(&server)
-            .await;
+            sent: 0,
+        };
         FakeDingTalk {
-            server: Arc::new(server),
-            state,
+            fake: Fake::start(state).await,
         }
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
+        self.fake.with(f)
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn uri(&self) -> String {
-        self.server.uri()
+        self.fake.uri()
     }
 
     /// The robot webhook URL for `token`.
@@ -170,30 +128,25 @@ impl FakeDingTalk {
         self.with(|s| s.flow_controlled.insert(user.to_owned(), times));
     }
 
-    /// Lifetime of issued access tokens (default 7200 s).
+    /// Lifetime of tokens issued from now on (default 7200 s).
     pub fn set_token_ttl(&self, ttl: Duration) {
-        self.with(|s| s.token_ttl = ttl);
+        self.with(|s| s.tokens.ttl = ttl);
     }
 
     /// Expires every issued token now (the next use answers like an expired token).
     pub fn expire_tokens(&self) {
-        let now = Instant::now();
-        self.with(|s| s.tokens.values_mut().for_each(|t| t.expires = now));
+        self.with(|s| s.tokens.expire_all());
     }
 
     /// Token requests served so far (new API and legacy).
     pub fn token_fetches(&self) -> u32 {
-        self.with(|s| s.token_fetches)
+        self.with(|s| s.tokens.fetches)
     }
 
     /// The robot rate limit: `limit` messages per `window`, then throttled
     /// for `throttle` (defaults 20, 60 s, 600 s). Shrink it for fast tests.
     pub fn set_rate_limit(&self, limit: u32, window: Duration, throttle: Duration) {
-        self.with(|s| {
-            s.rate_limit = limit;
-            s.rate_window = window;
-            s.throttle = throttle;
-        });
+        self.with(|s| s.rate = RateWindow::new(limit, window, throttle));
     }
 
     /// Answer rate limits with the legacy 130101 instead of 410100.
@@ -203,22 +156,18 @@ impl FakeDingTalk {
 
     /// Answers the next request with `fault` (queued in order).
     pub fn push_fault(&self, fault: Fault) {
-        self.with(|s| s.faults.push_back(fault));
+        self.fake.push_fault(fault);
     }
 
     /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.with(|s| s.records.clone())
+        self.fake.requests()
     }
 
-    /// The robot messages accepted so far.
+    /// The messages accepted so far (robot, batch, group and chat sends).
     pub fn accepted(&self) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| r.accepted).collect()
+        self.fake.accepted()
     }
-}
-
-struct Handler {
-    state: Arc<Mutex<State>>,
 }
 
 fn errcode(code: i64, msg: &str) -> (u16, Value) {
@@ -232,16 +181,6 @@ fn new_api_error(status: u16, code: &str, msg: &str) -> (u16, Value) {
     )
 }
 
-/// Every string leaf of a value (what the keyword check scans).
-fn strings(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::String(s) => out.push(s.clone()),
-        Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
-        Value::Object(o) => o.values().for_each(|x| strings(x, out)),
-        _ => {}
-    }
-}
-
 fn expected_sign(secret: &str, ts: &str) -> String {
     let mut mac =
         Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
@@ -250,55 +189,24 @@ fn expected_sign(secret: &str, ts: &str) -> String {
 }
 
 impl State {
+    fn next_id(&mut self) -> usize {
+        self.sent += 1;
+        self.sent
+    }
+
     fn now_ms() -> i64 {
         chrono::Utc::now().timestamp_millis()
     }
 
-    fn issue_token(&mut self, app: &str) -> String {
-        self.token_fetches += 1;
-        self.next_token += 1;
-        let token = format!("fake-token-{}", self.next_token);
-        self.tokens.insert(
-            token.clone(),
-            Issued {
-                app: app.to_owned(),
-                expires: Instant::now() + self.token_ttl,
-            },
-        );
-        token
-    }
-
-    /// None when valid; Some(expired?) otherwise.
-    fn check_token(&self, token: &str) -> Option<bool> {
-        match self.tokens.get(token) {
-            Some(t) if t.expires > Instant::now() && self.apps.contains_key(&t.app) => None,
-            Some(_) => Some(true),
-            None => Some(false),
+    fn rate_limited(&mut self, key: &str) -> Option<(u16, Value)> {
+        if !self.rate.limited(key) {
+            return None;
         }
-    }
-
-    fn rate(&mut self, key: &str) -> Option<(u16, Value)> {
-        let now = Instant::now();
-        let code = if self.legacy_rate_code {
+        Some(if self.legacy_rate_code {
             errcode(130101, "send too fast, exceed 20 times per minute")
         } else {
             errcode(410100, "发送速度太快而限流")
-        };
-        if self.throttled_until.get(key).is_some_and(|t| *t > now) {
-            return Some(code);
-        }
-        let window = self.rate_window;
-        let q = self.sends.entry(key.to_owned()).or_default();
-        while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
-            q.pop_front();
-        }
-        if q.len() as u32 >= self.rate_limit {
-            self.throttled_until
-                .insert(key.to_owned(), now + self.throttle);
-            return Some(code);
-        }
-        q.push_back(now);
-        None
+        })
     }
 
     fn robot(&mut self, req: &Request, query: &BTreeMap<String, String>) -> (u16, Value) {
@@ -347,7 +255,7 @@ impl State {
                 return errcode(310000, "keywords not in content");
             }
         }
-        if let Some(limited) = self.rate(token) {
+        if let Some(limited) = self.rate_limited(token) {
             return limited;
         }
         errcode(0, "ok")
@@ -368,10 +276,10 @@ impl State {
                 "appKey or appSecret is invalid",
             );
         }
-        let token = self.issue_token(key);
+        let token = self.tokens.issue(key);
         (
             200,
-            json!({"accessToken": token, "expireIn": self.token_ttl.as_secs()}),
+            json!({"accessToken": token, "expireIn": self.tokens.ttl.as_secs()}),
         )
     }
 
@@ -381,7 +289,7 @@ impl State {
             .get("x-acs-dingtalk-access-token")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if self.check_token(token).is_some() {
+        if self.tokens.check(token) != TokenState::Valid {
             return new_api_error(400, "InvalidAuthentication", "不合法的access_token");
         }
         let b = State::body_json(req);
@@ -435,7 +343,7 @@ impl State {
             }
             return (
                 200,
-                json!({"processQueryKey": format!("pqk-{}", self.records.len())}),
+                json!({"processQueryKey": format!("pqk-{}", self.next_id())}),
             );
         }
         let users: Vec<String> = b
@@ -470,9 +378,10 @@ impl State {
                 flow.push(u.clone());
             }
         }
+        self.sent += 1;
         (
             200,
-            json!({"processQueryKey": format!("pqk-{}", self.records.len()),
+            json!({"processQueryKey": format!("pqk-{}", self.sent),
                    "invalidStaffIdList": invalid, "flowControlledStaffIdList": flow}),
         )
     }
@@ -483,18 +392,21 @@ impl State {
         if self.apps.get(key).is_none_or(|s| s != secret) {
             return errcode(40089, "不合法的appkey或appsecret");
         }
-        let token = self.issue_token(key);
+        let token = self.tokens.issue(key);
         (
             200,
-            json!({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": self.token_ttl.as_secs()}),
+            json!({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": self.tokens.ttl.as_secs()}),
         )
     }
 
     fn chat_send(&mut self, req: &Request, query: &BTreeMap<String, String>) -> (u16, Value) {
-        match self.check_token(query.get("access_token").map(String::as_str).unwrap_or("")) {
-            Some(true) => return errcode(42001, "access_token expired"),
-            Some(false) => return errcode(40014, "不合法的access_token"),
-            None => {}
+        match self
+            .tokens
+            .check(query.get("access_token").map(String::as_str).unwrap_or(""))
+        {
+            TokenState::Expired => return errcode(42001, "access_token expired"),
+            TokenState::Unknown => return errcode(40014, "不合法的access_token"),
+            TokenState::Valid => {}
         }
         let b = State::body_json(req);
         if b.get("chatid")
@@ -513,58 +425,25 @@ impl State {
         }
         (
             200,
-            json!({"errcode": 0, "errmsg": "ok", "messageId": format!("msg-{}", self.records.len())}),
+            json!({"errcode": 0, "errmsg": "ok", "messageId": format!("msg-{}", self.next_id())}),
         )
     }
 }
 
-impl Respond for Handler {
-    fn respond(&self, req: &Request) -> ResponseTemplate {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let query: BTreeMap<String, String> = req.url.query_pairs().into_owned().collect();
-        let path = req.url.path().to_owned();
-        let mut delay = None;
-        let fault = s.faults.pop_front();
-        let (status, answer) = match fault {
-            Some(Fault::Errcode(code, msg)) => errcode(code, &msg),
-            Some(Fault::Http(status, body)) => (status, body),
-            other => {
-                if let Some(Fault::Delay(d)) = other {
-                    delay = Some(d);
-                }
-                match (req.method.as_str(), path.as_str()) {
-                    ("POST", "/robot/send") => s.robot(req, &query),
-                    ("POST", "/v1.0/oauth2/accessToken") => s.new_api_token(req),
-                    ("POST", "/v1.0/robot/oToMessages/batchSend") => s.new_api_send(req, true),
-                    ("POST", "/v1.0/robot/groupMessages/send") => s.new_api_send(req, false),
-                    ("GET", "/gettoken") => s.legacy_token(&query),
-                    ("POST", "/chat/send") => s.chat_send(req, &query),
-                    _ => (404, json!({"errcode": 404, "errmsg": "not found"})),
-                }
-            }
-        };
-        let accepted = (200..300).contains(&status)
-            && answer.get("errcode").is_none_or(|c| c == 0)
-            && !path.ends_with("accessToken")
-            && path != "/gettoken";
-        s.records.push(Recorded {
-            path,
-            query,
-            headers: req
-                .headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
-                .collect(),
-            body: State::body_json(req),
-            body_len: req.body.len(),
-            status,
-            answer: answer.clone(),
-            accepted,
-        });
-        let mut t = ResponseTemplate::new(status).set_body_json(answer);
-        if let Some(d) = delay {
-            t = t.set_delay(d);
+impl Platform for State {
+    fn handle(&mut self, req: &Request, query: &BTreeMap<String, String>) -> (u16, Value) {
+        match (req.method.as_str(), req.url.path()) {
+            ("POST", "/robot/send") => self.robot(req, query),
+            ("POST", "/v1.0/oauth2/accessToken") => self.new_api_token(req),
+            ("POST", "/v1.0/robot/oToMessages/batchSend") => self.new_api_send(req, true),
+            ("POST", "/v1.0/robot/groupMessages/send") => self.new_api_send(req, false),
+            ("GET", "/gettoken") => self.legacy_token(query),
+            ("POST", "/chat/send") => self.chat_send(req, query),
+            _ => (404, json!({"errcode": 404, "errmsg": "not found"})),
         }
-        t
+    }
+
+    fn is_message(&self, path: &str) -> bool {
+        !matches!(path, "/v1.0/oauth2/accessToken" | "/gettoken")
     }
 }

@@ -16,6 +16,11 @@ use crate::config::{BuildContext, Registry};
 use crate::error::{Error, ErrorKind, Result};
 use crate::template::Format;
 
+#[cfg(feature = "testkit")]
+mod fake;
+#[cfg(feature = "testkit")]
+pub use fake::Fault;
+
 #[cfg(all(feature = "testkit", feature = "dingtalk"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "testkit", feature = "dingtalk"))))]
 pub mod dingtalk;
