@@ -1,0 +1,215 @@
+//! Application messages: `GET /cgi-bin/gettoken` + `POST /cgi-bin/message/send` (§3).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+use url::Url;
+
+use super::errors;
+use crate::channel::{Preview, Receipt};
+use crate::error::{Error, ErrorKind, Result};
+use crate::http::{Reply, TokenCache, join_url, redact_url, send_json};
+
+/// Recipients per request (§3.2).
+pub(crate) const MAX_USERS: usize = 1000;
+pub(crate) const MAX_PARTIES: usize = 100;
+pub(crate) const MAX_TAGS: usize = 100;
+
+pub(crate) struct App {
+    pub client: reqwest::Client,
+    pub base: Url,
+    pub corp_id: String,
+    pub secret: SecretString,
+    pub agent_id: i64,
+    pub users: Vec<String>,
+    pub parties: Vec<String>,
+    pub tags: Vec<String>,
+    pub tokens: Arc<TokenCache>,
+}
+
+fn chunk(list: &[String], size: usize, i: usize) -> String {
+    list.chunks(size)
+        .nth(i)
+        .map(|c| c.join("|"))
+        .unwrap_or_default()
+}
+
+fn split_ids(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .map(|s| {
+            s.split('|')
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl App {
+    /// `(touser, toparty, totag)` per request: at most 1,000 users and 100
+    /// parties and tags each; `@all` is one request.
+    pub fn batches(&self) -> Vec<(String, String, String)> {
+        if self.users.iter().any(|u| u == "@all") {
+            return vec![("@all".to_owned(), String::new(), String::new())];
+        }
+        let n = [
+            self.users.len().div_ceil(MAX_USERS),
+            self.parties.len().div_ceil(MAX_PARTIES),
+            self.tags.len().div_ceil(MAX_TAGS),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        (0..n)
+            .map(|i| {
+                (
+                    chunk(&self.users, MAX_USERS, i),
+                    chunk(&self.parties, MAX_PARTIES, i),
+                    chunk(&self.tags, MAX_TAGS, i),
+                )
+            })
+            .collect()
+    }
+
+    async fn fetch_token(&self) -> Result<(SecretString, Duration)> {
+        let mut url = join_url(&self.base, "cgi-bin/gettoken")?;
+        url.query_pairs_mut()
+            .append_pair("corpid", &self.corp_id)
+            .append_pair("corpsecret", self.secret.expose_secret());
+        let reply =
+            send_json::<Value>(&self.client, Method::GET, &url, HeaderMap::new(), None).await?;
+        if let Some(e) = errors::classify(&reply) {
+            // On gettoken, 40001 means a wrong secret: a config error (§3.3).
+            return Err(if e.kind() == ErrorKind::TokenExpired {
+                Error::new(ErrorKind::Unauthorized, e.message().to_owned())
+                    .with_code(e.code().unwrap_or_default())
+                    .with_retryable(false)
+            } else {
+                e
+            });
+        }
+        let token = reply
+            .body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if token.is_empty() {
+            return Err(
+                Error::new(ErrorKind::Platform, "gettoken answer without access_token")
+                    .with_retryable(true),
+            );
+        }
+        let ttl = reply
+            .body
+            .get("expires_in")
+            .and_then(Value::as_u64)
+            .unwrap_or(7200);
+        Ok((
+            SecretString::from(token.to_owned()),
+            Duration::from_secs(ttl),
+        ))
+    }
+
+    /// Sends one request; on a token error drops exactly the token it used
+    /// (from the cache of this corp and secret), fetches a new one and
+    /// resends once.
+    async fn post(&self, body: &Value) -> Result<Reply> {
+        let mut refreshed = false;
+        loop {
+            let token = self.tokens.get(|| self.fetch_token()).await?;
+            let mut url = join_url(&self.base, "cgi-bin/message/send")?;
+            url.query_pairs_mut()
+                .append_pair("access_token", token.expose_secret());
+            let reply = send_json(
+                &self.client,
+                Method::POST,
+                &url,
+                HeaderMap::new(),
+                Some(body),
+            )
+            .await?;
+            match errors::classify(&reply) {
+                None => return Ok(reply),
+                Some(e)
+                    if !refreshed && e.code().is_some_and(|c| errors::TOKEN_CODES.contains(&c)) =>
+                {
+                    self.tokens.invalidate(&token).await;
+                    refreshed = true;
+                }
+                Some(e) => return Err(e),
+            }
+        }
+    }
+
+    fn bodies(&self, msg: &Map<String, Value>) -> Vec<Value> {
+        self.batches()
+            .into_iter()
+            .map(|(touser, toparty, totag)| {
+                let mut b = msg.clone();
+                b.insert("touser".into(), touser.into());
+                b.insert("toparty".into(), toparty.into());
+                b.insert("totag".into(), totag.into());
+                b.insert("agentid".into(), self.agent_id.into());
+                Value::Object(b)
+            })
+            .collect()
+    }
+
+    pub async fn send(&self, msg: &Map<String, Value>, mut receipt: Receipt) -> Result<Receipt> {
+        let mut delivered = 0;
+        let mut first_error = None;
+        let bodies = self.bodies(msg);
+        let requests = bodies.len() as u32;
+        for body in bodies {
+            match self.post(&body).await {
+                Ok(reply) => {
+                    delivered += 1;
+                    let mut rejected = split_ids(&reply.body, "invaliduser");
+                    rejected.extend(
+                        split_ids(&reply.body, "invalidparty")
+                            .into_iter()
+                            .map(|p| format!("party:{p}")),
+                    );
+                    rejected.extend(
+                        split_ids(&reply.body, "invalidtag")
+                            .into_iter()
+                            .map(|t| format!("tag:{t}")),
+                    );
+                    rejected.extend(split_ids(&reply.body, "unlicenseduser"));
+                    receipt = receipt.with_rejected(rejected);
+                    if let Some(id) = reply.body.get("msgid").and_then(Value::as_str) {
+                        receipt.message_id.get_or_insert_with(|| id.to_owned());
+                    }
+                }
+                Err(e) => {
+                    let who: Vec<String> = ["touser", "toparty", "totag"]
+                        .iter()
+                        .flat_map(|k| split_ids(&body, k))
+                        .collect();
+                    receipt = receipt
+                        .with_note(format!("a send to {} recipients failed: {e}", who.len()));
+                    receipt = receipt.with_rejected(who);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if delivered == 0 => Err(e),
+            _ => Ok(receipt.with_requests(requests)),
+        }
+    }
+
+    pub fn preview(&self, msg: &Map<String, Value>) -> Result<Vec<Preview>> {
+        let url = join_url(&self.base, "cgi-bin/message/send")?;
+        Ok(self
+            .bodies(msg)
+            .into_iter()
+            .map(|b| Preview::new(redact_url(&url), b))
+            .collect())
+    }
+}

@@ -1,0 +1,37 @@
+//! Group robot: `POST /cgi-bin/webhook/send?key=…` (§4).
+
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use url::Url;
+
+use super::errors;
+use crate::channel::Receipt;
+use crate::error::Result;
+use crate::http::{redact_url, send_json};
+
+pub(crate) struct Bot {
+    pub client: reqwest::Client,
+    pub url: Url,
+}
+
+impl Bot {
+    pub fn target(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    pub async fn send(&self, body: &Value, receipt: Receipt) -> Result<Receipt> {
+        let reply = send_json(
+            &self.client,
+            Method::POST,
+            &self.url,
+            HeaderMap::new(),
+            Some(body),
+        )
+        .await?;
+        match errors::classify(&reply) {
+            None => Ok(receipt.with_requests(1)),
+            Some(e) => Err(e),
+        }
+    }
+}

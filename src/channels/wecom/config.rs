@@ -1,0 +1,137 @@
+//! WeCom instance params, with Dinky's `WeChat` names as aliases (§10).
+
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
+
+use crate::http::ProxyConfig;
+
+/// Which WeCom API an instance uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Application message (Dinky `sendType: app`).
+    App,
+    /// Group robot webhook (Dinky `sendType: wechat`).
+    #[serde(alias = "wechat", alias = "robot", alias = "webhook")]
+    Bot,
+}
+
+/// Message type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MsgType {
+    /// Markdown with WeCom's `<font color>` (default).
+    #[default]
+    #[serde(alias = "MarkDown", alias = "markDown")]
+    Markdown,
+    /// Plain text (the only type where robots can @mobile or @all).
+    #[serde(alias = "Text")]
+    Text,
+    /// App text card: title, description and the first link (app mode).
+    Textcard,
+    /// Markdown v2: tables and code, no mentions, no colours (bot mode).
+    #[serde(rename = "markdown_v2")]
+    MarkdownV2,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Params {
+    #[serde(default, alias = "sendType")]
+    pub mode: Option<Mode>,
+    #[serde(default, alias = "msgType", alias = "msgtype")]
+    pub msg_type: MsgType,
+
+    // app
+    #[serde(default, alias = "corpId", alias = "corpid")]
+    pub corp_id: Option<String>,
+    #[serde(default, alias = "corpsecret")]
+    pub secret: Option<SecretString>,
+    #[serde(
+        default,
+        alias = "agentId",
+        alias = "agentid",
+        deserialize_with = "agent_id"
+    )]
+    pub agent_id: Option<i64>,
+    #[serde(default, alias = "users", alias = "touser", deserialize_with = "ids")]
+    pub to_users: Vec<String>,
+    #[serde(default, alias = "toparty", deserialize_with = "ids")]
+    pub to_parties: Vec<String>,
+    #[serde(default, alias = "totag", deserialize_with = "ids")]
+    pub to_tags: Vec<String>,
+
+    // bot
+    #[serde(default)]
+    pub webhook: Option<String>,
+    #[serde(default)]
+    pub key: Option<SecretString>,
+    #[serde(default)]
+    pub keyword: Option<String>,
+    #[serde(
+        default,
+        alias = "atUsers",
+        alias = "mentioned_list",
+        deserialize_with = "ids"
+    )]
+    pub mentioned_users: Vec<String>,
+    #[serde(
+        default,
+        alias = "atMobiles",
+        alias = "mentioned_mobile_list",
+        deserialize_with = "ids"
+    )]
+    pub mentioned_mobiles: Vec<String>,
+    #[serde(default, alias = "isAtAll", alias = "atAll")]
+    pub at_all: bool,
+    /// Send as text when a markdown message has mentions markdown cannot carry.
+    #[serde(default)]
+    pub mention_fallback_text: bool,
+
+    // transport
+    #[serde(default, alias = "sendUrl", alias = "baseUrl")]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub allow_http: bool,
+    #[serde(default)]
+    pub proxy: Option<ProxyConfig>,
+}
+
+/// A list, or one `|`/`,`-separated string (WeCom's own `touser` form).
+fn ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Ids {
+        One(String),
+        Many(Vec<String>),
+    }
+    let v = match Option::<Ids>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Ids::One(s)) => s.split(['|', ',']).map(str::to_owned).collect(),
+        Some(Ids::Many(v)) => v,
+    };
+    Ok(v.into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+/// Dinky stores `agentId` as a number or a string.
+fn agent_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        N(i64),
+        S(String),
+    }
+    match Option::<Id>::deserialize(d)? {
+        None => Ok(None),
+        Some(Id::N(n)) => Ok(Some(n)),
+        Some(Id::S(s)) if s.trim().is_empty() => Ok(None),
+        Some(Id::S(s)) => {
+            s.trim().parse().map(Some).map_err(|_| {
+                serde::de::Error::custom(format!("agent_id must be a number, got {s:?}"))
+            })
+        }
+    }
+}
