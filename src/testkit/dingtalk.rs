@@ -159,6 +159,11 @@ impl FakeDingTalk {
         self.fake.push_fault(fault);
     }
 
+    /// Answers the next request whose path ends with `path_suffix` with `fault`.
+    pub fn push_fault_on(&self, path_suffix: &str, fault: Fault) {
+        self.fake.push_fault_on(path_suffix, fault);
+    }
+
     /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.fake.requests()

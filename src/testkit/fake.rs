@@ -45,7 +45,8 @@ pub(crate) trait Platform: Send + 'static {
 
 struct Shared<P> {
     platform: P,
-    faults: VecDeque<Fault>,
+    /// Scripted faults, each for any path or for paths ending in the given suffix.
+    faults: VecDeque<(Option<String>, Fault)>,
     records: Vec<Recorded>,
 }
 
@@ -96,7 +97,13 @@ impl<P: Platform> Fake<P> {
     }
 
     pub fn push_fault(&self, fault: Fault) {
-        self.lock().faults.push_back(fault);
+        self.lock().faults.push_back((None, fault));
+    }
+
+    pub fn push_fault_on(&self, path_suffix: &str, fault: Fault) {
+        self.lock()
+            .faults
+            .push_back((Some(path_suffix.to_owned()), fault));
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -134,7 +141,12 @@ impl<P: Platform> Respond for Handler<P> {
         let query: BTreeMap<String, String> = req.url.query_pairs().into_owned().collect();
         let path = req.url.path().to_owned();
         let mut delay = None;
-        let (status, answer) = match s.faults.pop_front() {
+        let pos = s
+            .faults
+            .iter()
+            .position(|(on, _)| on.as_deref().is_none_or(|suffix| path.ends_with(suffix)));
+        let fault = pos.and_then(|i| s.faults.remove(i)).map(|(_, f)| f);
+        let (status, answer) = match fault {
             Some(Fault::Reply(status, body)) => (status, body),
             Some(Fault::Delay(d)) => {
                 delay = Some(d);

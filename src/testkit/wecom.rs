@@ -1,0 +1,321 @@
+//! A fake WeCom on 127.0.0.1, following the mock checklists of
+//! platforms.md §3.6 (gettoken, message/send) and §4 (group robot): token
+//! checks with expiry and revocation, recipient validation with partial
+//! `invaliduser` answers and 81013, per-type byte limits answering 40058,
+//! a per-key 20/min robot window answering 45009, and WeCom's hint suffix.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wiremock::Request;
+
+use super::Recorded;
+pub use super::fake::Fault;
+use super::fake::{Fake, Platform, RateWindow, TokenState, Tokens};
+
+fn err(code: i64, msg: &str) -> (u16, Value) {
+    // Real WeCom errors carry a hint and the caller's IP (§3.3).
+    (
+        200,
+        json!({"errcode": code,
+               "errmsg": format!("{msg}, hint: [1700000000_fake], from ip: 127.0.0.1, more info at https://open.work.weixin.qq.com/devtool/query?e={code}")}),
+    )
+}
+
+#[derive(Debug)]
+struct App {
+    corp_id: String,
+    secret: String,
+    agent_id: i64,
+}
+
+#[derive(Debug)]
+struct State {
+    apps: Vec<App>,
+    users: HashSet<String>,
+    parties: HashSet<String>,
+    tags: HashSet<String>,
+    bot_keys: HashSet<String>,
+    tokens: Tokens,
+    token_agent: HashMap<String, i64>,
+    rate: RateWindow,
+    sent: usize,
+}
+
+/// A fake WeCom server: register apps, their visible users, parties and
+/// tags, and robot keys; point instances at [`uri`](FakeWeCom::uri) with
+/// `base_url`, or at [`webhook`](FakeWeCom::webhook).
+#[derive(Clone)]
+pub struct FakeWeCom {
+    fake: Fake<State>,
+}
+
+impl std::fmt::Debug for FakeWeCom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeWeCom")
+            .field("uri", &self.uri())
+            .finish()
+    }
+}
+
+impl FakeWeCom {
+    /// Starts the server on 127.0.0.1.
+    pub async fn start() -> Self {
+        let state = State {
+            apps: Vec::new(),
+            users: HashSet::new(),
+            parties: HashSet::new(),
+            tags: HashSet::new(),
+            bot_keys: HashSet::new(),
+            tokens: Tokens::new(),
+            token_agent: HashMap::new(),
+            rate: RateWindow::new(20, Duration::from_secs(60), Duration::from_secs(60)),
+            sent: 0,
+        };
+        FakeWeCom {
+            fake: Fake::start(state).await,
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        self.fake.with(f)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn uri(&self) -> String {
+        self.fake.uri()
+    }
+
+    /// The robot webhook URL for `key`.
+    pub fn webhook(&self, key: &str) -> String {
+        format!("{}/cgi-bin/webhook/send?key={key}", self.uri())
+    }
+
+    /// Registers an application.
+    pub fn add_app(&self, corp_id: &str, secret: &str, agent_id: i64) {
+        self.with(|s| {
+            s.apps.push(App {
+                corp_id: corp_id.into(),
+                secret: secret.into(),
+                agent_id,
+            })
+        });
+    }
+
+    /// Users, parties and tags in the apps' visible range; others are invalid.
+    pub fn add_recipients(&self, users: &[&str], parties: &[&str], tags: &[&str]) {
+        self.with(|s| {
+            s.users.extend(users.iter().map(|u| u.to_string()));
+            s.parties.extend(parties.iter().map(|u| u.to_string()));
+            s.tags.extend(tags.iter().map(|u| u.to_string()));
+        });
+    }
+
+    /// Registers a robot key.
+    pub fn add_bot(&self, key: &str) {
+        self.with(|s| s.bot_keys.insert(key.to_owned()));
+    }
+
+    /// Expires every issued token now.
+    pub fn expire_tokens(&self) {
+        self.with(|s| s.tokens.expire_all());
+    }
+
+    /// gettoken calls served so far.
+    pub fn token_fetches(&self) -> u32 {
+        self.with(|s| s.tokens.fetches)
+    }
+
+    /// Robot rate limit per key (default 20 per 60 s).
+    pub fn set_rate_limit(&self, limit: u32, window: Duration) {
+        self.with(|s| s.rate = RateWindow::new(limit, window, window));
+    }
+
+    /// Answers the next request with `fault`.
+    pub fn push_fault(&self, fault: Fault) {
+        self.fake.push_fault(fault);
+    }
+
+    /// Answers the next request whose path ends with `path_suffix` with `fault`.
+    pub fn push_fault_on(&self, path_suffix: &str, fault: Fault) {
+        self.fake.push_fault_on(path_suffix, fault);
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.fake.requests()
+    }
+
+    /// Messages accepted so far (app sends and robot messages).
+    pub fn accepted(&self) -> Vec<Recorded> {
+        self.fake.accepted()
+    }
+}
+
+fn ids(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .map(|s| {
+            s.split('|')
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Bytes of `body[msgtype].content`, if any.
+fn content_len(body: &Value, msgtype: &str) -> Option<usize> {
+    body.get(msgtype)?.get("content")?.as_str().map(str::len)
+}
+
+impl State {
+    fn gettoken(&mut self, q: &BTreeMap<String, String>) -> (u16, Value) {
+        let corp = q.get("corpid").map(String::as_str).unwrap_or("");
+        let secret = q.get("corpsecret").map(String::as_str).unwrap_or("");
+        let Some(app) = self.apps.iter().find(|a| a.corp_id == corp) else {
+            return err(40013, "invalid corpid");
+        };
+        if app.secret != secret {
+            return err(40001, "invalid credential");
+        }
+        let agent = app.agent_id;
+        let token = self.tokens.issue(corp);
+        self.token_agent.insert(token.clone(), agent);
+        (
+            200,
+            json!({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": self.tokens.ttl.as_secs()}),
+        )
+    }
+
+    fn message_send(&mut self, req: &Request, q: &BTreeMap<String, String>) -> (u16, Value) {
+        let Some(token) = q.get("access_token").filter(|t| !t.is_empty()) else {
+            return err(41001, "access_token missing");
+        };
+        match self.tokens.check(token) {
+            TokenState::Valid => {}
+            TokenState::Expired => return err(42001, "access_token expired"),
+            TokenState::Unknown => return err(40014, "invalid access_token"),
+        }
+        let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
+            return err(40035, "invalid json");
+        };
+        if body.get("agentid").and_then(Value::as_i64) != self.token_agent.get(token).copied() {
+            return err(40056, "invalid agentid");
+        }
+        let msgtype = body.get("msgtype").and_then(Value::as_str).unwrap_or("");
+        match msgtype {
+            "text" | "markdown" => match content_len(&body, msgtype) {
+                None | Some(0) => return err(44004, "empty content"),
+                Some(n) if n > 2048 => {
+                    return err(40058, &format!("{msgtype}.content exceed max length 2048"));
+                }
+                _ => {}
+            },
+            "textcard" => {
+                let card = &body["textcard"];
+                if card["title"]
+                    .as_str()
+                    .is_none_or(|t| t.chars().count() > 128)
+                    || card["description"]
+                        .as_str()
+                        .is_none_or(|d| d.chars().count() > 512)
+                    || card["url"].as_str().is_none_or(str::is_empty)
+                {
+                    return err(40058, "invalid textcard");
+                }
+            }
+            _ => return err(40008, "invalid message type"),
+        }
+        let (users, parties, tags) = (
+            ids(&body, "touser"),
+            ids(&body, "toparty"),
+            ids(&body, "totag"),
+        );
+        if users.len() > 1000 || parties.len() > 100 || tags.len() > 100 {
+            return err(40058, "too many recipients");
+        }
+        if users == ["@all"] {
+            self.sent += 1;
+            return (
+                200,
+                json!({"errcode": 0, "errmsg": "ok", "msgid": format!("msg-{}", self.sent)}),
+            );
+        }
+        let bad = |list: &[String], known: &HashSet<String>| -> Vec<String> {
+            list.iter()
+                .filter(|x| !known.contains(*x))
+                .map(|x| x.to_lowercase())
+                .collect()
+        };
+        let (bu, bp, bt) = (
+            bad(&users, &self.users),
+            bad(&parties, &self.parties),
+            bad(&tags, &self.tags),
+        );
+        if bu.len() + bp.len() + bt.len() == users.len() + parties.len() + tags.len() {
+            return err(81013, "user & party & tag all invalid");
+        }
+        self.sent += 1;
+        let mut answer =
+            json!({"errcode": 0, "errmsg": "ok", "msgid": format!("msg-{}", self.sent)});
+        for (key, list) in [
+            ("invaliduser", bu),
+            ("invalidparty", bp),
+            ("invalidtag", bt),
+        ] {
+            if !list.is_empty() {
+                answer[key] = json!(list.join("|"));
+            }
+        }
+        (200, answer)
+    }
+
+    fn webhook(&mut self, req: &Request, q: &BTreeMap<String, String>) -> (u16, Value) {
+        let key = q.get("key").map(String::as_str).unwrap_or("");
+        if !self.bot_keys.contains(key) {
+            return err(93000, "invalid webhook url");
+        }
+        let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
+            return err(40035, "invalid json");
+        };
+        let msgtype = body.get("msgtype").and_then(Value::as_str).unwrap_or("");
+        let limit = match msgtype {
+            "text" => 2048,
+            "markdown" | "markdown_v2" => 4096,
+            _ => return err(40008, "invalid message type"),
+        };
+        match content_len(&body, msgtype) {
+            None | Some(0) => return err(44004, "empty content"),
+            Some(n) if n > limit => {
+                return err(
+                    40058,
+                    &format!(
+                        "{msgtype}.content exceed max length {limit}. invalid Request Parameter"
+                    ),
+                );
+            }
+            _ => {}
+        }
+        if self.rate.limited(key) {
+            return err(45009, "api freq out of limit");
+        }
+        (200, json!({"errcode": 0, "errmsg": "ok"}))
+    }
+}
+
+impl Platform for State {
+    fn handle(&mut self, req: &Request, query: &BTreeMap<String, String>) -> (u16, Value) {
+        match (req.method.as_str(), req.url.path()) {
+            ("GET", "/cgi-bin/gettoken") => self.gettoken(query),
+            ("POST", "/cgi-bin/message/send") => self.message_send(req, query),
+            ("POST", "/cgi-bin/webhook/send") => self.webhook(req, query),
+            _ => (404, json!({"errcode": 404, "errmsg": "not found"})),
+        }
+    }
+
+    fn is_message(&self, path: &str) -> bool {
+        path != "/cgi-bin/gettoken"
+    }
+}
