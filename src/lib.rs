@@ -52,6 +52,7 @@ pub mod error;
 pub mod group;
 pub mod http;
 pub mod notifier;
+pub(crate) mod params;
 pub mod template;
 pub mod testkit;
 pub(crate) mod text;

@@ -169,7 +169,15 @@ const DEFAULT_TEXT: &str = r#"{% if resolved %}[{{ state_label }}]{% else %}[{{ 
 {{ link.title }}: {{ link.url }}
 {%- endfor %}"#;
 
-const DEFAULT_MARKDOWN: &str = r#"{% if platform == "wecom" -%}
+const DEFAULT_MARKDOWN: &str = r#"{% if platform == "feishu_card" -%}
+{# A Feishu card shows the title in its header, facts as fields and links as buttons. #}
+{{ body }}
+{%- if job and job.error %}
+
+**{{ t.error }}**: {{ job.error | first_line | limit(300) }}
+{%- endif %}
+{%- else -%}
+{% if platform == "wecom" -%}
 ### <font color="{{ wecom_color }}">{{ state_label if resolved else severity_label }}</font> {{ title | md_escape }}
 {%- else -%}
 ### {{ "✅" if resolved else severity_icon }} {{ title | md_escape }}
@@ -184,7 +192,8 @@ const DEFAULT_MARKDOWN: &str = r#"{% if platform == "wecom" -%}
 {% endif %}
 {%- if links %}
 {% for link in links %}[{{ link.title | md_escape }}]({{ link.url }}){% if not loop.last %} | {% endif %}{% endfor %}
-{% endif %}"#;
+{% endif %}
+{%- endif %}"#;
 
 const DEFAULT_HTML: &str = r#"<div style="font-family:-apple-system,'PingFang SC','Microsoft YaHei',Arial,sans-serif;font-size:14px">
 <h3 style="margin:0 0 8px;color:{{ html_color }}">[{{ state_label if resolved else severity_label }}] {{ title }}</h3>
@@ -297,6 +306,11 @@ impl Templates {
             env: Arc::new(build_env(overrides)?),
             lang,
         })
+    }
+
+    /// The language of the built-in labels.
+    pub fn lang(&self) -> Lang {
+        self.lang
     }
 
     /// Renders `alert` in `format` as the channel `platform` would send it.

@@ -6,6 +6,10 @@ use crate::config::Registry;
 #[cfg_attr(docsrs, doc(cfg(feature = "dingtalk")))]
 pub mod dingtalk;
 
+#[cfg(feature = "feishu")]
+#[cfg_attr(docsrs, doc(cfg(feature = "feishu")))]
+pub mod feishu;
+
 #[cfg(feature = "wecom")]
 #[cfg_attr(docsrs, doc(cfg(feature = "wecom")))]
 pub mod wecom;
@@ -17,5 +21,7 @@ pub(crate) fn register_builtins(registry: &mut Registry) {
     dingtalk::register(registry);
     #[cfg(feature = "wecom")]
     wecom::register(registry);
+    #[cfg(feature = "feishu")]
+    feishu::register(registry);
     let _ = registry;
 }

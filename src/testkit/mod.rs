@@ -25,6 +25,10 @@ pub use fake::Fault;
 #[cfg_attr(docsrs, doc(cfg(all(feature = "testkit", feature = "dingtalk"))))]
 pub mod dingtalk;
 
+#[cfg(all(feature = "testkit", feature = "feishu"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "testkit", feature = "feishu"))))]
+pub mod feishu;
+
 #[cfg(all(feature = "testkit", feature = "wecom"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "testkit", feature = "wecom"))))]
 pub mod wecom;

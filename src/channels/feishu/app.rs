@@ -1,0 +1,158 @@
+//! App bot: tenant token + `POST /open-apis/im/v1/messages` per receiver (§11).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use url::Url;
+
+use super::{ReceiveIdType, errors};
+use crate::channel::{Preview, Receipt};
+use crate::error::{Error, ErrorKind, Result};
+use crate::http::{Reply, TokenCache, join_url, redact_url, send_json};
+
+pub(crate) struct App {
+    pub client: reqwest::Client,
+    pub base: Url,
+    pub app_id: String,
+    pub app_secret: SecretString,
+    pub receive_id_type: ReceiveIdType,
+    pub receive_ids: Vec<String>,
+    pub tokens: Arc<TokenCache>,
+}
+
+impl App {
+    async fn fetch_token(&self) -> Result<(SecretString, Duration)> {
+        let url = join_url(&self.base, "open-apis/auth/v3/tenant_access_token/internal")?;
+        let body = json!({"app_id": self.app_id, "app_secret": self.app_secret.expose_secret()});
+        let reply = send_json(
+            &self.client,
+            Method::POST,
+            &url,
+            HeaderMap::new(),
+            Some(&body),
+        )
+        .await?;
+        if let Some(e) = errors::classify(&reply) {
+            let retryable = e.is_retryable() && e.kind() != ErrorKind::TokenExpired;
+            return Err(if retryable {
+                e
+            } else {
+                Error::new(
+                    ErrorKind::Unauthorized,
+                    format!("tenant token refused: {}", e.message()),
+                )
+                .with_code(e.code().unwrap_or_default())
+                .with_retryable(false)
+            });
+        }
+        let token = reply
+            .body
+            .get("tenant_access_token")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if token.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Platform,
+                "token answer without tenant_access_token",
+            )
+            .with_retryable(true));
+        }
+        let ttl = reply
+            .body
+            .get("expire")
+            .and_then(Value::as_u64)
+            .unwrap_or(7200);
+        Ok((
+            SecretString::from(token.to_owned()),
+            Duration::from_secs(ttl),
+        ))
+    }
+
+    fn url(&self) -> Result<Url> {
+        let mut url = join_url(&self.base, "open-apis/im/v1/messages")?;
+        url.query_pairs_mut()
+            .append_pair("receive_id_type", self.receive_id_type.as_str());
+        Ok(url)
+    }
+
+    /// One message; on 99991663/99991668 drops the token used, fetches a new
+    /// one and resends once.
+    async fn post(&self, url: &Url, body: &Value) -> Result<Reply> {
+        let mut refreshed = false;
+        loop {
+            let token = self.tokens.get(|| self.fetch_token()).await?;
+            let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                .map_err(|_| {
+                    Error::new(
+                        ErrorKind::Platform,
+                        "the platform issued a token that is not a valid header value",
+                    )
+                })?;
+            auth.set_sensitive(true);
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, auth);
+            let reply = send_json(&self.client, Method::POST, url, headers, Some(body)).await?;
+            match errors::classify(&reply) {
+                None => return Ok(reply),
+                Some(e) if !refreshed && e.kind() == ErrorKind::TokenExpired => {
+                    self.tokens.invalidate(&token).await;
+                    refreshed = true;
+                }
+                Some(e) => return Err(e),
+            }
+        }
+    }
+
+    pub async fn send(
+        &self,
+        msg_type: &str,
+        content: &str,
+        mut receipt: Receipt,
+    ) -> Result<Receipt> {
+        let url = self.url()?;
+        let (mut delivered, mut first_error) = (0, None);
+        for id in &self.receive_ids {
+            let body = json!({"receive_id": id, "msg_type": msg_type, "content": content});
+            match self.post(&url, &body).await {
+                Ok(reply) => {
+                    delivered += 1;
+                    if let Some(mid) = reply
+                        .body
+                        .pointer("/data/message_id")
+                        .and_then(Value::as_str)
+                    {
+                        receipt.message_id.get_or_insert_with(|| mid.to_owned());
+                    }
+                }
+                Err(e) => {
+                    receipt = receipt
+                        .with_note(format!("{id} failed: {e}"))
+                        .with_rejected([id.clone()]);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if delivered == 0 => Err(e),
+            _ => Ok(receipt.with_requests(self.receive_ids.len() as u32)),
+        }
+    }
+
+    pub fn preview(&self, msg_type: &str, content: &str) -> Result<Vec<Preview>> {
+        let url = self.url()?;
+        Ok(self
+            .receive_ids
+            .iter()
+            .map(|id| {
+                Preview::new(
+                    redact_url(&url),
+                    json!({"receive_id": id, "msg_type": msg_type, "content": content}),
+                )
+            })
+            .collect())
+    }
+}

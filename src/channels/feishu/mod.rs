@@ -1,0 +1,499 @@
+//! Feishu / Lark (飞书): custom bots and app bots.
+//!
+//! Config `type`: `feishu` (Dinky: `FeiShu`; also `lark`). The param `mode`
+//! picks the API:
+//!
+//! | mode | params |
+//! |---|---|
+//! | `bot` (default) | `webhook` (full hook URL on open.feishu.cn or open.larksuite.com) or `token` [+ `base_url`], `secret`, `keywords`, `at_user_ids`, `at_all`, `msg_type` |
+//! | `app` | `app_id`, `app_secret`, `receive_id_type` (`chat_id` default, `open_id`, `user_id`, `union_id`, `email`), `receive_ids`, `msg_type`, `base_url` (`https://open.feishu.cn`; Lark: `https://open.larksuite.com`) |
+//!
+//! `msg_type`: `interactive` (default: a card whose header colour follows
+//! severity, the job facts as fields, links as buttons), `post` (rich text:
+//! title, paragraphs, links as `a` tags, `at` tags) or `text` (with
+//! `<at user_id=…>` tags). Dinky's `keyword`, `atUsers`, `isAtAll` and proxy
+//! fields load as they are.
+//!
+//! What the channel guarantees (platforms.md §5, §7.2, §11):
+//! - a bot with a `secret` signs every attempt with Feishu's own algorithm
+//!   (key = `"{seconds}\n{secret}"` over an empty message), the timestamp and
+//!   signature in the JSON body, never DingTalk's algorithm or milliseconds;
+//! - a keyword missing from the rendered text is added visibly;
+//! - the body stays under 20,000 bytes (bot) or 30,000 (app content):
+//!   longer text is cut with a visible marker, never refused by the platform;
+//! - `9499 too many request` is a retryable rate limit, `9499 Bad Request` a
+//!   permanent content error: they are told apart, never looped on;
+//! - app tenant tokens are cached per app until 5 minutes before `expire`,
+//!   fetched once under concurrency, and refreshed once on 99991663/99991668.
+//!
+//! Custom bots cannot resolve phone numbers or e-mail addresses to users:
+//! such mentions are noted in the receipt.
+//!
+//! ```
+//! use alertkit::{Config, Notifier};
+//! let config = Config::from_json(r#"{"instances": [{"name": "feishu", "type": "FeiShu", "params": {
+//!   "webhook": "https://open.feishu.cn/open-apis/bot/v2/hook/abc", "secret": "s", "keyword": "alert",
+//!   "atUsers": ["ou_123"], "isAtAll": false}}]}"#).unwrap();
+//! assert!(Notifier::from_config(&config).is_ok());
+//! ```
+
+mod app;
+mod config;
+mod errors;
+mod sign;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use url::Url;
+
+use config::Params;
+pub use config::{Mode, MsgType, ReceiveIdType};
+
+use crate::alert::{Alert, Mention, Severity};
+use crate::channel::{AlertChannel, Preview, Receipt};
+use crate::config::{BuildContext, Registry};
+use crate::error::{Error, Result};
+use crate::http::{join_url, parse_url, post_bytes, redact_url};
+use crate::template::{Format, Lang, Templates, fact_rows};
+use crate::text::fit_json;
+
+/// The type name.
+pub const KIND: &str = "feishu";
+/// Feishu's API host.
+pub const FEISHU_BASE: &str = "https://open.feishu.cn";
+/// Lark's API host.
+pub const LARK_BASE: &str = "https://open.larksuite.com";
+/// Largest bot request body (§5.5: "20 KB"; 20,000 to be safe).
+pub const MAX_BODY: usize = 20_000;
+/// Largest app message `content` kept (§11: cards and posts ≤ 30 KB).
+pub const APP_MAX_CONTENT: usize = 30_000;
+
+pub(crate) fn register(r: &mut Registry) {
+    r.register(KIND, |ctx: &BuildContext<'_>| {
+        Ok(Arc::new(Feishu::build(ctx)?) as Arc<dyn AlertChannel>)
+    });
+    r.alias("lark", KIND);
+}
+
+/// A Feishu/Lark instance; see the module docs for params.
+pub struct Feishu {
+    templates: Templates,
+    msg_type: MsgType,
+    keywords: Vec<String>,
+    at_user_ids: Vec<String>,
+    at_all: bool,
+    api: Api,
+}
+
+enum Api {
+    Bot {
+        client: reqwest::Client,
+        url: Url,
+        secret: Option<SecretString>,
+    },
+    App(app::App),
+}
+
+impl std::fmt::Debug for Feishu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = match &self.api {
+            Api::Bot { url, secret, .. } => {
+                format!("bot {} signed={}", redact_url(url), secret.is_some())
+            }
+            Api::App(a) => format!("app {} {}", a.app_id, redact_url(&a.base)),
+        };
+        f.debug_struct("Feishu")
+            .field("mode", &mode)
+            .field("msg_type", &self.msg_type)
+            .field("keywords", &self.keywords)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The mentions of one message.
+struct Mentions {
+    users: Vec<String>,
+    all: bool,
+}
+
+impl Feishu {
+    /// Builds from a [`BuildContext`]; every param is validated here.
+    pub fn build(ctx: &BuildContext<'_>) -> Result<Self> {
+        let p: Params = ctx.params()?;
+        let proxy = match &p.proxy {
+            Some(proxy) => Some(proxy.clone()),
+            None => crate::http::dinky_proxy(
+                p.enable_proxy,
+                p.hostname.as_deref(),
+                p.port,
+                p.user.as_deref(),
+                p.password.as_ref(),
+            )?,
+        };
+        let client = ctx.http().client_for(proxy.as_ref())?;
+        let base = parse_url(
+            "params.base_url",
+            p.base_url.as_deref().unwrap_or(FEISHU_BASE),
+            p.allow_http,
+        )?;
+        let api = match p.mode {
+            Mode::Bot => {
+                let url = match (&p.webhook, &p.token) {
+                    (Some(w), _) if !w.trim().is_empty() => {
+                        let u = parse_url("params.webhook", w, p.allow_http)?;
+                        if !u.path().contains("/hook/") || u.path().ends_with("/hook/") {
+                            return Err(Error::config(
+                                "params.webhook",
+                                "not a bot hook URL (expected …/open-apis/bot/v2/hook/<token>)",
+                            ));
+                        }
+                        u
+                    }
+                    (_, Some(token)) => join_url(
+                        &base,
+                        &format!("open-apis/bot/v2/hook/{}", token.expose_secret()),
+                    )?,
+                    _ => {
+                        return Err(Error::config(
+                            "params.webhook",
+                            "bot mode needs `webhook` (or `token`)",
+                        ));
+                    }
+                };
+                let secret = p
+                    .secret
+                    .clone()
+                    .filter(|s| !s.expose_secret().trim().is_empty());
+                Api::Bot {
+                    client,
+                    url,
+                    secret,
+                }
+            }
+            Mode::App => {
+                let app_id = p
+                    .app_id
+                    .clone()
+                    .filter(|s| !s.trim().is_empty())
+                    .ok_or_else(|| Error::config("params.app_id", "required in app mode"))?;
+                let app_secret = p
+                    .app_secret
+                    .clone()
+                    .filter(|s| !s.expose_secret().trim().is_empty())
+                    .ok_or_else(|| Error::config("params.app_secret", "required in app mode"))?;
+                if p.receive_ids.is_empty() {
+                    return Err(Error::config("params.receive_ids", "required in app mode"));
+                }
+                let tokens =
+                    ctx.http()
+                        .token_cache(&crate::http::token_key(KIND, &app_id, &app_secret));
+                Api::App(app::App {
+                    client,
+                    base,
+                    app_id,
+                    app_secret,
+                    receive_id_type: p.receive_id_type,
+                    receive_ids: p.receive_ids.clone(),
+                    tokens,
+                })
+            }
+        };
+        Ok(Feishu {
+            templates: ctx.templates().clone(),
+            msg_type: p.msg_type,
+            keywords: p.keywords,
+            at_user_ids: p.at_user_ids,
+            at_all: p.at_all,
+            api,
+        })
+    }
+
+    fn mentions(&self, alert: &Alert, receipt: &mut Receipt) -> Mentions {
+        let mut m = Mentions {
+            users: self.at_user_ids.clone(),
+            all: self.at_all,
+        };
+        for mention in &alert.mentions {
+            match mention {
+                Mention::All => m.all = true,
+                Mention::UserId(u) if !m.users.contains(u) => m.users.push(u.clone()),
+                Mention::Mobile(x) => receipt
+                    .notes
+                    .push(format!("Feishu bots cannot mention mobile {x}")),
+                Mention::Email(x) => receipt
+                    .notes
+                    .push(format!("Feishu bots cannot mention email {x}")),
+                _ => {}
+            }
+        }
+        m
+    }
+
+    /// The keyword to add, when none is in `texts`.
+    fn missing_keyword(&self, texts: &[&str]) -> Option<&str> {
+        let present = self
+            .keywords
+            .iter()
+            .any(|k| texts.iter().any(|t| t.contains(k.as_str())));
+        (!present)
+            .then(|| self.keywords.first().map(String::as_str))
+            .flatten()
+    }
+
+    /// The message as `(msg_type, content)`: `content` is the bot's
+    /// `content`/`card` object, fitted so that the whole `wrap`ped body fits
+    /// in `max` bytes.
+    fn message(
+        &self,
+        alert: &Alert,
+        max: usize,
+        wrap: &dyn Fn(&str, &Value) -> Value,
+    ) -> Result<(&'static str, Vec<u8>, Receipt)> {
+        let mut receipt = Receipt::new();
+        let m = self.mentions(alert, &mut receipt);
+        let title = self.templates.render(Format::Title, alert, KIND)?;
+        let lang = self.templates.lang();
+        let (msg_type, fitted) = match self.msg_type {
+            MsgType::Text => {
+                let text = self.templates.render(Format::Text, alert, KIND)?;
+                let mut suffix = String::new();
+                for u in &m.users {
+                    suffix.push_str(&format!(" <at user_id=\"{u}\"></at>"));
+                }
+                if m.all {
+                    suffix.push_str(" <at user_id=\"all\">所有人</at>");
+                }
+                if let Some(k) = self.missing_keyword(&[&text]) {
+                    suffix.push_str(&format!("\n{k}"));
+                }
+                let f = fit_json(&text, &suffix, max, |t| wrap("text", &json!({"text": t})))?;
+                ("text", f)
+            }
+            MsgType::Post => {
+                let text = self.templates.render(Format::Text, alert, KIND)?;
+                // The first line is the title, shown as the post's title.
+                let text = text
+                    .split_once('\n')
+                    .map_or("", |(_, rest)| rest)
+                    .trim()
+                    .to_owned();
+                let keyword = self.missing_keyword(&[&text, &title]).map(str::to_owned);
+                let locale = if lang == Lang::Zh { "zh_cn" } else { "en_us" };
+                let links: Vec<Value> = links(alert)
+                    .into_iter()
+                    .flat_map(|(t, u)| {
+                        [
+                            json!({"tag": "a", "text": t, "href": u}),
+                            json!({"tag": "text", "text": "  "}),
+                        ]
+                    })
+                    .collect();
+                let mut ats: Vec<Value> = m
+                    .users
+                    .iter()
+                    .map(|u| json!({"tag": "at", "user_id": u}))
+                    .collect();
+                if m.all {
+                    ats.push(json!({"tag": "at", "user_id": "all", "user_name": "所有人"}));
+                }
+                let f = fit_json(&text, "", max, |t| {
+                    let mut paragraphs: Vec<Value> = t
+                        .lines()
+                        .map(|l| json!([{"tag": "text", "text": l}]))
+                        .collect();
+                    for extra in [&links, &ats] {
+                        if !extra.is_empty() {
+                            paragraphs.push(Value::Array(extra.clone()));
+                        }
+                    }
+                    if let Some(k) = &keyword {
+                        paragraphs.push(json!([{"tag": "text", "text": k}]));
+                    }
+                    wrap(
+                        "post",
+                        &json!({"post": {locale: {"title": title, "content": paragraphs}}}),
+                    )
+                })?;
+                ("post", f)
+            }
+            MsgType::Interactive => {
+                let body = self
+                    .templates
+                    .render(Format::Markdown, alert, "feishu_card")?;
+                let facts = fact_rows(alert, lang);
+                let keyword = {
+                    let fact_text: Vec<&str> = facts
+                        .iter()
+                        .flat_map(|(k, v)| [k.as_str(), v.as_str()])
+                        .collect();
+                    let mut texts = vec![body.as_str(), title.as_str()];
+                    texts.extend(fact_text);
+                    self.missing_keyword(&texts).map(str::to_owned)
+                };
+                let template = card_colour(alert);
+                let buttons: Vec<Value> = links(alert)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (t, u))| {
+                        json!({"tag": "button", "text": {"tag": "plain_text", "content": t}, "url": u,
+                               "type": if i == 0 { "primary" } else { "default" }})
+                    })
+                    .collect();
+                let fields: Vec<Value> = facts
+                    .iter()
+                    .map(|(k, v)| json!({"is_short": v.chars().count() <= 40,
+                                         "text": {"tag": "lark_md", "content": format!("**{k}**\n{v}")}}))
+                    .collect();
+                let mut at_line = String::new();
+                for u in &m.users {
+                    at_line.push_str(&format!("<at id={u}></at> "));
+                }
+                if m.all {
+                    at_line.push_str("<at id=all></at>");
+                }
+                let f = fit_json(&body, "", max, |t| {
+                    let mut elements = Vec::new();
+                    if !t.is_empty() {
+                        elements
+                            .push(json!({"tag": "div", "text": {"tag": "lark_md", "content": t}}));
+                    }
+                    if !fields.is_empty() {
+                        elements.push(json!({"tag": "div", "fields": fields}));
+                    }
+                    if !at_line.is_empty() {
+                        elements.push(json!({"tag": "div", "text": {"tag": "lark_md", "content": at_line.trim_end()}}));
+                    }
+                    if !buttons.is_empty() {
+                        elements.push(json!({"tag": "action", "actions": buttons}));
+                    }
+                    if let Some(k) = &keyword {
+                        elements.push(json!({"tag": "note", "elements": [{"tag": "plain_text", "content": k}]}));
+                    }
+                    let card = json!({"config": {"wide_screen_mode": true},
+                                      "header": {"title": {"tag": "plain_text", "content": title}, "template": template},
+                                      "elements": elements});
+                    wrap("interactive", &card)
+                })?;
+                ("interactive", f)
+            }
+        };
+        if fitted.omitted > 0 {
+            receipt.notes.push(format!(
+                "text truncated to fit {max} bytes ({} bytes omitted)",
+                fitted.omitted
+            ));
+        }
+        Ok((msg_type, fitted.bytes, receipt))
+    }
+
+    /// The bot body: `msg_type` + `content` (or `card`), signed when a secret is set.
+    fn bot_body(&self, alert: &Alert, secret: Option<&SecretString>) -> Result<(Vec<u8>, Receipt)> {
+        let signed = secret.map(|s| {
+            let ts = chrono::Utc::now().timestamp();
+            (ts.to_string(), sign::signature(s, ts))
+        });
+        let wrap = |msg_type: &str, content: &Value| {
+            let mut body = json!({"msg_type": msg_type});
+            let key = if msg_type == "interactive" {
+                "card"
+            } else {
+                "content"
+            };
+            body[key] = content.clone();
+            if let Some((ts, sign)) = &signed {
+                body["timestamp"] = json!(ts);
+                body["sign"] = json!(sign);
+            }
+            body
+        };
+        let (_, bytes, receipt) = self.message(alert, MAX_BODY, &wrap)?;
+        Ok((bytes, receipt))
+    }
+
+    /// The app message: `msg_type` and its `content` as a JSON string (§11).
+    fn app_content(&self, alert: &Alert) -> Result<(&'static str, String, Receipt)> {
+        let wrap = |msg_type: &str, content: &Value| match msg_type {
+            // im/v1 takes the post body without the "post" wrapper.
+            "post" => content.get("post").cloned().unwrap_or(Value::Null),
+            _ => content.clone(),
+        };
+        let (msg_type, bytes, receipt) = self.message(alert, APP_MAX_CONTENT, &wrap)?;
+        let content = String::from_utf8(bytes).map_err(|e| {
+            Error::new(crate::ErrorKind::Internal, "payload is not UTF-8").with_source(e)
+        })?;
+        Ok((msg_type, content, receipt))
+    }
+}
+
+/// The card header colour: green when resolved, else by severity.
+fn card_colour(alert: &Alert) -> &'static str {
+    if alert.state == crate::alert::AlertState::Resolved {
+        return "green";
+    }
+    match alert.severity {
+        Severity::Info => "blue",
+        Severity::Warning => "orange",
+        _ => "red",
+    }
+}
+
+/// The job's page first (unless listed already), then the alert's links.
+fn links(alert: &Alert) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    if let Some(url) = alert.job.as_ref().and_then(|j| j.url.as_ref())
+        && !alert.links.iter().any(|l| &l.url == url)
+    {
+        v.push(("Job".to_owned(), url.clone()));
+    }
+    v.extend(alert.links.iter().map(|l| (l.title.clone(), l.url.clone())));
+    v
+}
+
+#[async_trait]
+impl AlertChannel for Feishu {
+    async fn send(&self, alert: &Alert) -> Result<Receipt> {
+        match &self.api {
+            Api::Bot {
+                client,
+                url,
+                secret,
+            } => {
+                // Signed here, per attempt: a queued or retried alert is never stale.
+                let (body, receipt) = self.bot_body(alert, secret.as_ref())?;
+                let reply = post_bytes(client, url, HeaderMap::new(), body).await?;
+                match errors::classify(&reply) {
+                    None => Ok(receipt.with_requests(1)),
+                    Some(e) => Err(e),
+                }
+            }
+            Api::App(a) => {
+                let (msg_type, content, receipt) = self.app_content(alert)?;
+                a.send(msg_type, &content, receipt).await
+            }
+        }
+    }
+
+    fn kind(&self) -> &str {
+        KIND
+    }
+
+    fn preview(&self, alert: &Alert) -> Result<Vec<Preview>> {
+        match &self.api {
+            Api::Bot { url, .. } => {
+                let (body, _) = self.bot_body(alert, None)?;
+                let value = serde_json::from_slice(&body).map_err(|e| {
+                    Error::new(crate::ErrorKind::Internal, "payload is not JSON").with_source(e)
+                })?;
+                Ok(vec![Preview::new(redact_url(url), value)])
+            }
+            Api::App(a) => {
+                let (msg_type, content, _) = self.app_content(alert)?;
+                a.preview(msg_type, &content)
+            }
+        }
+    }
+}
