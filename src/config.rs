@@ -104,7 +104,8 @@ impl std::fmt::Debug for InstanceConfig {
 
 /// A param value as `Debug` may show it.
 pub(crate) fn redact_param(key: &str, value: &serde_json::Value) -> serde_json::Value {
-    const SECRET_WORDS: [&str; 8] = [
+    const SECRET_WORDS: [&str; 9] = [
+        "header",
         "secret",
         "password",
         "passwd",

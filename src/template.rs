@@ -344,6 +344,115 @@ impl Templates {
     }
 }
 
+/// Templates compiled from the string leaves of a JSON document (a webhook
+/// body): each leaf holding `{{` or `{%` is a template with the documented
+/// context, rendered into that leaf's string, so no value can break out of
+/// its JSON string. Leaves without template syntax are kept as they are.
+pub(crate) struct JsonTemplate {
+    doc: serde_json::Value,
+    env: Environment<'static>,
+    lang: Lang,
+}
+
+impl std::fmt::Debug for JsonTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonTemplate")
+            .field("doc", &self.doc)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JsonTemplate {
+    /// Compiles every templated leaf of `doc`; `field` names the param in
+    /// errors. Leaves may `{% include "text" %}` (or `title`, `markdown`,
+    /// `html`): the instance's own templates.
+    pub(crate) fn compile(doc: serde_json::Value, field: &str, base: &Templates) -> Result<Self> {
+        let mut env = (*base.env).clone();
+        let lang = base.lang;
+        let mut leaves = Vec::new();
+        collect_leaves(&doc, String::new(), &mut leaves);
+        for (pointer, source) in leaves {
+            env.add_template_owned(pointer.clone(), source)
+                .map_err(|e| {
+                    Error::new(ErrorKind::Template, describe(&e))
+                        .with_field(format!("{field}{pointer}"))
+                        .with_retryable(false)
+                })?;
+        }
+        Ok(JsonTemplate { doc, env, lang })
+    }
+
+    /// The document with every templated leaf rendered for `alert`.
+    pub(crate) fn render(&self, alert: &Alert, platform: &str) -> Result<serde_json::Value> {
+        let ctx = minijinja::Value::from(minijinja::value::Serde(Context::new(
+            alert,
+            platform,
+            self.lang,
+            Utc::now(),
+        )));
+        let mut out = self.doc.clone();
+        self.fill(&mut out, String::new(), &ctx)?;
+        Ok(out)
+    }
+
+    fn fill(
+        &self,
+        v: &mut serde_json::Value,
+        pointer: String,
+        ctx: &minijinja::Value,
+    ) -> Result<()> {
+        match v {
+            serde_json::Value::String(s) if is_template(s) => {
+                let t = self.env.get_template(&pointer).map_err(|e| {
+                    Error::new(ErrorKind::Template, describe(&e)).with_retryable(false)
+                })?;
+                *s = t.render(ctx.clone()).map_err(|e| {
+                    Error::new(ErrorKind::Template, describe(&e))
+                        .with_field(pointer)
+                        .with_retryable(false)
+                })?;
+            }
+            serde_json::Value::Array(items) => {
+                for (i, x) in items.iter_mut().enumerate() {
+                    self.fill(x, format!("{pointer}/{i}"), ctx)?;
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for (k, x) in map.iter_mut() {
+                    self.fill(x, format!("{pointer}/{}", escape_pointer(k)), ctx)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+fn escape_pointer(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+fn collect_leaves(v: &serde_json::Value, pointer: String, out: &mut Vec<(String, String)>) {
+    match v {
+        serde_json::Value::String(s) if is_template(s) => out.push((pointer, s.clone())),
+        serde_json::Value::Array(items) => {
+            for (i, x) in items.iter().enumerate() {
+                collect_leaves(x, format!("{pointer}/{i}"), out);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, x) in map {
+                collect_leaves(x, format!("{pointer}/{}", escape_pointer(k)), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Trims trailing spaces, collapses runs of blank lines, trims the ends; a
 /// title becomes one line.
 fn tidy(s: &str, one_line: bool) -> String {

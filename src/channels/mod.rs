@@ -10,6 +10,10 @@ pub mod dingtalk;
 #[cfg_attr(docsrs, doc(cfg(feature = "feishu")))]
 pub mod feishu;
 
+#[cfg(feature = "webhook")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
+pub mod webhook;
+
 #[cfg(feature = "wecom")]
 #[cfg_attr(docsrs, doc(cfg(feature = "wecom")))]
 pub mod wecom;
@@ -23,5 +27,7 @@ pub(crate) fn register_builtins(registry: &mut Registry) {
     wecom::register(registry);
     #[cfg(feature = "feishu")]
     feishu::register(registry);
+    #[cfg(feature = "webhook")]
+    webhook::register(registry);
     let _ = registry;
 }
