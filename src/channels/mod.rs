@@ -6,6 +6,10 @@ use crate::config::Registry;
 #[cfg_attr(docsrs, doc(cfg(feature = "dingtalk")))]
 pub mod dingtalk;
 
+#[cfg(feature = "email")]
+#[cfg_attr(docsrs, doc(cfg(feature = "email")))]
+pub mod email;
+
 #[cfg(feature = "feishu")]
 #[cfg_attr(docsrs, doc(cfg(feature = "feishu")))]
 pub mod feishu;
@@ -29,5 +33,7 @@ pub(crate) fn register_builtins(registry: &mut Registry) {
     feishu::register(registry);
     #[cfg(feature = "webhook")]
     webhook::register(registry);
+    #[cfg(feature = "email")]
+    email::register(registry);
     let _ = registry;
 }

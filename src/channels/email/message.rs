@@ -1,0 +1,210 @@
+//! The MIME message: plain text always, HTML (template or table), an .xlsx
+//! of the facts built in memory, and headers no alert text can inject into.
+
+use lettre::Message;
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+
+use crate::alert::Alert;
+use crate::error::{Error, ErrorKind, Result};
+use crate::template::{Lang, fact_rows};
+
+const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+/// What goes into one message.
+pub(crate) struct Parts {
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+    pub xlsx: Option<(String, Vec<u8>)>,
+}
+
+/// A header value on one line: CR and LF (and other controls) become spaces,
+/// so a title like `"x\r\nBcc: evil@x"` stays inside its header.
+pub(crate) fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Every row a table or spreadsheet shows: the alert's own facts first.
+pub(crate) fn rows(alert: &Alert, lang: Lang) -> Vec<(String, String)> {
+    let zh = lang == Lang::Zh;
+    let mut rows = vec![
+        (
+            (if zh { "标题" } else { "Title" }).to_owned(),
+            alert.title.clone(),
+        ),
+        (
+            (if zh { "级别" } else { "Severity" }).to_owned(),
+            alert.severity.as_str().to_owned(),
+        ),
+        (
+            (if zh { "状态" } else { "State" }).to_owned(),
+            alert.state.as_str().to_owned(),
+        ),
+    ];
+    rows.extend(fact_rows(alert, lang));
+    if !alert.body.is_empty() {
+        rows.push((
+            (if zh { "内容" } else { "Message" }).to_owned(),
+            alert.body.clone(),
+        ));
+    }
+    if let Some(e) = alert.job.as_ref().and_then(|j| j.error.as_ref()) {
+        rows.push(((if zh { "异常" } else { "Error" }).to_owned(), e.clone()));
+    }
+    for l in &alert.links {
+        rows.push((l.title.clone(), l.url.clone()));
+    }
+    rows
+}
+
+/// The rows as an HTML table, every value escaped.
+pub(crate) fn html_table(title: &str, rows: &[(String, String)]) -> String {
+    let mut s = format!(
+        "<div style=\"font-family:-apple-system,'PingFang SC','Microsoft YaHei',Arial,sans-serif;font-size:14px\">\n<h3>{}</h3>\n<table style=\"border-collapse:collapse\" cellpadding=\"6\" border=\"1\">\n",
+        html_escape(title)
+    );
+    for (k, v) in rows {
+        s.push_str(&format!(
+            "<tr><th align=\"left\">{}</th><td style=\"white-space:pre-wrap\">{}</td></tr>\n",
+            html_escape(k),
+            html_escape(v)
+        ));
+    }
+    s.push_str("</table>\n</div>");
+    s
+}
+
+/// The rows as an .xlsx workbook, built in memory.
+pub(crate) fn xlsx(rows: &[(String, String)]) -> Result<Vec<u8>> {
+    let err = |e: rust_xlsxwriter::XlsxError| {
+        Error::new(ErrorKind::Internal, "cannot build the spreadsheet").with_source(e)
+    };
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let bold = rust_xlsxwriter::Format::new().set_bold();
+    let ws = wb.add_worksheet();
+    ws.set_name("Alert").map_err(err)?;
+    ws.write_string_with_format(0, 0, "Field", &bold)
+        .map_err(err)?;
+    ws.write_string_with_format(0, 1, "Value", &bold)
+        .map_err(err)?;
+    for (i, (k, v)) in rows.iter().enumerate() {
+        let r = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        ws.write_string(r, 0, k).map_err(err)?;
+        // Excel caps a cell at 32,767 characters.
+        ws.write_string(r, 1, crate::text::limit_chars(v, 32_000))
+            .map_err(err)?;
+    }
+    ws.set_column_width(0, 18).map_err(err)?;
+    ws.set_column_width(1, 80).map_err(err)?;
+    wb.save_to_buffer().map_err(err)
+}
+
+/// A file name from the alert title: no path or reserved characters.
+pub(crate) fn file_name(title: &str) -> String {
+    let clean: String = title
+        .chars()
+        .filter(|c| {
+            !c.is_control() && !matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|')
+        })
+        .collect();
+    let clean = crate::text::limit_chars(clean.trim(), 80).replace('…', "");
+    if clean.trim().is_empty() {
+        "alert.xlsx".to_owned()
+    } else {
+        format!("{}.xlsx", clean.trim())
+    }
+}
+
+/// The formatted message (ASCII: every non-ASCII part is encoded) and its Message-ID.
+pub(crate) fn build(
+    from: &Mailbox,
+    to: &[Mailbox],
+    cc: &[Mailbox],
+    parts: Parts,
+) -> Result<(String, Option<String>)> {
+    let mut b = Message::builder()
+        .from(from.clone())
+        .subject(one_line(&parts.subject));
+    for m in to {
+        b = b.to(m.clone());
+    }
+    for m in cc {
+        b = b.cc(m.clone());
+    }
+    let plain = SinglePart::plain(parts.text);
+    let main = match parts.html {
+        Some(html) => MultiPart::alternative()
+            .singlepart(plain)
+            .singlepart(SinglePart::html(html)),
+        None => MultiPart::mixed().singlepart(plain),
+    };
+    let body = match parts.xlsx {
+        Some((name, bytes)) => {
+            use base64::Engine;
+            // RFC 2231 in Content-Disposition (lettre) and RFC 2047 in the
+            // Content-Type name, which Outlook and QQ Mail read (§6.4).
+            let encoded = base64::engine::general_purpose::STANDARD.encode(name.as_bytes());
+            let ct = ContentType::parse(&format!("{XLSX}; name=\"=?UTF-8?B?{encoded}?=\""))
+                .or_else(|_| ContentType::parse(XLSX))
+                .map_err(|e| Error::new(ErrorKind::Internal, format!("bad content type: {e}")))?;
+            MultiPart::mixed()
+                .multipart(main)
+                .singlepart(Attachment::new(name).body(bytes, ct))
+        }
+        None => main,
+    };
+    // The envelope (with Bcc) is built by the caller; headers never carry Bcc.
+    let envelope =
+        lettre::address::Envelope::new(Some(from.email.clone()), vec![from.email.clone()])
+            .map_err(|e| {
+                Error::new(ErrorKind::Internal, "cannot build the envelope").with_source(e)
+            })?;
+    let message = b.envelope(envelope).multipart(body).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidContent,
+            format!("cannot build the message: {e}"),
+        )
+        .with_retryable(false)
+    })?;
+    let formatted = String::from_utf8(message.formatted())
+        .map_err(|e| Error::new(ErrorKind::Internal, "the message is not UTF-8").with_source(e))?;
+    let id = formatted
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix("Message-ID: "))
+        .map(|s| s.trim().to_owned());
+    Ok((formatted, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_stay_on_one_line() {
+        assert_eq!(one_line("x\r\nBcc: evil@x"), "x  Bcc: evil@x");
+        assert_eq!(file_name("告警: a/b*c?"), "告警 abc.xlsx");
+        assert_eq!(file_name("\r\n"), "alert.xlsx");
+        assert!(html_table("<t>", &[("a&b".into(), "<script>".into())]).contains("<th align=\"left\">a&amp;b</th><td style=\"white-space:pre-wrap\">&lt;script&gt;</td>"));
+    }
+}

@@ -1,0 +1,340 @@
+//! Email over SMTP: explicit TLS modes, HTML tables and spreadsheet attachments.
+//!
+//! Config `type`: `email` (Dinky: `Email`). Params:
+//!
+//! | param | meaning |
+//! |---|---|
+//! | `host`, `port` | the server (port default: 465 for `implicit`, 587 for `starttls`, 25 for `none`) |
+//! | `tls` | `implicit` (SMTPS; default on port 465), `starttls` (required: fails rather than continue in clear; default otherwise), `none` (refused unless the host is loopback or `allow_plaintext` is set) |
+//! | `username`, `password` | AUTH PLAIN or LOGIN, only after TLS (or on an allowed plaintext link) |
+//! | `from`, `from_name` | sender address and display name (Chinese is fine: RFC 2047) |
+//! | `to`, `cc`, `bcc` | lists (or one string separated by `,`); Bcc never appears in headers |
+//! | `subject` | a template (default: the title template) |
+//! | `format` | `html` (default), `text`, `table`, `attachment`, `table_attachment` |
+//! | `ca_file` | PEM file of a private CA to trust |
+//! | `accept_invalid_certs` | explicit opt-in to skip certificate checks (default false) |
+//! | `pool_size` | idle connections kept for reuse (default 4) |
+//!
+//! Dinky's params load as they are: `receivers`, `receiverCcs`, `serverHost`,
+//! `serverPort`, `sender`, `enableSmtpAuth`, `user`, `password`,
+//! `starttlsEnable`, `sslEnable`, `smtpSslTrust` (`*`, or the server's host
+//! name, accepts its certificate unchecked, with a warning logged), `mailProtocol`.
+//!
+//! Messages are multipart/alternative with a plain-text part always present;
+//! `table` renders every fact as an escaped HTML table; `attachment` adds an
+//! .xlsx of the same rows, built in memory and named after the alert (a
+//! Chinese name is encoded both as RFC 2231 and RFC 2047). CR/LF in a
+//! subject or name become spaces and addresses are parsed strictly, so an
+//! alert can never add a header or a recipient.
+//!
+//! SMTP answers: 4xx and connection errors are retryable, 5xx are not (535:
+//! unauthorized); when some recipients are refused and others accepted, the
+//! delivery is `partial` with the refused ones in the receipt.
+//!
+//! ```
+//! use alertkit::{Config, Notifier};
+//! let config = Config::from_json(r#"{"instances": [
+//!   {"name": "relay", "type": "email", "params": {"host": "smtp.corp.example", "port": 587,
+//!     "username": "alerts", "password": "pw", "from": "alerts@corp.example", "from_name": "告警中心",
+//!     "to": ["ops@corp.example"], "format": "table_attachment"}},
+//!   {"name": "qq", "type": "Email", "params": {"serverHost": "smtp.qq.com", "serverPort": 465,
+//!     "sslEnable": true, "enableSmtpAuth": true, "user": "12345@qq.com", "password": "授权码",
+//!     "sender": "12345@qq.com", "receivers": ["ops@example.com"]}}
+//! ]}"#).unwrap();
+//! assert!(Notifier::from_config(&config).is_ok());
+//! ```
+
+mod config;
+mod message;
+mod smtp;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lettre::Address;
+use lettre::message::Mailbox;
+use lettre::transport::smtp::client::{Certificate, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use serde_json::{Value, json};
+
+use config::Params;
+pub use config::{EmailFormat, TlsMode};
+
+use crate::alert::Alert;
+use crate::channel::{AlertChannel, Preview, Receipt};
+use crate::config::{BuildContext, Registry};
+use crate::error::{Error, Result};
+use crate::template::{Format, JsonTemplate, Templates};
+
+/// The type name.
+pub const KIND: &str = "email";
+
+pub(crate) fn register(r: &mut Registry) {
+    r.register(KIND, |ctx: &BuildContext<'_>| {
+        Ok(Arc::new(Email::build(ctx)?) as Arc<dyn AlertChannel>)
+    });
+    r.alias("mail", KIND);
+    r.alias("smtp", KIND);
+}
+
+/// An email instance; see the module docs for params.
+pub struct Email {
+    smtp: smtp::Smtp,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    cc: Vec<Mailbox>,
+    envelope: Vec<Address>,
+    subject: Option<JsonTemplate>,
+    format: EmailFormat,
+    templates: Templates,
+}
+
+impl std::fmt::Debug for Email {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Email")
+            .field("server", &format!("{}:{}", self.smtp.host, self.smtp.port))
+            .field("tls", &self.smtp.tls)
+            .field("user", &self.smtp.credentials.as_ref().map(|(u, _)| u))
+            .field("from", &self.from.email.to_string())
+            .field("recipients", &self.envelope.len())
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+fn mailbox(field: &str, value: &str) -> Result<Mailbox> {
+    if value.chars().any(char::is_control) {
+        return Err(Error::config(
+            field,
+            "an address may not hold control characters",
+        ));
+    }
+    value
+        .parse::<Mailbox>()
+        .map_err(|e| Error::config(field, format!("not a valid address ({e})")))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Email {
+    /// Builds from a [`BuildContext`]; every param is validated here.
+    pub fn build(ctx: &BuildContext<'_>) -> Result<Self> {
+        let p: Params = ctx.params()?;
+        let host = p.host.trim().to_owned();
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(Error::config("params.host", "not a host name"));
+        }
+        if let Some(proto) = p.mail_protocol.as_deref().filter(|s| !s.is_empty())
+            && !proto.eq_ignore_ascii_case("smtp")
+        {
+            return Err(Error::config(
+                "params.mailProtocol",
+                format!("only SMTP is supported, not {proto:?}"),
+            ));
+        }
+        let tls = match (p.tls, p.ssl_enable, p.starttls_enable, p.port) {
+            (Some(t), _, _, _) => t,
+            (None, Some(true), _, _) => TlsMode::Implicit,
+            (None, _, Some(true), _) => TlsMode::Starttls,
+            // Dinky with both switches off asks for plain SMTP.
+            (None, Some(false), Some(false), _) => TlsMode::None,
+            (None, _, _, Some(465)) => TlsMode::Implicit,
+            (None, _, _, _) => TlsMode::Starttls,
+        };
+        let port = p.port.unwrap_or(match tls {
+            TlsMode::Implicit => 465,
+            TlsMode::Starttls => 587,
+            TlsMode::None => 25,
+        });
+        if tls == TlsMode::None && !p.allow_plaintext && !is_loopback(&host) {
+            return Err(Error::config(
+                "params.tls",
+                "plain SMTP to a non-loopback host would send the message (and any password) in clear; use implicit or starttls, or set allow_plaintext",
+            ));
+        }
+        let trust_all = match p.smtp_ssl_trust.as_deref().map(str::trim) {
+            Some("*") => true,
+            Some(list) if !list.is_empty() => list
+                .split([' ', ','])
+                .any(|h| h.eq_ignore_ascii_case(&host)),
+            _ => false,
+        };
+        let accept_invalid = p.accept_invalid_certs || trust_all;
+        if accept_invalid {
+            tracing::warn!(instance = ctx.name(), host = %host, "TLS certificates of this SMTP server are accepted without verification");
+        }
+        let tls_params =
+            if tls == TlsMode::None {
+                None
+            } else {
+                let mut b = TlsParameters::builder(host.clone())
+                    .dangerous_accept_invalid_certs(accept_invalid);
+                if let Some(path) = p.ca_file.as_deref().filter(|s| !s.is_empty()) {
+                    let pem = std::fs::read(path).map_err(|e| {
+                        Error::config("params.ca_file", format!("cannot read {path:?}: {e}"))
+                    })?;
+                    let cert = Certificate::from_pem(&pem).map_err(|e| {
+                        Error::config("params.ca_file", format!("not a PEM certificate: {e}"))
+                    })?;
+                    b = b.add_root_certificate(cert);
+                }
+                Some(b.build_rustls().map_err(|e| {
+                    Error::config("params.ca_file", format!("cannot set up TLS: {e}"))
+                })?)
+            };
+        let auth_on = p.enable_smtp_auth.unwrap_or(true);
+        let credentials = match (&p.username, &p.password) {
+            (Some(u), Some(pw)) if auth_on && !u.is_empty() => Some((u.clone(), pw.clone())),
+            (Some(u), None) if auth_on && !u.is_empty() => {
+                return Err(Error::config(
+                    "params.password",
+                    "a username needs a password",
+                ));
+            }
+            _ => None,
+        };
+        let from_addr = mailbox("params.from", &p.from)?;
+        let from_name = p
+            .from_name
+            .as_deref()
+            .map(message::one_line)
+            .filter(|n| !n.is_empty());
+        let from = Mailbox::new(from_name.or(from_addr.name.clone()), from_addr.email);
+        let parse_all = |field: &str, list: &[String]| -> Result<Vec<Mailbox>> {
+            list.iter()
+                .enumerate()
+                .map(|(i, a)| mailbox(&format!("{field}[{i}]"), a))
+                .collect()
+        };
+        let to = parse_all("params.to", &p.to)?;
+        let cc = parse_all("params.cc", &p.cc)?;
+        let bcc = parse_all("params.bcc", &p.bcc)?;
+        let mut envelope: Vec<Address> = Vec::new();
+        for m in to.iter().chain(&cc).chain(&bcc) {
+            if !envelope.contains(&m.email) {
+                envelope.push(m.email.clone());
+            }
+        }
+        if envelope.is_empty() {
+            return Err(Error::config(
+                "params.to",
+                "no recipient: set `to`, `cc` or `bcc`",
+            ));
+        }
+        let subject = p
+            .subject
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| JsonTemplate::compile(Value::String(s), "params.subject", ctx.templates()))
+            .transpose()?;
+        let hello = match p.hello_name.filter(|h| !h.is_empty()) {
+            Some(h) => ClientId::Domain(h),
+            None => ClientId::default(),
+        };
+        Ok(Email {
+            smtp: smtp::Smtp {
+                host,
+                port,
+                tls,
+                tls_params,
+                credentials,
+                hello,
+                timeout: Duration::from_secs(15),
+                pool_size: p.pool_size,
+                idle: Mutex::new(Vec::new()),
+            },
+            from,
+            to,
+            cc,
+            envelope,
+            subject,
+            format: p.format,
+            templates: ctx.templates().clone(),
+        })
+    }
+
+    fn parts(&self, alert: &Alert) -> Result<message::Parts> {
+        let subject = match &self.subject {
+            Some(t) => t
+                .render(alert, KIND)?
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            None => self.templates.render(Format::Title, alert, KIND)?,
+        };
+        let text = self.templates.render(Format::Text, alert, KIND)?;
+        let lang = self.templates.lang();
+        let table = || message::html_table(&subject, &message::rows(alert, lang));
+        let html = match self.format {
+            EmailFormat::Text => None,
+            EmailFormat::Html | EmailFormat::Attachment => {
+                Some(self.templates.render(Format::Html, alert, KIND)?)
+            }
+            EmailFormat::Table | EmailFormat::TableAttachment => Some(table()),
+        };
+        let xlsx = match self.format {
+            EmailFormat::Attachment | EmailFormat::TableAttachment => Some((
+                message::file_name(&alert.title),
+                message::xlsx(&message::rows(alert, lang))?,
+            )),
+            _ => None,
+        };
+        Ok(message::Parts {
+            subject,
+            text,
+            html,
+            xlsx,
+        })
+    }
+}
+
+#[async_trait]
+impl AlertChannel for Email {
+    async fn send(&self, alert: &Alert) -> Result<Receipt> {
+        let (formatted, id) = message::build(&self.from, &self.to, &self.cc, self.parts(alert)?)?;
+        let outcome = self
+            .smtp
+            .send(&self.from.email, &self.envelope, &formatted)
+            .await?;
+        let mut receipt = Receipt::new().with_requests(1);
+        if let Some(id) = id {
+            receipt = receipt.with_message_id(id);
+        }
+        for (addr, why) in outcome.refused {
+            receipt = receipt
+                .with_note(format!("{addr} refused: {why}"))
+                .with_rejected([addr]);
+        }
+        if !outcome.message.is_empty() {
+            receipt = receipt.with_note(format!("server: {}", outcome.message));
+        }
+        Ok(receipt)
+    }
+
+    fn kind(&self) -> &str {
+        KIND
+    }
+
+    fn preview(&self, alert: &Alert) -> Result<Vec<Preview>> {
+        let parts = self.parts(alert)?;
+        let attachment = parts
+            .xlsx
+            .as_ref()
+            .map(|(name, bytes)| json!({"name": name, "bytes": bytes.len()}));
+        let rcpts: Vec<String> = self.envelope.iter().map(ToString::to_string).collect();
+        Ok(vec![Preview::new(
+            format!("smtp://{}:{}", self.smtp.host, self.smtp.port),
+            json!({"from": self.from.to_string(), "recipients": rcpts, "subject": parts.subject,
+                   "text": parts.text, "html": parts.html, "attachment": attachment}),
+        )])
+    }
+}

@@ -1,0 +1,260 @@
+//! SMTP: connections, TLS modes, a small pool, and a transaction that
+//! reports each recipient (platforms.md §6).
+//!
+//! lettre's own transport stops at the first refused recipient and its pool
+//! writes the end-of-data marker as a separate small packet, which stalls
+//! every pooled message ~40 ms on delayed ACKs. This module drives lettre's
+//! `AsyncSmtpConnection` directly: sockets with TCP_NODELAY, the message
+//! and its terminator in one write, one RCPT per recipient with the refused
+//! ones collected, and idle connections kept for reuse.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use lettre::Address;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::extension::{ClientId, MailParameter};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::config::TlsMode;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Connections idle longer than this are not reused (servers drop them).
+const IDLE_LIMIT: Duration = Duration::from_secs(50);
+
+pub(crate) struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub tls_params: Option<TlsParameters>,
+    pub credentials: Option<(String, SecretString)>,
+    pub hello: ClientId,
+    pub timeout: Duration,
+    pub pool_size: usize,
+    pub idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+}
+
+/// What the server said about one transaction.
+pub(crate) struct Outcome {
+    pub refused: Vec<(String, String)>,
+    pub message: String,
+}
+
+/// The whole DATA payload in one write: dot-stuffed, CRLF line ends, and the
+/// terminator. lettre's `command` writes a `Display` in one call.
+struct DataBody<'a>(&'a str);
+
+impl std::fmt::Display for DataBody<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for line in self.0.split_inclusive('\n') {
+            let line = line.strip_suffix('\n').unwrap_or(line);
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if line.starts_with('.') {
+                f.write_str(".")?;
+            }
+            f.write_str(line)?;
+            f.write_str("\r\n")?;
+        }
+        f.write_str(".\r\n")
+    }
+}
+
+/// An SMTP error as an alertkit error: 4xx and network errors retryable,
+/// 5xx not; 535/530 are authentication failures.
+pub(crate) fn smtp_error(e: lettre::transport::smtp::Error, during: &str) -> Error {
+    let code = e.status().map(|c| c.to_string());
+    let (kind, retryable) = match code.as_deref() {
+        Some("535" | "534" | "530" | "538") => (ErrorKind::Unauthorized, false),
+        Some("454") => (ErrorKind::Unauthorized, true),
+        Some("552") => (ErrorKind::PayloadTooLarge, false),
+        Some("550" | "551" | "553") => (ErrorKind::InvalidRecipient, false),
+        Some(c) if c.starts_with('4') => (ErrorKind::Platform, true),
+        Some(_) => (ErrorKind::Platform, false),
+        None if e.is_tls() => (ErrorKind::Transport, false),
+        None if e.is_timeout() => (ErrorKind::Timeout, true),
+        None if e.is_client() => (ErrorKind::Platform, false),
+        None => (ErrorKind::Transport, true),
+    };
+    let mut err = Error::new(kind, format!("{during}: {e}")).with_retryable(retryable);
+    if let Some(c) = code {
+        err = err.with_code(c);
+    }
+    err.with_source(e)
+}
+
+impl Smtp {
+    async fn connect(&self) -> Result<AsyncSmtpConnection> {
+        let mut conn = match self.tls {
+            TlsMode::Implicit => AsyncSmtpConnection::connect_tokio1(
+                (self.host.as_str(), self.port),
+                Some(self.timeout),
+                &self.hello,
+                self.tls_params.clone(),
+                None,
+            )
+            .await
+            .map_err(|e| smtp_error(e, "cannot open an implicit-TLS connection"))?,
+            TlsMode::Starttls | TlsMode::None => {
+                let tcp = tokio::time::timeout(
+                    self.timeout,
+                    tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
+                )
+                .await
+                .map_err(|_| {
+                    Error::new(
+                        ErrorKind::Timeout,
+                        format!("cannot connect to {}:{} in time", self.host, self.port),
+                    )
+                })?
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::Transport,
+                        format!("cannot connect to {}:{}", self.host, self.port),
+                    )
+                    .with_source(e)
+                })?;
+                // Requests and answers alternate: never wait for Nagle.
+                tcp.set_nodelay(true).map_err(|e| {
+                    Error::new(ErrorKind::Transport, "cannot set TCP_NODELAY").with_source(e)
+                })?;
+                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
+                    .await
+                    .map_err(|e| smtp_error(e, "no SMTP greeting"))?
+            }
+        };
+        if self.tls == TlsMode::Starttls {
+            if !conn.can_starttls() {
+                conn.abort().await;
+                // Nothing else is sent: no credentials, no message, in clear.
+                return Err(Error::new(
+                    ErrorKind::Transport,
+                    format!(
+                        "{}:{} does not offer STARTTLS; refusing to continue in clear",
+                        self.host, self.port
+                    ),
+                )
+                .with_retryable(false));
+            }
+            let params = self
+                .tls_params
+                .clone()
+                .ok_or_else(|| Error::new(ErrorKind::Internal, "no TLS parameters"))?;
+            conn.starttls(params, &self.hello)
+                .await
+                .map_err(|e| smtp_error(e, "STARTTLS failed"))?;
+        }
+        if let Some((user, password)) = &self.credentials {
+            let creds = Credentials::new(user.clone(), password.expose_secret().to_owned());
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds)
+                .await
+                .map_err(|e| smtp_error(e, "authentication failed"))?;
+        }
+        Ok(conn)
+    }
+
+    fn checkout(&self) -> Option<AsyncSmtpConnection> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((conn, since)) = idle.pop() {
+            if since.elapsed() < IDLE_LIMIT && !conn.has_broken() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, conn: AsyncSmtpConnection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.pool_size && !conn.has_broken() {
+            idle.push((conn, Instant::now()));
+        }
+    }
+
+    /// Sends one message to `rcpts`. A pooled connection the server has
+    /// closed fails at MAIL FROM, before anything was accepted, and the
+    /// transaction is tried once more on a new connection.
+    pub async fn send(&self, from: &Address, rcpts: &[Address], message: &str) -> Result<Outcome> {
+        let reused = self.checkout();
+        let was_reused = reused.is_some();
+        let mut conn = match reused {
+            Some(c) => c,
+            None => self.connect().await?,
+        };
+        let mut options = vec![];
+        if rcpts
+            .iter()
+            .chain(std::iter::once(from))
+            .any(|a| !AsRef::<str>::as_ref(a).is_ascii())
+        {
+            options.push(MailParameter::SmtpUtfEight);
+        }
+        let mail = Mail::new(Some(from.clone()), options);
+        if let Err(e) = conn.command(&mail).await {
+            if !was_reused {
+                conn.abort().await;
+                return Err(smtp_error(e, "MAIL FROM refused"));
+            }
+            conn = self.connect().await?;
+            if let Err(e) = conn.command(&mail).await {
+                conn.abort().await;
+                return Err(smtp_error(e, "MAIL FROM refused"));
+            }
+        }
+        let result = self.transaction(&mut conn, rcpts, message).await;
+        match &result {
+            Ok(_) => self.checkin(conn),
+            Err(_) => conn.abort().await,
+        }
+        result
+    }
+
+    async fn transaction(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        rcpts: &[Address],
+        message: &str,
+    ) -> Result<Outcome> {
+        let mut refused = Vec::new();
+        let mut transient = None;
+        let mut first_code = None;
+        for rcpt in rcpts {
+            if let Err(e) = conn.command(Rcpt::new(rcpt.clone(), vec![])).await {
+                if e.status().is_none() {
+                    return Err(smtp_error(e, "RCPT TO failed"));
+                }
+                let text = e.to_string();
+                if first_code.is_none() {
+                    first_code = e.status().map(|c| c.to_string());
+                }
+                if e.is_transient() && transient.is_none() {
+                    transient = Some(smtp_error(e, "recipient deferred"));
+                }
+                refused.push((rcpt.to_string(), text));
+            }
+        }
+        if refused.len() == rcpts.len() {
+            let _ = conn.command(Rset).await;
+            return Err(transient.unwrap_or_else(|| {
+                let why: Vec<String> = refused.iter().map(|(a, e)| format!("{a}: {e}")).collect();
+                Error::new(
+                    ErrorKind::InvalidRecipient,
+                    format!("every recipient was refused ({})", why.join("; ")),
+                )
+                .with_code(first_code.unwrap_or_else(|| "550".to_owned()))
+                .with_retryable(false)
+            }));
+        }
+        conn.command(Data)
+            .await
+            .map_err(|e| smtp_error(e, "DATA refused"))?;
+        let response = conn
+            .command(DataBody(message))
+            .await
+            .map_err(|e| smtp_error(e, "message refused"))?;
+        Ok(Outcome {
+            refused,
+            message: response.message().collect::<Vec<_>>().join(" "),
+        })
+    }
+}
