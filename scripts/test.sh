@@ -5,8 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Nothing outside cargo is needed yet: the DingTalk fakes run in-process.
-# (The email and redis work will install aiosmtpd / redis-server here.)
+# The email tests run against a real SMTP server (aiosmtpd) they start on
+# 127.0.0.1; the IM platform fakes run in-process.
+if ! python3 -c "import aiosmtpd" 2>/dev/null; then
+    echo "installing aiosmtpd (PyPI) for the email tests"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "aiosmtpd==1.4.6"
+fi
+python3 -c "import aiosmtpd" || { echo "aiosmtpd is required for the email tests" >&2; exit 1; }
 
 cargo test --all-features --all-targets
 cargo test --all-features --doc

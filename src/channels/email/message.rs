@@ -143,6 +143,7 @@ pub(crate) fn build(
     parts: Parts,
 ) -> Result<(String, Option<String>)> {
     let mut b = Message::builder()
+        .message_id(None)
         .from(from.clone())
         .subject(one_line(&parts.subject));
     for m in to {

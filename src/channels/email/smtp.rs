@@ -85,7 +85,26 @@ pub(crate) fn smtp_error(e: lettre::transport::smtp::Error, during: &str) -> Err
 }
 
 impl Smtp {
+    /// A ready connection: TLS as configured, authenticated. Bounded by the
+    /// timeout as a whole (a TLS listener answering a plaintext client, or
+    /// the reverse, would otherwise wait forever for a greeting).
     async fn connect(&self) -> Result<AsyncSmtpConnection> {
+        tokio::time::timeout(self.timeout, self.connect_inner())
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "no SMTP session with {}:{} within {} s (is `tls` right for this port?)",
+                        self.host,
+                        self.port,
+                        self.timeout.as_secs()
+                    ),
+                )
+            })?
+    }
+
+    async fn connect_inner(&self) -> Result<AsyncSmtpConnection> {
         let mut conn = match self.tls {
             TlsMode::Implicit => AsyncSmtpConnection::connect_tokio1(
                 (self.host.as_str(), self.port),
@@ -201,7 +220,15 @@ impl Smtp {
                 return Err(smtp_error(e, "MAIL FROM refused"));
             }
         }
-        let result = self.transaction(&mut conn, rcpts, message).await;
+        let result =
+            tokio::time::timeout(self.timeout, self.transaction(&mut conn, rcpts, message))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::new(
+                        ErrorKind::Timeout,
+                        "the SMTP server stopped answering",
+                    ))
+                });
         match &result {
             Ok(_) => self.checkin(conn),
             Err(_) => conn.abort().await,

@@ -1,0 +1,550 @@
+//! Email channel against a real SMTP server (aiosmtpd, started by each test
+//! on 127.0.0.1; `scripts/test.sh` installs it). TLS uses a CA and a leaf
+//! made at test time with rcgen. No mock of lettre.
+#![cfg(feature = "email")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use alertkit::{
+    Alert, AlertChannel, AlertGroup, Config, ErrorKind, InstanceConfig, JobInfo, JobStatus,
+    Notifier, Outcome,
+};
+use mail_parser::MimeHeaders;
+use serde_json::{Value, json};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "alertkit-{tag}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A test CA and a leaf for localhost / 127.0.0.1 signed by it.
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn pki() -> Pki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        SanType,
+    };
+    let dir = temp_dir("pki");
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "alertkit test CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf.subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    let p = Pki {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("leaf.pem"),
+        key: dir.join("leaf.key"),
+    };
+    std::fs::write(&p.ca, ca_cert.pem()).unwrap();
+    std::fs::write(&p.cert, format!("{}{}", leaf_cert.pem(), ca_cert.pem())).unwrap();
+    std::fs::write(&p.key, leaf_key.serialize_pem()).unwrap();
+    p
+}
+
+/// One aiosmtpd process.
+struct Server {
+    child: Child,
+    port: u16,
+    out: PathBuf,
+}
+
+impl Server {
+    fn start(mode: &str, pki: Option<&Pki>, extra: &[&str]) -> Server {
+        let out = temp_dir("smtp");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script)
+            .args(["--mode", mode, "--out"])
+            .arg(&out)
+            .args(extra);
+        if let Some(p) = pki {
+            cmd.arg("--cert").arg(&p.cert).arg("--key").arg(&p.key);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 is required for the email tests (scripts/test.sh installs aiosmtpd)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .strip_prefix("PORT ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("the SMTP test server did not start (is aiosmtpd installed? run scripts/test.sh): {line:?}"));
+        Server { child, port, out }
+    }
+
+    /// Accepted messages: (envelope and session facts, raw message).
+    fn messages(&self) -> Vec<(Value, Vec<u8>)> {
+        (1..)
+            .map_while(|n| {
+                let meta = std::fs::read_to_string(self.out.join(format!("{n}.json"))).ok()?;
+                let eml = std::fs::read(self.out.join(format!("{n}.eml"))).ok()?;
+                Some((serde_json::from_str(&meta).unwrap(), eml))
+            })
+            .collect()
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.out.join(name)).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let _ = stdin.write_all(b"");
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn channel(params: Value) -> Arc<dyn AlertChannel> {
+    let mut cfg = InstanceConfig::new("mail", "email");
+    cfg.params = params.as_object().unwrap().clone();
+    Notifier::from_config(&Config::default().with_instance(cfg))
+        .unwrap()
+        .channel("mail")
+        .unwrap()
+}
+
+fn build_err(params: Value) -> alertkit::Error {
+    let mut cfg = InstanceConfig::new("mail", "email");
+    cfg.params = params.as_object().unwrap().clone();
+    Notifier::from_config(&Config::default().with_instance(cfg)).unwrap_err()
+}
+
+fn alert() -> Alert {
+    Alert::new("Flink job orders-etl FAILED")
+        .body("Checkpoint 42 failed 3 times.")
+        .job(
+            JobInfo::new("orders-etl")
+                .status(JobStatus::Failed)
+                .cluster("prod-yarn")
+                .error("java.lang.RuntimeException: <boom> & more"),
+        )
+        .field("Owner", "data-team")
+}
+
+fn parse(eml: &[u8]) -> mail_parser::Message<'_> {
+    mail_parser::MessageParser::default()
+        .parse(eml)
+        .expect("a parsable message")
+}
+
+#[tokio::test]
+async fn starttls_with_auth_login_delivers_a_complete_message() {
+    let pki = pki();
+    let server = Server::start(
+        "starttls",
+        Some(&pki),
+        &[
+            "--user",
+            "alerts",
+            "--password",
+            "pw-secret",
+            "--only-mech",
+            "LOGIN",
+        ],
+    );
+    let ch = channel(json!({
+        "host": "localhost", "port": server.port, "tls": "starttls", "ca_file": pki.ca,
+        "username": "alerts", "password": "pw-secret",
+        "from": "alerts@corp.example", "from_name": "告警中心",
+        "to": ["ops@corp.example", "Dev Team <dev@corp.example>"], "cc": ["lead@corp.example"],
+        "bcc": ["audit@corp.example"], "format": "table_attachment"
+    }));
+    let receipt = ch.send(&alert()).await.expect("delivered");
+    assert!(receipt.message_id.is_some());
+    assert!(receipt.rejected_recipients.is_empty());
+
+    let msgs = server.messages();
+    assert_eq!(msgs.len(), 1);
+    let (meta, eml) = &msgs[0];
+    assert_eq!(meta["tls"], true);
+    assert_eq!(meta["mail_from"], "alerts@corp.example");
+    assert_eq!(
+        meta["rcpt_tos"],
+        json!([
+            "ops@corp.example",
+            "dev@corp.example",
+            "lead@corp.example",
+            "audit@corp.example"
+        ])
+    );
+    assert!(
+        server
+            .log("auth.log")
+            .starts_with("LOGIN alerts tls=True ok=True"),
+        "{}",
+        server.log("auth.log")
+    );
+
+    let raw = String::from_utf8_lossy(eml);
+    assert!(
+        !raw.to_ascii_lowercase().contains("\nbcc:"),
+        "no Bcc header"
+    );
+    assert!(
+        !raw.contains("audit@corp.example"),
+        "the Bcc address appears nowhere in the message"
+    );
+    let m = parse(eml);
+    let from = m.from().unwrap().first().unwrap();
+    assert_eq!(from.name(), Some("告警中心"));
+    assert_eq!(from.address(), Some("alerts@corp.example"));
+    let to: Vec<_> = m
+        .to()
+        .unwrap()
+        .iter()
+        .map(|a| a.address().unwrap().to_owned())
+        .collect();
+    assert_eq!(to, ["ops@corp.example", "dev@corp.example"]);
+    assert_eq!(
+        m.cc().unwrap().first().unwrap().address(),
+        Some("lead@corp.example")
+    );
+    assert_eq!(m.subject(), Some("[Error] Flink job orders-etl FAILED"));
+    let text = m.body_text(0).unwrap();
+    assert!(text.contains("Checkpoint 42 failed 3 times."), "{text}");
+    let html = m.body_html(0).unwrap();
+    assert!(html.contains("<tr><th align=\"left\">Cluster</th><td style=\"white-space:pre-wrap\">prod-yarn</td></tr>"), "{html}");
+    assert!(
+        html.contains("java.lang.RuntimeException: &lt;boom&gt; &amp; more"),
+        "escaped: {html}"
+    );
+
+    let att = m.attachments().next().expect("an attachment");
+    assert_eq!(
+        att.attachment_name(),
+        Some("Flink job orders-etl FAILED.xlsx")
+    );
+    use calamine::{Reader, Xlsx};
+    let mut wb: Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(att.contents().to_vec())).unwrap();
+    let range = wb.worksheet_range("Alert").unwrap();
+    let rows: Vec<Vec<String>> = range
+        .rows()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect();
+    assert_eq!(rows[0], ["Field", "Value"]);
+    assert!(
+        rows.contains(&vec!["Cluster".to_string(), "prod-yarn".to_string()]),
+        "{rows:?}"
+    );
+    assert!(
+        rows.contains(&vec!["Owner".to_string(), "data-team".to_string()]),
+        "{rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn implicit_tls_with_auth_plain_and_a_chinese_attachment_name() {
+    let pki = pki();
+    let server = Server::start(
+        "implicit",
+        Some(&pki),
+        &["--user", "12345@qq.com", "--password", "auth-code"],
+    );
+    let ch = channel(json!({
+        "serverHost": "localhost", "serverPort": server.port, "sslEnable": true, "enableSmtpAuth": true,
+        "user": "12345@qq.com", "password": "auth-code", "sender": "12345@qq.com",
+        "receivers": "ops@example.com", "ca_file": pki.ca, "format": "attachment"
+    }));
+    ch.send(&Alert::new("作业 orders-etl 失败"))
+        .await
+        .expect("delivered over SMTPS");
+    let (meta, eml) = &server.messages()[0];
+    assert_eq!(meta["tls"], true);
+    assert!(
+        server
+            .log("auth.log")
+            .starts_with("PLAIN 12345@qq.com tls=True ok=True"),
+        "{}",
+        server.log("auth.log")
+    );
+    let m = parse(eml);
+    assert_eq!(
+        m.attachments().next().unwrap().attachment_name(),
+        Some("作业 orders-etl 失败.xlsx")
+    );
+    assert!(m.body_html(0).is_some() && m.body_text(0).is_some());
+}
+
+#[tokio::test]
+async fn starttls_required_never_sends_the_password_in_clear() {
+    let server = Server::start(
+        "plain",
+        None,
+        &["--user", "alerts", "--password", "pw-secret"],
+    );
+    let ch = channel(
+        json!({"host": "127.0.0.1", "port": server.port, "tls": "starttls",
+                            "username": "alerts", "password": "pw-secret",
+                            "from": "a@corp.example", "to": ["ops@corp.example"]}),
+    );
+    let e = ch.send(&alert()).await.unwrap_err();
+    assert!(e.message().contains("does not offer STARTTLS"), "{e}");
+    assert!(!e.is_retryable());
+    assert_eq!(server.log("auth.log"), "", "no AUTH was attempted");
+    assert!(server.messages().is_empty());
+}
+
+#[tokio::test]
+async fn wrong_password_is_a_permanent_auth_error_without_the_password() {
+    let pki = pki();
+    let server = Server::start(
+        "implicit",
+        Some(&pki),
+        &["--user", "alerts", "--password", "right-pw"],
+    );
+    let ch = channel(
+        json!({"host": "localhost", "port": server.port, "tls": "implicit", "ca_file": pki.ca,
+                            "username": "alerts", "password": "wrong-pw-value",
+                            "from": "a@corp.example", "to": ["ops@corp.example"]}),
+    );
+    let e = ch.send(&alert()).await.unwrap_err();
+    assert_eq!(
+        (e.kind(), e.code(), e.is_retryable()),
+        (ErrorKind::Unauthorized, Some("535"), false),
+        "{e}"
+    );
+    let mut shown = format!("{e} {e:?} {ch:?}");
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        shown.push_str(&format!(" {s} {s:?}"));
+        src = s.source();
+    }
+    assert!(!shown.contains("wrong-pw-value"), "{shown}");
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_a_clear_tls_error() {
+    let pki = pki();
+    let server = Server::start("starttls", Some(&pki), &[]);
+    let ch = channel(
+        json!({"host": "localhost", "port": server.port, "tls": "starttls",
+                            "from": "a@corp.example", "to": ["ops@corp.example"]}),
+    );
+    let e = ch.send(&alert()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Transport, "{e}");
+    let text = format!(
+        "{e} {:?}",
+        std::error::Error::source(&e).map(|s| s.to_string())
+    );
+    assert!(
+        text.to_lowercase().contains("certificate") || text.to_lowercase().contains("tls"),
+        "{text}"
+    );
+    assert!(server.messages().is_empty());
+    // Explicitly accepting invalid certificates gets through (and is logged as a warning).
+    let ch = channel(
+        json!({"host": "localhost", "port": server.port, "tls": "starttls", "accept_invalid_certs": true,
+                            "from": "a@corp.example", "to": ["ops@corp.example"]}),
+    );
+    ch.send(&alert()).await.unwrap();
+}
+
+#[tokio::test]
+async fn header_injection_cannot_add_headers_or_recipients() {
+    let server = Server::start("plain", None, &[]);
+    let ch = channel(
+        json!({"host": "127.0.0.1", "port": server.port, "tls": "none",
+                            "from": "a@corp.example", "from_name": "Ops\r\nBcc: evil@evil.example",
+                            "to": ["ops@corp.example"]}),
+    );
+    ch.send(&Alert::new("x\r\nBcc: evil@evil.example\r\nX-Injected: 1"))
+        .await
+        .unwrap();
+    let (meta, eml) = &server.messages()[0];
+    assert_eq!(meta["rcpt_tos"], json!(["ops@corp.example"]));
+    let m = parse(eml);
+    assert!(m.bcc().is_none());
+    assert!(m.header("X-Injected").is_none());
+    assert!(
+        m.subject().unwrap().contains("Bcc: evil@evil.example"),
+        "kept inside the subject"
+    );
+    // An address with CR/LF, or not an address, is refused at build time.
+    for bad in [
+        "ops@corp.example\r\nRCPT TO:<evil@evil.example>",
+        "not an address",
+    ] {
+        let e = build_err(
+            json!({"host": "127.0.0.1", "tls": "none", "from": "a@corp.example", "to": [bad]}),
+        );
+        assert_eq!(e.field(), Some("params.to[0]"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn refused_recipients_make_a_partial_delivery() {
+    let server = Server::start("plain", None, &["--reject", "gone@corp.example"]);
+    let ch = channel(
+        json!({"host": "127.0.0.1", "port": server.port, "tls": "none", "from": "a@corp.example",
+                            "to": ["ops@corp.example", "gone@corp.example"]}),
+    );
+    let report = AlertGroup::new("g")
+        .with_member("mail", ch)
+        .dispatch(&alert())
+        .await;
+    let d = &report.deliveries[0];
+    assert_eq!(d.outcome, Outcome::Partial, "{d:?}");
+    assert_eq!(
+        d.receipt.as_ref().unwrap().rejected_recipients,
+        ["gone@corp.example"]
+    );
+    assert_eq!(
+        server.messages()[0].0["rcpt_tos"],
+        json!(["ops@corp.example"])
+    );
+}
+
+#[tokio::test]
+async fn all_refused_is_permanent_and_all_deferred_is_retryable() {
+    let server = Server::start(
+        "plain",
+        None,
+        &[
+            "--reject",
+            "gone@corp.example",
+            "--defer",
+            "busy@corp.example",
+        ],
+    );
+    let gone = channel(
+        json!({"host": "127.0.0.1", "port": server.port, "tls": "none", "from": "a@corp.example",
+                              "to": ["gone@corp.example"]}),
+    );
+    let e = gone.send(&alert()).await.unwrap_err();
+    assert_eq!(
+        (e.kind(), e.code(), e.is_retryable()),
+        (ErrorKind::InvalidRecipient, Some("550"), false)
+    );
+    let busy = channel(
+        json!({"host": "127.0.0.1", "port": server.port, "tls": "none", "from": "a@corp.example",
+                              "to": ["busy@corp.example"]}),
+    );
+    let e = busy.send(&alert()).await.unwrap_err();
+    assert!(e.is_retryable(), "450 is transient: {e}");
+    assert_eq!(e.code(), Some("450"));
+    assert!(server.messages().is_empty());
+}
+
+#[tokio::test]
+async fn one_pooled_connection_serves_many_sends() {
+    let server = Server::start("plain", None, &[]);
+    let ch = channel(
+        json!({"host": "127.0.0.1", "port": server.port, "tls": "none", "from": "a@corp.example",
+                            "to": ["ops@corp.example"], "format": "text"}),
+    );
+    for i in 0..5 {
+        ch.send(&Alert::new(format!("alert {i}")).body(".leading dot line\n..two dots"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(server.messages().len(), 5);
+    assert_eq!(
+        server.log("ehlo.log").lines().count(),
+        1,
+        "one connection, reused"
+    );
+    let m = parse(&server.messages()[4].1)
+        .body_text(0)
+        .unwrap()
+        .replace("\r\n", "\n");
+    assert!(
+        m.ends_with("\n\n.leading dot line\n..two dots"),
+        "dot-stuffed on the wire, intact on arrival: {m:?}"
+    );
+}
+
+#[test]
+fn dinky_email_params_load_and_plaintext_is_refused_off_loopback() {
+    let config = Config::from_json(
+        r#"{"instances": [{"name": "dinky-mail", "type": "Email", "params": {
+            "receivers": ["ops@corp.example"], "receiverCcs": ["lead@corp.example"], "mailProtocol": "SMTP",
+            "serverHost": "smtp.corp.example", "serverPort": 587, "sender": "dinky@corp.example",
+            "enableSmtpAuth": true, "user": "dinky", "password": "dinky-pass-x", "starttlsEnable": true,
+            "sslEnable": false, "smtpSslTrust": "*"}}]}"#,
+    )
+    .unwrap();
+    let n = Notifier::from_config(&config).unwrap();
+    let p = n.preview("dinky-mail", &alert()).unwrap();
+    assert_eq!(p[0].target, "smtp://smtp.corp.example:587");
+    assert_eq!(
+        p[0].body["recipients"],
+        json!(["ops@corp.example", "lead@corp.example"])
+    );
+    assert!(!format!("{n:?} {config:?} {:?}", n.channel("dinky-mail")).contains("dinky-pass-x"));
+
+    let e = build_err(
+        json!({"host": "smtp.corp.example", "tls": "none", "from": "a@b.example", "to": ["c@d.example"]}),
+    );
+    assert_eq!(e.field(), Some("params.tls"));
+    let e = build_err(
+        json!({"serverHost": "smtp.corp.example", "sslEnable": false, "starttlsEnable": false,
+                             "sender": "a@b.example", "receivers": ["c@d.example"]}),
+    );
+    assert_eq!(
+        e.field(),
+        Some("params.tls"),
+        "Dinky's plain SMTP is refused off loopback: {e}"
+    );
+    for (params, field) in [
+        (json!({"host": "h", "from": "a@b.example"}), "params.to"),
+        (
+            json!({"host": "h", "from": "nope", "to": ["c@d.example"]}),
+            "params.from",
+        ),
+        (
+            json!({"host": "h", "from": "a@b.example", "to": ["c@d.example"], "ca_file": "/nonexistent.pem"}),
+            "params.ca_file",
+        ),
+        (
+            json!({"host": "h", "from": "a@b.example", "to": ["c@d.example"], "format": "pdf"}),
+            "params.format",
+        ),
+        (
+            json!({"host": "h", "from": "a@b.example", "to": ["c@d.example"], "username": "u"}),
+            "params.password",
+        ),
+    ] {
+        assert_eq!(build_err(params.clone()).field(), Some(field), "{params}");
+    }
+}
