@@ -43,6 +43,17 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// Shared helpers serve the channels; with some channel features off, some go unused.
+#![cfg_attr(
+    not(all(
+        feature = "dingtalk",
+        feature = "wecom",
+        feature = "feishu",
+        feature = "email",
+        feature = "webhook"
+    )),
+    allow(dead_code)
+)]
 
 pub mod alert;
 pub mod channel;
