@@ -70,6 +70,7 @@ async fn run() -> Result<(Vec<DispatchReport>, bool), String> {
     let args = parse_args()?;
     let config = load_config(&args.config)?;
     let (alerts, many) = load_alerts(&args.alert)?;
+    let notifier = Notifier::from_config(&config).map_err(|e| e.to_string())?;
     let group = match args.group {
         Some(g) => g,
         None if config.groups.len() == 1 => config.groups[0].name.clone(),
@@ -80,7 +81,6 @@ async fn run() -> Result<(Vec<DispatchReport>, bool), String> {
             ));
         }
     };
-    let notifier = Notifier::from_config(&config).map_err(|e| e.to_string())?;
     if notifier.group(&group).is_none() {
         return Err(format!("no group named {group:?}"));
     }
