@@ -1,6 +1,7 @@
 //! The [`AlertChannel`] trait every channel implements, and its [`Receipt`].
 
 use std::fmt::Debug;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -57,6 +58,14 @@ pub trait AlertChannel: Send + Sync + Debug + 'static {
         "custom"
     }
 
+    /// The destination's limits: which budget it shares with every other
+    /// instance sending to the same place, the platform's rates, and how much
+    /// text one message holds. The rate-limit policy reads these; the default
+    /// is no limit.
+    fn limits(&self) -> Limits {
+        Limits::default()
+    }
+
     /// What [`send`](AlertChannel::send) would put on the wire for `alert`,
     /// without sending: one entry per request. Signatures and tokens are left
     /// out. Channels that cannot tell return [`ErrorKind::Unsupported`].
@@ -71,6 +80,65 @@ pub trait AlertChannel: Send + Sync + Debug + 'static {
 
 // Object safety, checked at compile time.
 const _: fn(Box<dyn AlertChannel>) = |_| {};
+
+/// A platform's limits for one destination (see [`AlertChannel::limits`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Identifies the destination (a robot, a webhook key, an app) without
+    /// holding its secret; instances with the same destination share one budget.
+    pub destination: Option<String>,
+    /// Messages allowed per window; all must hold.
+    pub rates: Vec<Rate>,
+    /// Bytes of text one message can carry (digests are sized to fit).
+    pub max_text_bytes: Option<usize>,
+}
+
+impl Limits {
+    /// Limits for `destination` with `rates`.
+    pub fn new(destination: impl Into<String>, rates: Vec<Rate>, max_text_bytes: usize) -> Self {
+        Limits {
+            destination: Some(destination.into()),
+            rates,
+            max_text_bytes: Some(max_text_bytes),
+        }
+    }
+}
+
+/// `count` messages per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rate {
+    /// Messages allowed in one window.
+    pub count: u32,
+    /// The window.
+    pub per: Duration,
+}
+
+impl Rate {
+    /// `count` per `per`.
+    pub const fn new(count: u32, per: Duration) -> Self {
+        Rate { count, per }
+    }
+
+    /// `count` per minute.
+    pub const fn per_minute(count: u32) -> Self {
+        Rate::new(count, Duration::from_secs(60))
+    }
+
+    /// `count` per second.
+    pub const fn per_second(count: u32) -> Self {
+        Rate::new(count, Duration::from_secs(1))
+    }
+}
+
+/// A short, stable, non-reversible id for a secret destination (a robot
+/// token, a webhook key): the first 8 bytes of its SHA-256, in hex.
+pub fn destination_id(kind: &str, secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(secret.as_bytes());
+    let hex: String = d[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{kind}:{hex}")
+}
 
 /// What a platform said when it accepted an alert.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

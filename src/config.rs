@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::channel::AlertChannel;
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::Http;
+use crate::policy::PolicyConfig;
 use crate::template::{TemplateOverrides, Templates};
 
 /// The whole alerting configuration: instances and the groups over them.
@@ -82,6 +83,9 @@ pub struct InstanceConfig {
     /// Time limit for one send, in milliseconds (the group's otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Retry and rate-limit policies (both on by default, with the platform's limits).
+    #[serde(default, skip_serializing_if = "PolicyConfig::is_default")]
+    pub policy: PolicyConfig,
 }
 
 impl std::fmt::Debug for InstanceConfig {
@@ -98,6 +102,7 @@ impl std::fmt::Debug for InstanceConfig {
             .field("params", &params)
             .field("templates", &self.templates)
             .field("timeout_ms", &self.timeout_ms)
+            .field("policy", &self.policy)
             .finish()
     }
 }
@@ -150,7 +155,14 @@ impl InstanceConfig {
             params: serde_json::Map::new(),
             templates: TemplateOverrides::default(),
             timeout_ms: None,
+            policy: PolicyConfig::default(),
         }
+    }
+
+    /// Sets the policies.
+    pub fn policy(mut self, policy: PolicyConfig) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Sets a param.
@@ -182,9 +194,19 @@ pub struct GroupConfig {
     /// Template overrides for every member (an instance's own win).
     #[serde(default, skip_serializing_if = "TemplateOverrides::is_empty")]
     pub templates: TemplateOverrides,
-    /// Per-member time limit in milliseconds (default 30 000).
+    /// Per-member time limit in milliseconds (default 300,000: it covers
+    /// retries and rate-limit waits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// With this set (seconds), an alert with the same fingerprint and state
+    /// as one delivered less than this long ago is suppressed; a state change
+    /// (firing → resolved) always goes out. Off by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_interval_secs: Option<u64>,
+    /// Fallback instances per member, tried in order when the member fails
+    /// for good: `{"ops-ding": ["ops-mail"]}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fallbacks: BTreeMap<String, Vec<String>>,
 }
 
 impl GroupConfig {
@@ -199,7 +221,28 @@ impl GroupConfig {
             instances: instances.into_iter().map(Into::into).collect(),
             templates: TemplateOverrides::default(),
             timeout_ms: None,
+            repeat_interval_secs: None,
+            fallbacks: BTreeMap::new(),
         }
+    }
+
+    /// Sets the repeat interval.
+    pub fn repeat_interval(mut self, interval: Duration) -> Self {
+        self.repeat_interval_secs = Some(interval.as_secs().max(1));
+        self
+    }
+
+    /// Names fallbacks for `member`, tried in order when it fails for good.
+    pub fn fallback(
+        mut self,
+        member: impl Into<String>,
+        fallbacks: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.fallbacks
+            .entry(member.into())
+            .or_default()
+            .extend(fallbacks.into_iter().map(Into::into));
+        self
     }
 
     /// Enables or disables the group.
@@ -452,6 +495,23 @@ pub(crate) fn check_group(group: &GroupConfig, known: &dyn Fn(&str) -> bool) -> 
                 format!("groups[{:?}].instances[{i}]", group.name),
                 format!("group {:?} lists instance {name:?} twice", group.name),
             ));
+        }
+    }
+    for (member, fallbacks) in &group.fallbacks {
+        let field = format!("groups[{:?}].fallbacks.{member}", group.name);
+        if !seen.contains_key(member.as_str()) {
+            return Err(Error::config(
+                field,
+                format!("{member:?} is not a member of group {:?}", group.name),
+            ));
+        }
+        for f in fallbacks {
+            if !known(f) || f == member {
+                return Err(Error::config(
+                    field,
+                    format!("fallback {f:?} is not another known instance"),
+                ));
+            }
         }
     }
     Ok(())

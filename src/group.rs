@@ -11,11 +11,14 @@ use tracing::Instrument;
 use crate::alert::Alert;
 use crate::channel::{AlertChannel, Receipt};
 use crate::error::{Error, ErrorKind};
+use crate::policy::{MemoryState, SharedState};
+use chrono::Utc;
 
-/// Per-member time limit when none is set: long enough for a token fetch, a
-/// send and a slow SMTP relay, short enough that a hung platform does not
-/// hold up an alert storm.
-pub const DEFAULT_MEMBER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Per-member time limit when none is set: long enough for retries and a
+/// rate-limit window (DingTalk's is a minute), short enough that a hung
+/// platform does not hold a dispatch for ever. Every HTTP request has its
+/// own, much shorter, time limit too.
+pub const DEFAULT_MEMBER_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// One instance in a group.
 #[derive(Debug, Clone)]
@@ -24,6 +27,7 @@ pub struct Member {
     enabled: bool,
     timeout: Option<Duration>,
     channel: Arc<dyn AlertChannel>,
+    fallbacks: Vec<Member>,
 }
 
 impl Member {
@@ -34,7 +38,15 @@ impl Member {
             enabled: true,
             timeout: None,
             channel,
+            fallbacks: Vec::new(),
         }
+    }
+
+    /// Adds a fallback, tried (after earlier ones) when this member fails
+    /// for good: a permanent error, retries spent, or no answer in time.
+    pub fn fallback(mut self, fallback: Member) -> Self {
+        self.fallbacks.push(fallback);
+        self
     }
 
     /// Enables or disables the member.
@@ -63,6 +75,55 @@ impl Member {
     pub fn channel(&self) -> &Arc<dyn AlertChannel> {
         &self.channel
     }
+
+    /// Sends under the time limit; on a final failure, tries the fallbacks.
+    async fn deliver(&self, alert: &Alert, group_limit: Duration) -> Delivery {
+        let started = Instant::now();
+        let limit = self.timeout.unwrap_or(group_limit);
+        let result = tokio::time::timeout(limit, self.channel.send(alert))
+            .await
+            .map_err(|_| limit);
+        let mut d = Delivery::from_result(self, started.elapsed(), result);
+        if d.is_delivered() || self.fallbacks.is_empty() {
+            record_span(&d);
+            return d;
+        }
+        let primary = d.error.take();
+        for fb in &self.fallbacks {
+            let limit = fb.timeout.unwrap_or(group_limit);
+            let result = tokio::time::timeout(limit, fb.channel.send(alert))
+                .await
+                .map_err(|_| limit);
+            let f = Delivery::from_result(fb, started.elapsed(), result);
+            tracing::info!(instance = %self.name, fallback = %fb.name, outcome = f.outcome.as_str(), "fallback tried");
+            d.attempts += f.attempts;
+            d.elapsed_ms = f.elapsed_ms;
+            d.outcome = f.outcome;
+            d.receipt = f.receipt;
+            d.error = f.error;
+            d.via = Some(fb.name.clone());
+            if d.is_delivered() {
+                break;
+            }
+        }
+        d.primary_error = primary;
+        record_span(&d);
+        d
+    }
+}
+
+fn record_span(d: &Delivery) {
+    let span = tracing::Span::current();
+    span.record("outcome", d.outcome.as_str());
+    span.record("attempts", d.attempts);
+    if let Some(e) = &d.error {
+        span.record("error.kind", e.kind().as_str());
+    }
+}
+
+fn default_state() -> Arc<dyn SharedState> {
+    static STATE: std::sync::OnceLock<Arc<dyn SharedState>> = std::sync::OnceLock::new();
+    STATE.get_or_init(|| Arc::new(MemoryState::new())).clone()
 }
 
 /// A named set of channel instances that receive the same alerts.
@@ -91,6 +152,8 @@ pub struct AlertGroup {
     enabled: bool,
     timeout: Duration,
     members: Vec<Member>,
+    repeat_interval: Option<Duration>,
+    state: Option<Arc<dyn SharedState>>,
 }
 
 impl AlertGroup {
@@ -101,7 +164,24 @@ impl AlertGroup {
             enabled: true,
             timeout: DEFAULT_MEMBER_TIMEOUT,
             members: Vec::new(),
+            repeat_interval: None,
+            state: None,
         }
+    }
+
+    /// Suppresses an alert whose fingerprint and state were delivered less
+    /// than `interval` ago (after the last *successful* delivery); a state
+    /// change always goes out. Records live in the group's state (see
+    /// [`AlertGroup::state`]; in memory by default).
+    pub fn repeat_interval(mut self, interval: Duration) -> Self {
+        self.repeat_interval = Some(interval);
+        self
+    }
+
+    /// Where dedup records live (shared between processes with a shared store).
+    pub fn state(mut self, state: Arc<dyn SharedState>) -> Self {
+        self.state = Some(state);
+        self
     }
 
     /// Adds an enabled member.
@@ -147,8 +227,51 @@ impl AlertGroup {
     /// or panics never blocks or hides the others. Must run inside a Tokio
     /// runtime; each member's send is a task of its own.
     pub async fn dispatch(&self, alert: &Alert) -> DispatchReport {
-        let span = tracing::info_span!("alertkit.dispatch", group = %self.name, members = self.members.len());
-        self.dispatch_inner(alert).instrument(span).await
+        let span = tracing::info_span!(
+            "alertkit.dispatch",
+            group = %self.name,
+            members = self.members.len(),
+            status = tracing::field::Empty
+        );
+        let report = self.dispatch_checked(alert).instrument(span.clone()).await;
+        span.record("status", report.status.as_str());
+        report
+    }
+
+    async fn dispatch_checked(&self, alert: &Alert) -> DispatchReport {
+        let Some(interval) = self.repeat_interval.filter(|_| self.enabled) else {
+            return self.dispatch_inner(alert).await;
+        };
+        let state = self.state.clone().unwrap_or_else(default_state);
+        let key = format!("dedup:{}:{}", self.name, alert.fingerprint());
+        let now = Utc::now();
+        match state.last_delivery(&key).await {
+            Ok(Some((last_state, at))) if last_state == alert.state.as_str() => {
+                let age = (now - at).to_std().unwrap_or_default();
+                if age < interval {
+                    let note = format!(
+                        "suppressed: the same alert ({}, fingerprint {}) was delivered {} s ago; repeat_interval is {} s",
+                        alert.state.as_str(),
+                        alert.fingerprint(),
+                        age.as_secs(),
+                        interval.as_secs()
+                    );
+                    return DispatchReport::suppressed(self.name.clone(), &self.members, note);
+                }
+            }
+            Ok(_) => {}
+            // Dedup state unreachable: deliver (a duplicate beats a lost alert).
+            Err(e) => tracing::warn!(error = %e, "dedup state unavailable; sending"),
+        }
+        let report = self.dispatch_inner(alert).await;
+        if matches!(report.status, GroupStatus::Delivered | GroupStatus::Partial)
+            && let Err(e) = state
+                .record_delivery(&key, alert.state.as_str(), now, interval)
+                .await
+        {
+            tracing::warn!(error = %e, "cannot record the delivery for dedup");
+        }
+        report
     }
 
     async fn dispatch_inner(&self, alert: &Alert) -> DispatchReport {
@@ -160,24 +283,22 @@ impl AlertGroup {
                 deliveries[i] = Some(Delivery::skipped(m));
                 continue;
             }
-            let channel = m.channel.clone();
+            let member = m.clone();
             let alert = shared.clone();
-            let limit = m.timeout.unwrap_or(self.timeout);
-            let span =
-                tracing::info_span!("alertkit.send", instance = %m.name, kind = %m.channel.kind());
-            tasks.spawn(
-                async move {
-                    let started = Instant::now();
-                    let result = tokio::time::timeout(limit, channel.send(&alert)).await;
-                    (i, started.elapsed(), result.map_err(|_| limit))
-                }
-                .instrument(span),
+            let limit = self.timeout;
+            let span = tracing::info_span!(
+                "alertkit.send",
+                instance = %m.name,
+                kind = %m.channel.kind(),
+                outcome = tracing::field::Empty,
+                error.kind = tracing::field::Empty,
+                attempts = tracing::field::Empty
             );
+            tasks.spawn(async move { (i, member.deliver(&alert, limit).await) }.instrument(span));
         }
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok((i, elapsed, result)) => {
-                    let d = Delivery::from_result(&self.members[i], elapsed, result);
+                Ok((i, d)) => {
                     tracing::debug!(instance = %d.instance, outcome = d.outcome.as_str(), elapsed_ms = d.elapsed_ms, "delivery");
                     deliveries[i] = Some(d);
                 }
@@ -216,6 +337,8 @@ pub enum Outcome {
     Skipped,
     /// No answer within the time limit; the platform may or may not have it.
     TimedOut,
+    /// Not sent: the same alert went out less than the repeat interval ago.
+    Suppressed,
 }
 
 impl Outcome {
@@ -227,6 +350,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Skipped => "skipped",
             Outcome::TimedOut => "timed_out",
+            Outcome::Suppressed => "suppressed",
         }
     }
 }
@@ -251,6 +375,15 @@ pub struct Delivery {
     /// Why it failed or timed out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Error>,
+    /// The fallback instance that was tried last, when the member failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// The member's own error, when a fallback was tried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_error: Option<Error>,
+    /// Why it was skipped or suppressed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Delivery {
@@ -263,6 +396,9 @@ impl Delivery {
             elapsed_ms: 0,
             receipt: None,
             error: None,
+            via: None,
+            primary_error: None,
+            note: None,
         }
     }
 
@@ -332,14 +468,27 @@ pub enum GroupStatus {
     Failed,
     /// Nothing to send to: the group is disabled or has no enabled member.
     Empty,
+    /// Not sent: the same alert went out less than the repeat interval ago.
+    Suppressed,
 }
 
 impl GroupStatus {
+    /// The snake_case name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupStatus::Delivered => "delivered",
+            GroupStatus::Partial => "partial",
+            GroupStatus::Failed => "failed",
+            GroupStatus::Empty => "empty",
+            GroupStatus::Suppressed => "suppressed",
+        }
+    }
+
     /// Exit code convention of `examples/send.rs`: 0 delivered or empty,
     /// 1 partial, 2 failed.
     pub fn exit_code(self) -> i32 {
         match self {
-            GroupStatus::Delivered | GroupStatus::Empty => 0,
+            GroupStatus::Delivered | GroupStatus::Empty | GroupStatus::Suppressed => 0,
             GroupStatus::Partial => 1,
             GroupStatus::Failed => 2,
         }
@@ -384,6 +533,29 @@ impl DispatchReport {
         DispatchReport {
             group,
             status,
+            deliveries,
+        }
+    }
+
+    fn suppressed(group: String, members: &[Member], note: String) -> Self {
+        let deliveries = members
+            .iter()
+            .map(|m| {
+                let mut d = Delivery::base(
+                    m,
+                    if m.enabled {
+                        Outcome::Suppressed
+                    } else {
+                        Outcome::Skipped
+                    },
+                );
+                d.note = Some(note.clone());
+                d
+            })
+            .collect();
+        DispatchReport {
+            group,
+            status: GroupStatus::Suppressed,
             deliveries,
         }
     }

@@ -64,13 +64,14 @@ pub mod group;
 pub mod http;
 pub mod notifier;
 pub(crate) mod params;
+pub mod policy;
 pub mod template;
 pub mod testkit;
 pub(crate) mod text;
 
 pub use alert::{Alert, AlertState, JobInfo, JobStatus, Link, Mention, Severity};
 pub use async_trait::async_trait;
-pub use channel::{AlertChannel, Preview, Receipt};
+pub use channel::{AlertChannel, Limits, Preview, Rate, Receipt};
 pub use config::{BuildContext, ChannelFactory, Config, GroupConfig, InstanceConfig, Registry};
 pub use error::{Error, ErrorKind, Result};
 pub use group::{AlertGroup, Delivery, DispatchReport, GroupStatus, Member, Outcome};

@@ -18,6 +18,7 @@ use crate::config::{Config, GroupConfig, InstanceConfig, Registry, check_group};
 use crate::error::{Error, Result};
 use crate::group::{AlertGroup, Delivery, DispatchReport, Member};
 use crate::http::Http;
+use crate::policy::{Limiter, MemoryState, SharedState};
 
 struct Instance {
     config: InstanceConfig,
@@ -90,10 +91,16 @@ pub struct GroupInfo {
 pub struct Notifier {
     registry: Registry,
     http: Http,
+    shared: Arc<dyn SharedState>,
+    limiter: Arc<Limiter>,
+    hook: RwLock<Option<Hook>>,
     state: RwLock<Arc<State>>,
     /// Serializes writers so no change is lost between snapshot and swap.
     write: Mutex<()>,
 }
+
+/// Called with every dispatch's alert and report (an audit table, metrics).
+pub type Hook = Arc<dyn Fn(&Alert, &DispatchReport) + Send + Sync>;
 
 impl std::fmt::Debug for Notifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,12 +115,32 @@ impl std::fmt::Debug for Notifier {
 impl Notifier {
     /// An empty notifier building channels with `registry`, sharing `http`.
     pub fn new(registry: Registry, http: Http) -> Self {
+        Notifier::with_state(registry, http, Arc::new(MemoryState::new()))
+    }
+
+    /// An empty notifier whose rate-limit windows and dedup records live in
+    /// `shared` (e.g. Redis, so several processes share one robot's budget).
+    pub fn with_state(registry: Registry, http: Http, shared: Arc<dyn SharedState>) -> Self {
         Notifier {
             registry,
             http,
+            limiter: Arc::new(Limiter::new(shared.clone())),
+            shared,
+            hook: RwLock::new(None),
             state: RwLock::new(Arc::new(State::default())),
             write: Mutex::new(()),
         }
+    }
+
+    /// Calls `hook` with the alert and report of every dispatch (after it
+    /// finished): write an audit row, count metrics, page a human.
+    pub fn on_dispatch(&self, hook: impl Fn(&Alert, &DispatchReport) + Send + Sync + 'static) {
+        *self.hook.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(hook));
+    }
+
+    /// The rate limiter every instance's queue lives in.
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.limiter
     }
 
     /// Builds every instance and group of `config` with the built-in channels.
@@ -316,19 +343,31 @@ impl Notifier {
     pub fn group(&self, name: &str) -> Option<AlertGroup> {
         let state = self.snapshot();
         let g = state.groups.get(name)?;
-        let mut group = AlertGroup::new(g.config.name.clone()).enabled(g.config.enabled);
+        let mut group = AlertGroup::new(g.config.name.clone())
+            .enabled(g.config.enabled)
+            .state(self.shared.clone());
         if let Some(t) = g.config.timeout() {
             group = group.timeout(t);
         }
-        for member in &g.config.instances {
+        if let Some(secs) = g.config.repeat_interval_secs {
+            group = group.repeat_interval(Duration::from_secs(secs));
+        }
+        let member = |name: &str| -> Option<Member> {
             // check_group guarantees members exist; a removed one is refused.
-            let Some(inst) = state.instances.get(member) else {
-                continue;
-            };
-            let channel = g.own.get(member).unwrap_or(&inst.channel).clone();
-            let mut m = Member::new(member.clone(), channel).enabled(inst.config.enabled);
+            let inst = state.instances.get(name)?;
+            let channel = g.own.get(name).unwrap_or(&inst.channel).clone();
+            let mut m = Member::new(name, channel).enabled(inst.config.enabled);
             if let Some(ms) = inst.config.timeout_ms {
                 m = m.timeout(Duration::from_millis(ms));
+            }
+            Some(m)
+        };
+        for name in &g.config.instances {
+            let Some(mut m) = member(name) else { continue };
+            for fb in g.config.fallbacks.get(name).into_iter().flatten() {
+                if let Some(f) = member(fb) {
+                    m = m.fallback(f);
+                }
             }
             group = group.with(m);
         }
@@ -338,7 +377,12 @@ impl Notifier {
     /// Dispatches `alert` to the group named `group`.
     pub async fn dispatch(&self, group: &str, alert: &Alert) -> Result<DispatchReport> {
         let g = self.group(group).ok_or_else(|| unknown_group(group))?;
-        Ok(g.dispatch(alert).await)
+        let report = g.dispatch(alert).await;
+        let hook = self.hook.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(hook) = hook {
+            hook(alert, &report);
+        }
+        Ok(report)
     }
 
     /// Sends [`Alert::sample`] to one instance, enabled or not, and returns

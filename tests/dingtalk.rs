@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use alertkit::policy::PolicyConfig;
 use alertkit::testkit::dingtalk::{FakeDingTalk, Fault, RobotSpec};
 use alertkit::{
     Alert, AlertChannel, Config, ErrorKind, Http, InstanceConfig, JobInfo, JobStatus, Mention,
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 const SECRET: &str = "SEC0123456789abcdef";
 
 fn channel(params: Value) -> Arc<dyn AlertChannel> {
-    let cfg = InstanceConfig::new("ding", "dingtalk");
+    let cfg = InstanceConfig::new("ding", "dingtalk").policy(PolicyConfig::off());
     let cfg = params
         .as_object()
         .unwrap()

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use alertkit::policy::PolicyConfig;
 use alertkit::{
     Alert, AlertChannel, AlertGroup, Config, ErrorKind, InstanceConfig, JobInfo, JobStatus,
     Notifier, Outcome,
@@ -135,7 +136,7 @@ impl Drop for Server {
 }
 
 fn channel(params: Value) -> Arc<dyn AlertChannel> {
-    let mut cfg = InstanceConfig::new("mail", "email");
+    let mut cfg = InstanceConfig::new("mail", "email").policy(PolicyConfig::off());
     cfg.params = params.as_object().unwrap().clone();
     Notifier::from_config(&Config::default().with_instance(cfg))
         .unwrap()
@@ -144,7 +145,7 @@ fn channel(params: Value) -> Arc<dyn AlertChannel> {
 }
 
 fn build_err(params: Value) -> alertkit::Error {
-    let mut cfg = InstanceConfig::new("mail", "email");
+    let mut cfg = InstanceConfig::new("mail", "email").policy(PolicyConfig::off());
     cfg.params = params.as_object().unwrap().clone();
     Notifier::from_config(&Config::default().with_instance(cfg)).unwrap_err()
 }

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use alertkit::policy::PolicyConfig;
 use alertkit::testkit::feishu::{BotSpec, FakeFeishu, Fault, RateLimitAnswer};
 use alertkit::{
     Alert, AlertChannel, Config, ErrorKind, InstanceConfig, JobInfo, JobStatus, Mention, Notifier,
@@ -16,7 +17,7 @@ use serde_json::{Value, json};
 const SECRET: &str = "SEC0123456789abcdef";
 
 fn channel(params: Value) -> Arc<dyn AlertChannel> {
-    let mut cfg = InstanceConfig::new("fs", "feishu");
+    let mut cfg = InstanceConfig::new("fs", "feishu").policy(PolicyConfig::off());
     cfg.params = params.as_object().unwrap().clone();
     Notifier::from_config(&Config::default().with_instance(cfg))
         .unwrap()

@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use alertkit::policy::PolicyConfig;
 use alertkit::{Alert, AlertChannel, Config, ErrorKind, InstanceConfig, Notifier};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn channel(params: Value) -> Arc<dyn AlertChannel> {
-    let mut cfg = InstanceConfig::new("hook", "webhook");
+    let mut cfg = InstanceConfig::new("hook", "webhook").policy(PolicyConfig::off());
     cfg.params = params.as_object().unwrap().clone();
     Notifier::from_config(&Config::default().with_instance(cfg))
         .unwrap()

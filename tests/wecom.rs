@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use alertkit::policy::PolicyConfig;
 use alertkit::testkit::wecom::{FakeWeCom, Fault};
 use alertkit::{
     Alert, AlertChannel, AlertGroup, Config, ErrorKind, GroupStatus, InstanceConfig, JobInfo,
@@ -14,7 +15,7 @@ use alertkit::{
 use serde_json::{Value, json};
 
 fn channel(params: Value) -> Arc<dyn AlertChannel> {
-    let mut cfg = InstanceConfig::new("wc", "wecom");
+    let mut cfg = InstanceConfig::new("wc", "wecom").policy(PolicyConfig::off());
     cfg.params = params.as_object().unwrap().clone();
     Notifier::from_config(&Config::default().with_instance(cfg))
         .unwrap()

@@ -56,7 +56,7 @@ use config::Params;
 pub use config::{Mode, MsgType};
 
 use crate::alert::{Alert, Mention};
-use crate::channel::{AlertChannel, Preview, Receipt};
+use crate::channel::{AlertChannel, Limits, Preview, Rate, Receipt};
 use crate::config::{BuildContext, Registry};
 use crate::error::{Error, Result};
 use crate::http::{ProxyConfig, parse_url};
@@ -464,6 +464,29 @@ impl AlertChannel for DingTalk {
 
     fn kind(&self) -> &str {
         KIND
+    }
+
+    fn limits(&self) -> Limits {
+        match &self.api {
+            // §1.6: 20 a minute per robot, then throttled for 10 minutes.
+            Api::Robot(r) => Limits::new(
+                r.destination(),
+                vec![Rate::per_minute(20)],
+                MAX_BODY - 2_000,
+            ),
+            // §2.2: ~20 QPS per app and API; msgParam ≤ 15,000 bytes.
+            Api::App(a) => Limits::new(
+                format!("dingtalk-app:{}", a.app_key),
+                vec![Rate::per_second(20)],
+                13_000,
+            ),
+            // §2.3: KubeSphere throttles 25/s per app key; content ≤ 5,000.
+            Api::Conversation(c) => Limits::new(
+                format!("dingtalk-chat:{}", c.app_key),
+                vec![Rate::per_second(25)],
+                4_500,
+            ),
+        }
     }
 
     fn preview(&self, alert: &Alert) -> Result<Vec<Preview>> {

@@ -29,6 +29,17 @@ impl Robot {
         redact_url(&self.url)
     }
 
+    /// The robot's budget key: its token, hashed.
+    pub fn destination(&self) -> String {
+        let token = self
+            .url
+            .query_pairs()
+            .find(|(k, _)| k == "access_token")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        crate::channel::destination_id("dingtalk-robot", &token)
+    }
+
     /// Sends a fitted body, signing it now: the timestamp is taken per
     /// attempt, so a queued or retried alert never carries a stale signature.
     pub async fn send(&self, body: Vec<u8>) -> Result<Receipt> {

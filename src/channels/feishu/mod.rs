@@ -54,7 +54,7 @@ use config::Params;
 pub use config::{Mode, MsgType, ReceiveIdType};
 
 use crate::alert::{Alert, Mention, Severity};
-use crate::channel::{AlertChannel, Preview, Receipt};
+use crate::channel::{AlertChannel, Limits, Preview, Rate, Receipt};
 use crate::config::{BuildContext, Registry};
 use crate::error::{Error, Result};
 use crate::http::{join_url, parse_url, post_bytes, redact_url};
@@ -479,6 +479,23 @@ impl AlertChannel for Feishu {
 
     fn kind(&self) -> &str {
         KIND
+    }
+
+    fn limits(&self) -> Limits {
+        match &self.api {
+            // §5.5: 5 a second and 100 a minute per bot.
+            Api::Bot { url, .. } => Limits::new(
+                crate::channel::destination_id("feishu-bot", url.path()),
+                vec![Rate::per_second(5), Rate::per_minute(100)],
+                MAX_BODY - 4_000,
+            ),
+            // §11: 50 a second and 1,000 a minute per app.
+            Api::App(a) => Limits::new(
+                format!("feishu-app:{}", a.app_id),
+                vec![Rate::per_second(50), Rate::per_minute(1000)],
+                APP_MAX_CONTENT - 4_000,
+            ),
+        }
     }
 
     fn preview(&self, alert: &Alert) -> Result<Vec<Preview>> {

@@ -20,6 +20,17 @@ impl Bot {
         redact_url(&self.url)
     }
 
+    /// The robot's budget key: its webhook key, hashed.
+    pub fn destination(&self) -> String {
+        let key = self
+            .url
+            .query_pairs()
+            .find(|(k, _)| k == "key")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        crate::channel::destination_id("wecom-bot", &key)
+    }
+
     pub async fn send(&self, body: &Value, receipt: Receipt) -> Result<Receipt> {
         let reply = send_json(
             &self.client,

@@ -54,7 +54,7 @@ use config::Params;
 pub use config::{Mode, MsgType};
 
 use crate::alert::{Alert, Mention};
-use crate::channel::{AlertChannel, Preview, Receipt};
+use crate::channel::{AlertChannel, Limits, Preview, Rate, Receipt};
 use crate::config::{BuildContext, Registry};
 use crate::error::{Error, Result};
 use crate::http::{join_url, parse_url};
@@ -387,6 +387,26 @@ impl AlertChannel for WeCom {
 
     fn kind(&self) -> &str {
         KIND
+    }
+
+    fn limits(&self) -> Limits {
+        match &self.api {
+            // §4: 20 a minute per robot.
+            Api::Bot(b, _) => {
+                let max = if self.msg_type == MsgType::Text {
+                    BOT_TEXT_MAX
+                } else {
+                    BOT_MARKDOWN_MAX
+                };
+                Limits::new(b.destination(), vec![Rate::per_minute(20)], max - 256)
+            }
+            // §3.4: 30 a minute per member; every member gets every message.
+            Api::App(a) => Limits::new(
+                format!("wecom-app:{}:{}", a.corp_id, a.agent_id),
+                vec![Rate::per_minute(30)],
+                APP_MAX - 256,
+            ),
+        }
     }
 
     fn preview(&self, alert: &Alert) -> Result<Vec<Preview>> {

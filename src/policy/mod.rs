@@ -1,0 +1,112 @@
+//! Delivery guarantees, as wrappers that implement [`AlertChannel`]:
+//! [`Retrying`] (backoff with jitter, `Retry-After` honoured) over
+//! [`RateLimited`] (the platform's budget per destination, queued and
+//! coalesced into digests, never exceeded). Both are on by default for every
+//! instance a [`Notifier`](crate::Notifier) builds, with the platform's own
+//! limits; an instance turns them off or tunes them with its `policy`:
+//!
+//! ```json
+//! {"name": "ops-ding", "type": "dingtalk", "params": {"...": "..."},
+//!  "policy": {"retry": {"max_attempts": 6}, "rate_limit": false}}
+//! ```
+//!
+//! Group-level policies (repeat interval, failover) are options of
+//! [`GroupConfig`](crate::GroupConfig) and [`AlertGroup`](crate::AlertGroup).
+//! Rate-limit windows and dedup records live in a [`SharedState`]: in
+//! memory by default, or shared by several processes (Redis, feature `redis`).
+
+mod rate_limit;
+mod retry;
+mod state;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use rate_limit::{Limiter, RateLimitPolicy, RateLimited, RateSpec, digest};
+pub use retry::{RetryPolicy, Retrying};
+pub use state::{MemoryState, SharedState, Slot};
+
+use crate::channel::AlertChannel;
+
+/// A policy that is on (with settings) or off. In config: `false`, `true`
+/// (defaults) or an object of settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Toggle<T> {
+    /// Off.
+    Off,
+    /// On, with these settings.
+    On(T),
+}
+
+impl<T: Default> Default for Toggle<T> {
+    fn default() -> Self {
+        Toggle::On(T::default())
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for Toggle<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr<T> {
+            Flag(bool),
+            Settings(T),
+        }
+        Ok(match Repr::<T>::deserialize(d)? {
+            Repr::Flag(false) => Toggle::Off,
+            Repr::Flag(true) => Toggle::On(T::default()),
+            Repr::Settings(t) => Toggle::On(t),
+        })
+    }
+}
+
+impl<T> Serialize for Toggle<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Settings are written back as "on"; hosts keep their own config text.
+        s.serialize_bool(matches!(self, Toggle::On(_)))
+    }
+}
+
+/// The policies of one instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct PolicyConfig {
+    /// Retries of retryable errors (on by default).
+    pub retry: Toggle<RetryPolicy>,
+    /// The platform's rate limit, queued and coalesced (on by default).
+    pub rate_limit: Toggle<RateLimitPolicy>,
+}
+
+impl PolicyConfig {
+    /// Both policies off: the channel as it is.
+    pub fn off() -> Self {
+        PolicyConfig {
+            retry: Toggle::Off,
+            rate_limit: Toggle::Off,
+        }
+    }
+
+    /// Whether both are at their defaults (for skipping in serialization).
+    pub fn is_default(&self) -> bool {
+        *self == PolicyConfig::default()
+    }
+
+    /// `channel` wrapped as configured: retry outside the rate limit, so that
+    /// every attempt also waits for its slot.
+    pub fn apply(
+        &self,
+        channel: Arc<dyn AlertChannel>,
+        limiter: &Arc<Limiter>,
+    ) -> Arc<dyn AlertChannel> {
+        let mut c = channel;
+        if let Toggle::On(p) = &self.rate_limit {
+            c = Arc::new(RateLimited::new(c, limiter.clone(), p.clone()));
+        }
+        if let Toggle::On(p) = &self.retry {
+            c = Arc::new(Retrying::new(c, *p));
+        }
+        c
+    }
+}

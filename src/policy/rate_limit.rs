@@ -1,0 +1,398 @@
+//! Platform-aware rate limits without loss: a queue per destination that
+//! never exceeds the platform's budget and coalesces a backlog into digests.
+//!
+//! Every alert for a destination (a robot token, a webhook key, an app)
+//! goes through one queue, shared by every instance pointing there. A slot
+//! of the budget is taken from the [`SharedState`] before each request. While
+//! no slot is free, alerts wait; when one frees up and more alerts wait than
+//! the window has slots left, the oldest are sent together as one digest
+//! message (one line each, sized to the platform's text limit), so every
+//! alert reaches the group and the platform never answers with its rate-limit
+//! code. Each caller gets the receipt (or error) of the message that carried
+//! its alert, with a note when that was a digest.
+//!
+//! The queue is bounded (`queue_bound`, default 10,000 alerts per
+//! destination): past it a send fails at once with a non-retryable
+//! [`ErrorKind::RateLimited`] error saying so; nothing is dropped silently.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+
+use super::state::{SharedState, Slot};
+use crate::alert::{Alert, AlertState, Mention, Severity};
+use crate::channel::{AlertChannel, Limits, Preview, Rate, Receipt};
+use crate::error::{Error, ErrorKind, Result};
+
+/// How [`RateLimited`] limits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RateLimitPolicy {
+    /// Alerts that may wait per destination before sends are refused (default 10,000).
+    pub queue_bound: usize,
+    /// Coalesce a backlog into digest messages (default true). Off, alerts
+    /// wait for a slot each.
+    pub digest: bool,
+    /// Override the platform's rates: `[{"count": 20, "per_ms": 60000}]`.
+    pub rates: Option<Vec<RateSpec>>,
+}
+
+impl Default for RateLimitPolicy {
+    fn default() -> Self {
+        RateLimitPolicy {
+            queue_bound: 10_000,
+            digest: true,
+            rates: None,
+        }
+    }
+}
+
+/// A rate in config: `count` per `per_ms` milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSpec {
+    /// Messages per window.
+    pub count: u32,
+    /// The window, in milliseconds.
+    pub per_ms: u64,
+}
+
+struct Job {
+    alert: Alert,
+    channel: Arc<dyn AlertChannel>,
+    rates: Vec<Rate>,
+    max_text: usize,
+    digest: bool,
+    reply: oneshot::Sender<Result<Receipt>>,
+}
+
+struct Queue {
+    tx: mpsc::UnboundedSender<Job>,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// The queues of every destination, and the state their budgets live in.
+/// One per [`Notifier`](crate::Notifier); share it to share budgets.
+pub struct Limiter {
+    state: Arc<dyn SharedState>,
+    queues: Mutex<HashMap<String, Queue>>,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.queues.lock().map(|q| q.len()).unwrap_or(0);
+        f.debug_struct("Limiter")
+            .field("destinations", &n)
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+impl Limiter {
+    /// A limiter keeping its windows in `state`.
+    pub fn new(state: Arc<dyn SharedState>) -> Self {
+        Limiter {
+            state,
+            queues: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Alerts waiting for `destination` now.
+    pub fn waiting(&self, destination: &str) -> usize {
+        let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        queues
+            .get(destination)
+            .map_or(0, |q| q.waiting.load(Ordering::SeqCst))
+    }
+
+    fn submit(&self, key: &str, job: Job, bound: usize) -> Result<()> {
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let q = queues.entry(key.to_owned()).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let waiting = Arc::new(AtomicUsize::new(0));
+            tokio::spawn(worker(
+                key.to_owned(),
+                self.state.clone(),
+                rx,
+                waiting.clone(),
+            ));
+            Queue { tx, waiting }
+        });
+        let n = q.waiting.load(Ordering::SeqCst);
+        if n >= bound {
+            return Err(Error::new(
+                ErrorKind::RateLimited,
+                format!(
+                    "{n} alerts already wait for this destination (queue_bound {bound}); not queued"
+                ),
+            )
+            .with_retryable(false));
+        }
+        q.waiting.fetch_add(1, Ordering::SeqCst);
+        q.tx.send(job).map_err(|_| {
+            q.waiting.fetch_sub(1, Ordering::SeqCst);
+            Error::new(ErrorKind::Internal, "the rate-limit queue stopped")
+        })
+    }
+}
+
+/// Digest lines are at most this many characters.
+const LINE: usize = 150;
+
+fn digest_capacity(max_text: usize) -> usize {
+    (max_text.saturating_sub(600) / (LINE * 3 + 8)).max(2)
+}
+
+/// One alert listing `alerts`, one line each.
+pub fn digest(alerts: &[&Alert]) -> Alert {
+    let severity = alerts
+        .iter()
+        .map(|a| a.severity)
+        .max()
+        .unwrap_or(Severity::Error);
+    let all_resolved = alerts.iter().all(|a| a.state == AlertState::Resolved);
+    let mut counts: Vec<(Severity, usize)> = Vec::new();
+    for a in alerts {
+        match counts.iter_mut().find(|(s, _)| *s == a.severity) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((a.severity, 1)),
+        }
+    }
+    counts.sort_by(|a, b| b.0.cmp(&a.0));
+    let summary: Vec<String> = counts
+        .iter()
+        .map(|(s, n)| format!("{n} {}", s.as_str()))
+        .collect();
+    let lines: Vec<String> = alerts
+        .iter()
+        .map(|a| {
+            let tag = if a.state == AlertState::Resolved {
+                "RESOLVED".to_owned()
+            } else {
+                a.severity.as_str().to_uppercase()
+            };
+            let mut line = format!("- [{tag}] {}", a.title.replace(['\r', '\n'], " "));
+            if let Some(j) = &a.job {
+                if let Some(c) = &j.cluster {
+                    line.push_str(&format!(" ({c})"));
+                }
+            }
+            crate::text::limit_chars(&line, LINE)
+        })
+        .collect();
+    let mut d = Alert::new(format!("{} alerts: {}", alerts.len(), summary.join(", ")))
+        .severity(severity)
+        .body(lines.join("\n"));
+    if all_resolved {
+        d = d.resolved();
+    }
+    for m in alerts.iter().flat_map(|a| a.mentions.iter()) {
+        if !d.mentions.contains(m) {
+            d.mentions.push(m.clone());
+        }
+    }
+    if d.mentions.iter().any(|m| *m == Mention::All) {
+        d.mentions.retain(|m| *m == Mention::All);
+    }
+    d
+}
+
+async fn worker(
+    key: String,
+    state: Arc<dyn SharedState>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    waiting: Arc<AtomicUsize>,
+) {
+    let mut queue: VecDeque<Job> = VecDeque::new();
+    loop {
+        if queue.is_empty() {
+            match rx.recv().await {
+                Some(j) => queue.push_back(j),
+                None => return,
+            }
+        }
+        while let Ok(j) = rx.try_recv() {
+            queue.push_back(j);
+        }
+        let rates = queue.front().map(|j| j.rates.clone()).unwrap_or_default();
+        let slot = loop {
+            match state.acquire(&key, &rates).await {
+                Ok(Slot::Taken { remaining }) => break Ok(remaining),
+                Ok(Slot::Wait(wait)) => {
+                    // Keep collecting while waiting: that backlog is what gets coalesced.
+                    let sleep = tokio::time::sleep(wait);
+                    tokio::pin!(sleep);
+                    loop {
+                        tokio::select! {
+                            _ = &mut sleep => break,
+                            job = rx.recv() => match job {
+                                Some(j) => queue.push_back(j),
+                                None => { (&mut sleep).await; break }
+                            },
+                        }
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        while let Ok(j) = rx.try_recv() {
+            queue.push_back(j);
+        }
+        let remaining = match slot {
+            Ok(r) => r as usize,
+            Err(e) => {
+                // The shared state is unreachable: fail the waiting alerts
+                // (retryable) rather than send past an unknown budget.
+                waiting.fetch_sub(queue.len(), Ordering::SeqCst);
+                for job in queue.drain(..) {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+                continue;
+            }
+        };
+        let (digest_on, max_text) = queue.front().map_or((false, 0), |j| (j.digest, j.max_text));
+        let take = if !digest_on || queue.len() <= remaining + 1 {
+            1
+        } else {
+            (queue.len() - remaining)
+                .min(digest_capacity(max_text))
+                .max(1)
+        };
+        let batch: Vec<Job> = queue.drain(..take.min(queue.len())).collect();
+        waiting.fetch_sub(batch.len(), Ordering::SeqCst);
+        send_batch(batch).await;
+    }
+}
+
+async fn send_batch(mut batch: Vec<Job>) {
+    if batch.len() == 1 {
+        if let Some(job) = batch.pop() {
+            let result = job.channel.send(&job.alert).await;
+            let _ = job.reply.send(result);
+        }
+        return;
+    }
+    let n = batch.len();
+    let alerts: Vec<&Alert> = batch.iter().map(|j| &j.alert).collect();
+    let d = digest(&alerts);
+    let result = batch[0].channel.send(&d).await;
+    tracing::info!(
+        alerts = n,
+        ok = result.is_ok(),
+        "sent a digest to stay within the platform's rate limit"
+    );
+    for job in batch {
+        let r = result.clone().map(|r| {
+            r.with_note(format!(
+                "sent in a digest of {n} alerts to stay within the platform's rate limit"
+            ))
+        });
+        let _ = job.reply.send(r);
+    }
+}
+
+/// Sends through the destination's queue; see the module docs.
+#[derive(Debug)]
+pub struct RateLimited {
+    inner: Arc<dyn AlertChannel>,
+    limiter: Arc<Limiter>,
+    policy: RateLimitPolicy,
+}
+
+impl RateLimited {
+    /// Wraps `inner`; its [`limits`](AlertChannel::limits) (or the policy's
+    /// `rates`) set the budget.
+    pub fn new(
+        inner: Arc<dyn AlertChannel>,
+        limiter: Arc<Limiter>,
+        policy: RateLimitPolicy,
+    ) -> Self {
+        RateLimited {
+            inner,
+            limiter,
+            policy,
+        }
+    }
+}
+
+#[async_trait]
+impl AlertChannel for RateLimited {
+    async fn send(&self, alert: &Alert) -> Result<Receipt> {
+        let limits = self.limits();
+        let (Some(key), false) = (limits.destination, limits.rates.is_empty()) else {
+            return self.inner.send(alert).await;
+        };
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            alert: alert.clone(),
+            channel: self.inner.clone(),
+            rates: limits.rates,
+            max_text: limits.max_text_bytes.unwrap_or(4096),
+            digest: self.policy.digest,
+            reply,
+        };
+        self.limiter.submit(&key, job, self.policy.queue_bound)?;
+        rx.await.unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Internal,
+                "the rate-limit queue dropped the alert",
+            ))
+        })
+    }
+
+    fn kind(&self) -> &str {
+        self.inner.kind()
+    }
+
+    fn limits(&self) -> Limits {
+        let mut l = self.inner.limits();
+        if let Some(rates) = &self.policy.rates {
+            l.rates = rates
+                .iter()
+                .map(|r| Rate::new(r.count, Duration::from_millis(r.per_ms)))
+                .collect();
+            if l.destination.is_none() {
+                l.destination = Some(format!(
+                    "{}:{:p}",
+                    self.inner.kind(),
+                    Arc::as_ptr(&self.inner)
+                ));
+            }
+        }
+        l
+    }
+
+    fn preview(&self, alert: &Alert) -> Result<Vec<Preview>> {
+        self.inner.preview(alert)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_lists_every_alert_once() {
+        let a = Alert::new("a FAILED").severity(Severity::Critical);
+        let b = Alert::new("b\r\nslow")
+            .severity(Severity::Warning)
+            .mention(Mention::Mobile("138".into()));
+        let c = Alert::new("c").resolved();
+        let d = digest(&[&a, &b, &c]);
+        assert_eq!(d.title, "3 alerts: 1 critical, 1 error, 1 warning");
+        assert_eq!(d.severity, Severity::Critical);
+        assert_eq!(
+            d.body,
+            "- [CRITICAL] a FAILED\n- [WARNING] b  slow\n- [RESOLVED] c"
+        );
+        assert_eq!(d.mentions, vec![Mention::Mobile("138".into())]);
+        assert!(digest_capacity(18_000) >= 30);
+        assert!(digest_capacity(3_840) >= 6);
+    }
+}

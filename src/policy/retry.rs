@@ -1,0 +1,126 @@
+//! Retries of retryable errors with exponential backoff and jitter (backon).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::alert::Alert;
+use crate::channel::{AlertChannel, Limits, Preview, Receipt};
+use crate::error::Result;
+
+/// How [`Retrying`] retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (default 4).
+    pub max_attempts: u32,
+    /// First backoff, in milliseconds (default 500).
+    pub min_delay_ms: u64,
+    /// Longest backoff, in milliseconds (default 30,000).
+    pub max_delay_ms: u64,
+    /// Never start an attempt later than this after the first, in
+    /// milliseconds (default 120,000).
+    pub max_elapsed_ms: u64,
+    /// Randomize backoffs so that many senders do not retry in step (default true).
+    pub jitter: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            min_delay_ms: 500,
+            max_delay_ms: 30_000,
+            max_elapsed_ms: 120_000,
+            jitter: true,
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn backoff(&self) -> impl Iterator<Item = Duration> + use<> {
+        let mut b = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(self.min_delay_ms))
+            .with_max_delay(Duration::from_millis(self.max_delay_ms))
+            .with_max_times(self.max_attempts.saturating_sub(1) as usize);
+        if self.jitter {
+            b = b.with_jitter();
+        }
+        b.build()
+    }
+}
+
+/// Sends through `inner`, retrying retryable errors: exponential backoff with
+/// jitter, never shorter than the platform's `Retry-After` or rate-limit
+/// window, bounded by attempts and total time. Each attempt calls the inner
+/// channel again, so it is rendered and signed afresh (new timestamp).
+/// Permanent errors (bad signature, keyword, IP, token, 535, ...) are never
+/// retried. The receipt or error carries the number of attempts.
+#[derive(Debug)]
+pub struct Retrying {
+    inner: Arc<dyn AlertChannel>,
+    policy: RetryPolicy,
+}
+
+impl Retrying {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn AlertChannel>, policy: RetryPolicy) -> Self {
+        Retrying { inner, policy }
+    }
+}
+
+#[async_trait]
+impl AlertChannel for Retrying {
+    async fn send(&self, alert: &Alert) -> Result<Receipt> {
+        let started = Instant::now();
+        let limit = Duration::from_millis(self.policy.max_elapsed_ms);
+        let mut backoff = self.policy.backoff();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let e = match self.inner.send(alert).await {
+                Ok(mut r) => {
+                    r.attempts = attempt;
+                    return Ok(r);
+                }
+                Err(e) => e,
+            };
+            if !e.is_retryable() || attempt >= self.policy.max_attempts {
+                return Err(e.with_attempts(attempt));
+            }
+            let Some(next) = backoff.next() else {
+                return Err(e.with_attempts(attempt));
+            };
+            let wait = next.max(e.retry_after().unwrap_or_default());
+            if started.elapsed() + wait > limit {
+                return Err(e.with_attempts(attempt));
+            }
+            tracing::warn!(
+                kind = self.inner.kind(),
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                error.kind = e.kind().as_str(),
+                error.code = e.code().unwrap_or(""),
+                "alert send failed; retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn kind(&self) -> &str {
+        self.inner.kind()
+    }
+
+    fn limits(&self) -> Limits {
+        self.inner.limits()
+    }
+
+    fn preview(&self, alert: &Alert) -> Result<Vec<Preview>> {
+        self.inner.preview(alert)
+    }
+}
