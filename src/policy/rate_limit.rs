@@ -164,7 +164,7 @@ pub fn digest(alerts: &[&Alert]) -> Alert {
             None => counts.push((a.severity, 1)),
         }
     }
-    counts.sort_by(|a, b| b.0.cmp(&a.0));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.0));
     let summary: Vec<String> = counts
         .iter()
         .map(|(s, n)| format!("{n} {}", s.as_str()))
@@ -178,10 +178,8 @@ pub fn digest(alerts: &[&Alert]) -> Alert {
                 a.severity.as_str().to_uppercase()
             };
             let mut line = format!("- [{tag}] {}", a.title.replace(['\r', '\n'], " "));
-            if let Some(j) = &a.job {
-                if let Some(c) = &j.cluster {
-                    line.push_str(&format!(" ({c})"));
-                }
+            if let Some(c) = a.job.as_ref().and_then(|j| j.cluster.as_ref()) {
+                line.push_str(&format!(" ({c})"));
             }
             crate::text::limit_chars(&line, LINE)
         })
@@ -197,7 +195,7 @@ pub fn digest(alerts: &[&Alert]) -> Alert {
             d.mentions.push(m.clone());
         }
     }
-    if d.mentions.iter().any(|m| *m == Mention::All) {
+    if d.mentions.contains(&Mention::All) {
         d.mentions.retain(|m| *m == Mention::All);
     }
     d
