@@ -196,9 +196,10 @@ impl Notifier {
     }
 
     fn build_instance(&self, config: InstanceConfig, now: DateTime<Utc>) -> Result<Arc<Instance>> {
-        let channel = self
+        let raw = self
             .registry
             .build(&config, &self.http, &Default::default())?;
+        let channel = config.policy.apply(raw, &self.limiter);
         Ok(Arc::new(Instance {
             config,
             channel,
@@ -220,7 +221,7 @@ impl Notifier {
                     let ch = self
                         .registry
                         .build(&inst.config, &self.http, &config.templates)?;
-                    own.insert(name.clone(), ch);
+                    own.insert(name.clone(), inst.config.policy.apply(ch, &self.limiter));
                 }
             }
         }

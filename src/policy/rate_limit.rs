@@ -11,6 +11,9 @@
 //! code. Each caller gets the receipt (or error) of the message that carried
 //! its alert, with a note when that was a digest.
 //!
+//! Windows are kept a tenth longer than the platform's own, since the
+//! platform counts arrivals and the limiter counts departures.
+//!
 //! The queue is bounded (`queue_bound`, default 10,000 alerts per
 //! destination): past it a send fails at once with a non-retryable
 //! [`ErrorKind::RateLimited`] error saying so; nothing is dropped silently.
@@ -327,10 +330,17 @@ impl AlertChannel for RateLimited {
             return self.inner.send(alert).await;
         };
         let (reply, rx) = oneshot::channel();
+        // The platform counts arrivals, we count departures: keep each window
+        // a tenth longer so latency never pushes a burst over its limit.
+        let rates = limits
+            .rates
+            .iter()
+            .map(|r| Rate::new(r.count, r.per + r.per / 10))
+            .collect();
         let job = Job {
             alert: alert.clone(),
             channel: self.inner.clone(),
-            rates: limits.rates,
+            rates,
             max_text: limits.max_text_bytes.unwrap_or(4096),
             digest: self.policy.digest,
             reply,
