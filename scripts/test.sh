@@ -13,5 +13,15 @@ if ! python3 -c "import aiosmtpd" 2>/dev/null; then
 fi
 python3 -c "import aiosmtpd" || { echo "aiosmtpd is required for the email tests" >&2; exit 1; }
 
+# The shared-state tests start a real redis-server on 127.0.0.1.
+if ! command -v redis-server >/dev/null 2>&1; then
+    echo "installing redis-server (Debian) for the shared-state tests"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi
+command -v redis-server >/dev/null || { echo "redis-server is required for the shared-state tests" >&2; exit 1; }
+# Installing the package may start a system instance; the tests start their own.
+
 cargo test --all-features --all-targets
 cargo test --all-features --doc

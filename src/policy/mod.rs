@@ -16,6 +16,8 @@
 //! memory by default, or shared by several processes (Redis, feature `redis`).
 
 mod rate_limit;
+#[cfg(feature = "redis")]
+mod redis_state;
 mod retry;
 mod state;
 
@@ -24,6 +26,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use rate_limit::{Limiter, RateLimitPolicy, RateLimited, RateSpec, digest};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_state::RedisState;
 pub use retry::{RetryPolicy, Retrying};
 pub use state::{MemoryState, SharedState, Slot};
 
