@@ -46,13 +46,17 @@ async fn redis() -> Redis {
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server is required for this test (scripts/test.sh installs it)");
-    let url = format!("redis://127.0.0.1:{port}/0");
+    // The guard kills and waits for the server whatever happens below.
+    let guard = Redis {
+        child,
+        url: format!("redis://127.0.0.1:{port}/0"),
+    };
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
         {
-            return Redis { child, url };
+            return guard;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
