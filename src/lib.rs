@@ -65,6 +65,8 @@ pub mod http;
 pub mod notifier;
 pub(crate) mod params;
 pub mod policy;
+#[cfg(test)]
+mod proptests;
 pub mod template;
 pub mod testkit;
 pub(crate) mod text;

@@ -103,6 +103,41 @@ fn marker(omitted: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // Any text, any limit: the result fits, is valid UTF-8 by construction,
+        // keeps a prefix of the input, and says how much it left out.
+        #[test]
+        fn truncation_fits_and_keeps_a_prefix(s in "\\PC{0,400}", max in 0usize..600) {
+            let (t, omitted) = truncate_marked(&s, max);
+            if omitted == 0 {
+                prop_assert_eq!(&t, &s);
+            } else {
+                prop_assert!(t.len() <= max.max(marker(s.len()).len()));
+                let kept = t.len() - marker(omitted).len();
+                prop_assert_eq!(kept + omitted, s.len());
+                prop_assert!(s.starts_with(&t[..kept]));
+            }
+        }
+
+        #[test]
+        fn fitted_json_is_valid_and_within_limit(s in "[\\PC\n\"\\\\]{0,300}", max in 80usize..400) {
+            match fit_json(&s, "@x", max, |t| serde_json::json!({"text": t})) {
+                Ok(f) => {
+                    prop_assert!(f.bytes.len() <= max);
+                    let v: serde_json::Value = serde_json::from_slice(&f.bytes).unwrap();
+                    prop_assert!(v["text"].as_str().unwrap().ends_with("@x"));
+                }
+                Err(e) => prop_assert_eq!(e.kind(), ErrorKind::PayloadTooLarge),
+            }
+        }
+
+        #[test]
+        fn limit_chars_never_exceeds(s in "\\PC{0,100}", n in 1usize..50) {
+            prop_assert!(limit_chars(&s, n).chars().count() <= n);
+        }
+    }
 
     #[test]
     fn truncates_on_char_boundaries() {

@@ -46,6 +46,9 @@ mod errors;
 mod robot;
 mod sign;
 
+#[cfg(test)]
+pub(crate) use errors::{classify_errcode, classify_new_api};
+
 use std::sync::Arc;
 
 use async_trait::async_trait;

@@ -42,6 +42,9 @@ mod config;
 mod errors;
 mod sign;
 
+#[cfg(test)]
+pub(crate) use errors::classify;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;

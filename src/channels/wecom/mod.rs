@@ -44,6 +44,9 @@ mod bot;
 mod config;
 mod errors;
 
+#[cfg(test)]
+pub(crate) use errors::classify;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
