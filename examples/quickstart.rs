@@ -1,96 +1,125 @@
 //! The README's first command: `cargo run --example quickstart`.
 //!
-//! No network, no credentials: starts alertkit's fake DingTalk on 127.0.0.1
-//! (as strict as the real one: it checks signatures, keywords, sizes and
-//! rate limits), builds a group from config, dispatches a Flink job failure,
-//! and prints the dispatch report and what each destination received.
+//! No network, no credentials: starts alertkit's sandbox on 127.0.0.1 (a
+//! DingTalk robot and a Feishu bot that check signatures and keywords, a
+//! WeCom robot, an SMTP server), builds a group of four instances from
+//! config, dispatches a Flink job failure, and prints the dispatch report
+//! and what each platform received.
 
-use alertkit::testkit::dingtalk::{FakeDingTalk, RobotSpec};
-use alertkit::testkit::recording_registry;
-use alertkit::{Alert, Config, Http, Notifier};
+use alertkit::testkit::Sandbox;
+use alertkit::{Alert, Notifier};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // 1. A sandbox platform: one signed robot with a security keyword, one app.
-    let ding = FakeDingTalk::start().await;
-    ding.add_robot(
-        "robot-token",
-        RobotSpec {
-            secret: Some("SEC0123456789abcdef".into()),
-            keywords: vec!["告警".into()],
-        },
-    );
-    ding.add_app("dingapp", "app-secret", "dingrobot");
+    // 1. Fake platforms, as strict as the real ones.
+    let sandbox = Sandbox::start().await?;
 
-    // 2. Instances and a group, as a control plane would store them.
-    let config = Config::from_json(&format!(
-        r#"{{
-          "instances": [
-            {{"name": "ops-robot", "type": "dingtalk",
-              "params": {{"webhook": "{webhook}", "secret": "SEC0123456789abcdef", "keywords": ["告警"],
-                         "at_mobiles": ["13800000000"]}},
-              "templates": {{"lang": "zh"}}}},
-            {{"name": "oncall-app", "type": "dingtalk",
-              "params": {{"mode": "app", "app_key": "dingapp", "app_secret": "app-secret",
-                         "robot_code": "dingrobot", "user_ids": ["zhangsan", "lisi"], "base_url": "{base}"}}}},
-            {{"name": "broken-robot", "type": "dingtalk",
-              "params": {{"webhook": "{broken}"}}}},
-            {{"name": "audit-log", "type": "recording"}}
-          ],
-          "groups": [{{"name": "flink-prod", "instances": ["ops-robot", "oncall-app", "broken-robot", "audit-log"]}}]
-        }}"#,
-        webhook = ding.webhook("robot-token"),
-        base = ding.uri(),
-        broken = ding.webhook("deleted-robot"),
-    ))?;
-    let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new())?;
+    // 2. Instances and a group, as a control plane would store them (JSON or TOML).
+    let config = sandbox.config();
+    println!("== Config ==");
+    for i in &config.instances {
+        println!(
+            "  {:<9} type={:<9} params={}",
+            i.name,
+            i.kind,
+            param_names(i)
+        );
+    }
+    let notifier = Notifier::from_config(&config)?;
 
-    // 3. Dispatch one alert to the group.
-    let report = notifier.dispatch("flink-prod", &Alert::sample()).await?;
+    // 3. One alert to the group: every member concurrently.
+    let alert = Alert::sample();
+    let report = notifier.dispatch(Sandbox::GROUP, &alert).await?;
 
-    println!("== Dispatch report ==");
-    println!("group {:?}: {:?}", report.group, report.status);
+    println!("\n== Dispatch report: {} ==", report.status.as_str());
     for d in &report.deliveries {
         let detail = match (&d.receipt, &d.error) {
-            (_, Some(e)) => format!("{e}"),
-            (Some(r), None) if !r.notes.is_empty() => r.notes.join("; "),
+            (_, Some(e)) => e.to_string(),
+            (Some(r), None) => r.message_id.clone().unwrap_or_default(),
             _ => String::new(),
         };
         println!(
-            "  {:<13} {:<9} {:<10} {:>4} ms  {detail}",
+            "  {:<9} {:<9} {:<10} attempts={} {:>4} ms  {detail}",
             d.instance,
             d.kind,
             d.outcome.as_str(),
+            d.attempts,
             d.elapsed_ms
         );
     }
 
-    println!("\n== What DingTalk received ==");
-    for r in ding.accepted() {
-        let text = match r.path.as_str() {
-            "/robot/send" => r.body["markdown"]["text"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            _ => {
-                let param: serde_json::Value =
-                    serde_json::from_str(r.body["msgParam"].as_str().unwrap_or("{}"))
-                        .unwrap_or_default();
-                format!(
-                    "to {}:\n{}",
-                    r.body["userIds"],
-                    param["text"].as_str().unwrap_or_default()
-                )
-            }
-        };
+    println!("\n== DingTalk received (signed, keyword checked) ==");
+    for r in sandbox.dingtalk.accepted() {
         println!(
-            "--- {} (signed: {}) ---\n{text}\n",
-            r.path,
-            r.query.contains_key("sign")
+            "{}",
+            r.body["markdown"]["text"].as_str().unwrap_or_default()
+        );
+    }
+    println!("\n== WeCom received ==");
+    for r in sandbox.wecom.accepted() {
+        println!(
+            "{}",
+            r.body["markdown"]["content"].as_str().unwrap_or_default()
+        );
+    }
+    println!("\n== Feishu received: a card ==");
+    for r in sandbox.feishu.accepted() {
+        let card = &r.body["card"];
+        println!(
+            "[{}] {}",
+            card["header"]["template"].as_str().unwrap_or(""),
+            card["header"]["title"]["content"].as_str().unwrap_or("")
+        );
+        for e in card["elements"].as_array().into_iter().flatten() {
+            if let Some(t) = e["text"]["content"].as_str() {
+                println!("{t}");
+            }
+            for f in e["fields"].as_array().into_iter().flatten() {
+                println!(
+                    "  {}",
+                    f["text"]["content"]
+                        .as_str()
+                        .unwrap_or("")
+                        .replace('\n', ": ")
+                        .replace("**", "")
+                );
+            }
+            for b in e["actions"].as_array().into_iter().flatten() {
+                println!(
+                    "  [button] {} -> {}",
+                    b["text"]["content"].as_str().unwrap_or(""),
+                    b["url"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    println!("\n== Email received ==");
+    for m in sandbox.smtp.messages() {
+        let headers: Vec<&str> = m
+            .data
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .filter(|l| l.starts_with("Subject") || l.starts_with("From") || l.starts_with("To"))
+            .collect();
+        println!(
+            "envelope: {} -> {:?} (authenticated as {:?})",
+            m.from, m.rcpts, m.auth_user
+        );
+        for h in headers {
+            println!("{h}");
+        }
+        println!(
+            "(multipart: plain text + HTML table, {} bytes)",
+            m.data.len()
         );
     }
 
-    println!("== The report as JSON (what a host stores) ==");
+    println!("\n== The report as JSON (what a host stores) ==");
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+fn param_names(i: &alertkit::InstanceConfig) -> String {
+    let keys: Vec<&str> = i.params.keys().map(String::as_str).collect();
+    keys.join(",")
 }

@@ -3,6 +3,41 @@
 //! [`RecordingChannel`] is an in-memory channel that records what it is sent
 //! and can be told to fail or hang; [`recording_registry`] registers it as the
 //! type `recording` so config-driven code can be tested without a network.
+//!
+//! With the `testkit` feature: fake DingTalk, WeCom and Feishu/Lark servers
+//! and an SMTP server on 127.0.0.1, as strict as the platforms (signatures,
+//! timestamps, keywords, sizes, tokens, rate limits, real error bodies),
+//! recording every request, with scriptable faults ([`Fault`]: an error
+//! code, any answer, a delay), token expiry and shrinkable rate windows; and
+//! `Sandbox`, all of them at once with ready-made instance configs.
+//!
+//! A test a host would write:
+//!
+//! ```
+//! # #[cfg(all(feature = "testkit", feature = "dingtalk"))]
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! use alertkit::testkit::dingtalk::{FakeDingTalk, Fault, RobotSpec};
+//! use alertkit::{Alert, Config, ErrorKind, InstanceConfig, Notifier, policy::PolicyConfig};
+//!
+//! let ding = FakeDingTalk::start().await;
+//! ding.add_robot("tok", RobotSpec { secret: Some("SECx".into()), keywords: vec!["alert".into()] });
+//! let config = Config::default().with_instance(
+//!     InstanceConfig::new("ops", "dingtalk")
+//!         .param("webhook", ding.webhook("tok"))
+//!         .param("secret", "SECx")
+//!         .param("keywords", vec!["alert"])
+//!         .policy(PolicyConfig::off()),
+//! );
+//! let notifier = Notifier::from_config(&config).unwrap();
+//! let ops = notifier.channel("ops").unwrap();
+//!
+//! ops.send(&Alert::new("orders-etl FAILED")).await.unwrap();
+//! assert_eq!(ding.accepted()[0].body["msgtype"], "markdown");
+//!
+//! ding.push_fault(Fault::errcode(400102, "机器人已停用"));
+//! assert_eq!(ops.send(&Alert::new("again")).await.unwrap_err().kind(), ErrorKind::Unauthorized);
+//! # });
+//! ```
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,6 +59,27 @@ pub use fake::Fault;
 #[cfg(all(feature = "testkit", feature = "dingtalk"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "testkit", feature = "dingtalk"))))]
 pub mod dingtalk;
+
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub mod smtp;
+
+#[cfg(all(
+    feature = "testkit",
+    feature = "dingtalk",
+    feature = "wecom",
+    feature = "feishu",
+    feature = "email"
+))]
+mod sandbox;
+#[cfg(all(
+    feature = "testkit",
+    feature = "dingtalk",
+    feature = "wecom",
+    feature = "feishu",
+    feature = "email"
+))]
+pub use sandbox::Sandbox;
 
 #[cfg(all(feature = "testkit", feature = "feishu"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "testkit", feature = "feishu"))))]
