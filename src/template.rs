@@ -316,26 +316,43 @@ impl Templates {
     /// Renders `alert` in `format` as the channel `platform` would send it.
     /// Blank-line runs are collapsed and the result trimmed.
     pub fn render(&self, format: Format, alert: &Alert, platform: &str) -> Result<String> {
-        let ctx = Context::new(alert, platform, self.lang, Utc::now());
+        let ctx = Context::new(alert, platform, self.lang, Utc::now()).value();
         self.render_ctx(format, &ctx)
+    }
+
+    /// Renders several formats from one context (cheaper than one
+    /// [`render`](Templates::render) each): what channels with a title and
+    /// a body use.
+    pub fn render_many<const N: usize>(
+        &self,
+        formats: [Format; N],
+        alert: &Alert,
+        platform: &str,
+    ) -> Result<[String; N]> {
+        let ctx = Context::new(alert, platform, self.lang, Utc::now()).value();
+        let mut out: [String; N] = std::array::from_fn(|_| String::new());
+        for (slot, f) in out.iter_mut().zip(formats) {
+            *slot = self.render_ctx(f, &ctx)?;
+        }
+        Ok(out)
     }
 
     /// Renders the title, text, markdown and HTML of `alert` at once: what an
     /// admin UI's preview shows.
     pub fn preview(&self, alert: &Alert, platform: &str) -> Result<BTreeMap<&'static str, String>> {
-        let ctx = Context::new(alert, platform, self.lang, Utc::now());
+        let ctx = Context::new(alert, platform, self.lang, Utc::now()).value();
         [Format::Title, Format::Text, Format::Markdown, Format::Html]
             .into_iter()
             .map(|f| Ok((f.name(), self.render_ctx(f, &ctx)?)))
             .collect()
     }
 
-    fn render_ctx(&self, format: Format, ctx: &Context<'_>) -> Result<String> {
+    fn render_ctx(&self, format: Format, ctx: &minijinja::Value) -> Result<String> {
         let tmpl = self
             .env
             .get_template(format.name())
             .map_err(|e| Error::new(ErrorKind::Template, describe(&e)).with_retryable(false))?;
-        let out = tmpl.render(minijinja::value::Serde(ctx)).map_err(|e| {
+        let out = tmpl.render(ctx.clone()).map_err(|e| {
             Error::new(ErrorKind::Template, describe(&e))
                 .with_field(format!("templates.{}", format.name()))
                 .with_retryable(false)
@@ -609,10 +626,25 @@ struct Context<'a> {
 }
 
 fn fmt_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    use chrono::{Datelike, Timelike};
+    // By hand: chrono's `format` parses its pattern on every call.
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 impl<'a> Context<'a> {
+    /// The context as a template value, converted once for several renders.
+    fn value(&self) -> minijinja::Value {
+        minijinja::Value::from(minijinja::value::Serde(self))
+    }
+
     fn new(alert: &'a Alert, platform: &'a str, lang: Lang, now: DateTime<Utc>) -> Self {
         let t = match lang {
             Lang::En => &EN,

@@ -296,13 +296,13 @@ impl DingTalk {
 
     /// Renders the message parts every mode shares.
     fn render(&self, alert: &Alert) -> Result<Rendered> {
-        let title = self.templates.render(Format::Title, alert, KIND)?;
-        let body = match self.msg_type {
-            MsgType::Text => self.templates.render(Format::Text, alert, KIND)?,
-            MsgType::Markdown | MsgType::ActionCard => {
-                self.templates.render(Format::Markdown, alert, KIND)?
-            }
+        let body_format = match self.msg_type {
+            MsgType::Text => Format::Text,
+            MsgType::Markdown | MsgType::ActionCard => Format::Markdown,
         };
+        let [title, body] =
+            self.templates
+                .render_many([Format::Title, body_format], alert, KIND)?;
         let mentions = self.mentions(alert);
         // Keyword: present in what DingTalk scans, or appended visibly.
         let keyword = match self.keywords.first() {

@@ -263,23 +263,29 @@ impl Email {
     }
 
     fn parts(&self, alert: &Alert) -> Result<message::Parts> {
+        let html_format = matches!(self.format, EmailFormat::Html | EmailFormat::Attachment);
+        let [title, text, html] = if html_format {
+            self.templates
+                .render_many([Format::Title, Format::Text, Format::Html], alert, KIND)?
+        } else {
+            let [title, text] =
+                self.templates
+                    .render_many([Format::Title, Format::Text], alert, KIND)?;
+            [title, text, String::new()]
+        };
         let subject = match &self.subject {
             Some(t) => t
                 .render(alert, KIND)?
                 .as_str()
                 .unwrap_or_default()
                 .to_owned(),
-            None => self.templates.render(Format::Title, alert, KIND)?,
+            None => title,
         };
-        let text = self.templates.render(Format::Text, alert, KIND)?;
         let lang = self.templates.lang();
-        let table = || message::html_table(&subject, &message::rows(alert, lang));
         let html = match self.format {
             EmailFormat::Text => None,
-            EmailFormat::Html | EmailFormat::Attachment => {
-                Some(self.templates.render(Format::Html, alert, KIND)?)
-            }
-            EmailFormat::Table | EmailFormat::TableAttachment => Some(table()),
+            _ if html_format => Some(html),
+            _ => Some(message::html_table(&subject, &message::rows(alert, lang))),
         };
         let xlsx = match self.format {
             EmailFormat::Attachment | EmailFormat::TableAttachment => Some((

@@ -258,11 +258,17 @@ impl Feishu {
     ) -> Result<(&'static str, Vec<u8>, Receipt)> {
         let mut receipt = Receipt::new();
         let m = self.mentions(alert, &mut receipt);
-        let title = self.templates.render(Format::Title, alert, KIND)?;
+        let (body_format, platform) = match self.msg_type {
+            MsgType::Interactive => (Format::Markdown, "feishu_card"),
+            MsgType::Text | MsgType::Post => (Format::Text, KIND),
+        };
+        let [title, rendered] =
+            self.templates
+                .render_many([Format::Title, body_format], alert, platform)?;
         let lang = self.templates.lang();
         let (msg_type, fitted) = match self.msg_type {
             MsgType::Text => {
-                let text = self.templates.render(Format::Text, alert, KIND)?;
+                let text = rendered.clone();
                 let mut suffix = String::new();
                 for u in &m.users {
                     suffix.push_str(&format!(" <at user_id=\"{u}\"></at>"));
@@ -277,7 +283,7 @@ impl Feishu {
                 ("text", f)
             }
             MsgType::Post => {
-                let text = self.templates.render(Format::Text, alert, KIND)?;
+                let text = rendered.clone();
                 // The first line is the title, shown as the post's title.
                 let text = text
                     .split_once('\n')
@@ -324,9 +330,7 @@ impl Feishu {
                 ("post", f)
             }
             MsgType::Interactive => {
-                let body = self
-                    .templates
-                    .render(Format::Markdown, alert, "feishu_card")?;
+                let body = rendered.clone();
                 let facts = fact_rows(alert, lang);
                 let keyword = {
                     let fact_text: Vec<&str> = facts
