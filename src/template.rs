@@ -497,6 +497,10 @@ fn tidy(s: &str, one_line: bool) -> String {
 
 /// Escapes the characters Markdown treats as syntax.
 pub fn md_escape(s: &str) -> String {
+    const SPECIAL: &[u8] = b"\\`*_[]#<>|~";
+    if !s.bytes().any(|b| SPECIAL.contains(&b)) {
+        return s.to_owned();
+    }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         if matches!(
@@ -622,7 +626,9 @@ struct Context<'a> {
     occurred_at: Option<String>,
     platform: &'a str,
     lang: Lang,
-    t: &'static Words,
+    /// The translated words, converted to a template value once per language.
+    #[serde(rename = "t")]
+    words: minijinja::Value,
 }
 
 fn fmt_time(t: DateTime<Utc>) -> String {
@@ -637,6 +643,20 @@ fn fmt_time(t: DateTime<Utc>) -> String {
         t.minute(),
         t.second()
     )
+}
+
+fn words_value(lang: Lang) -> minijinja::Value {
+    static VALUES: OnceLock<[minijinja::Value; 2]> = OnceLock::new();
+    let [en, zh] = VALUES.get_or_init(|| {
+        [
+            minijinja::Value::from(minijinja::value::Serde(&EN)),
+            minijinja::Value::from(minijinja::value::Serde(&ZH)),
+        ]
+    });
+    match lang {
+        Lang::En => en.clone(),
+        Lang::Zh => zh.clone(),
+    }
 }
 
 impl<'a> Context<'a> {
@@ -709,7 +729,7 @@ impl<'a> Context<'a> {
             occurred_at: alert.occurred_at.map(fmt_time),
             platform,
             lang,
-            t,
+            words: words_value(lang),
         }
     }
 }
