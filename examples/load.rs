@@ -1,0 +1,330 @@
+//! Throughput, CPU, memory and token economy, measured in one run:
+//!
+//! ```text
+//! cargo run --release --example load -- [--n 20000]
+//! ```
+//!
+//! - Deliveries/s of an `AlertGroup` of 4 HTTP channels (DingTalk robot,
+//!   WeCom robot, Feishu bot, webhook; policies off) to a local HTTP sink
+//!   answering `{"errcode":0,"code":0}`, at concurrency 1 and 32, against a
+//!   baseline of bare reqwest POSTs of the same bodies to the same sink, in
+//!   the same run. The sink is a child process (one thread), so the CPU time
+//!   read from /proc/self/stat is the client's alone.
+//! - 3,000 WeCom app sends against the fake WeCom: gettoken calls.
+//! - Pooled SMTP deliveries/s at concurrency 1 to an in-process SMTP sink.
+//! - Peak RSS while dispatching `n` alerts; time to build 10,000 instances.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alertkit::policy::PolicyConfig;
+use alertkit::testkit::smtp::FakeSmtp;
+use alertkit::testkit::wecom::FakeWeCom;
+use alertkit::{Alert, AlertGroup, Config, InstanceConfig, Notifier};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+const REPLY: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 22\r\n\r\n{\"errcode\":0,\"code\":0}";
+
+/// The sink: HTTP/1.1 keep-alive, one thread.
+fn sink() -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("{}", listener.local_addr()?.port());
+        std::io::stdout().flush()?;
+        loop {
+            let (sock, _) = listener.accept().await?;
+            sock.set_nodelay(true)?;
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut r = BufReader::new(r);
+                let mut line = String::new();
+                loop {
+                    let mut len = 0usize;
+                    loop {
+                        line.clear();
+                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if r.read_exact(&mut body).await.is_err() || w.write_all(REPLY).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    })
+}
+
+/// CPU seconds (user + system) of this process so far.
+fn cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+async fn run_concurrent<F, Fut>(n: usize, concurrency: usize, f: F) -> (Duration, f64)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let f = Arc::new(f);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (c0, t0) = (cpu(), Instant::now());
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (f, next) = (f.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    f(i).await;
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.await;
+    }
+    (t0.elapsed(), cpu() - c0)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::args().any(|a| a == "--sink") {
+        return Ok(sink()?);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = args
+        .iter()
+        .position(|a| a == "--n")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(20_000);
+
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("--sink")
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().ok_or("no stdout")?),
+        &mut port,
+    )?;
+    let base = format!("http://127.0.0.1:{}", port.trim());
+
+    let off = PolicyConfig::off();
+    let config = Config::default()
+        .with_instance(
+            InstanceConfig::new("dingtalk", "dingtalk")
+                .param("webhook", format!("{base}/robot/send?access_token=t"))
+                .policy(off.clone()),
+        )
+        .with_instance(
+            InstanceConfig::new("wecom", "wecom")
+                .param("webhook", format!("{base}/cgi-bin/webhook/send?key=k"))
+                .policy(off.clone()),
+        )
+        .with_instance(
+            InstanceConfig::new("feishu", "feishu")
+                .param("webhook", format!("{base}/open-apis/bot/v2/hook/t"))
+                .policy(off.clone()),
+        )
+        .with_instance(
+            InstanceConfig::new("webhook", "webhook")
+                .param("url", format!("{base}/hook"))
+                .param(
+                    "success",
+                    serde_json::json!({"json_pointer": "/errcode", "equals": 0}),
+                )
+                .policy(off.clone()),
+        );
+    let notifier = Notifier::from_config(&config)?;
+    let mut group = AlertGroup::new("load");
+    for name in ["dingtalk", "wecom", "feishu", "webhook"] {
+        group = group.with_member(name, notifier.channel(name).ok_or("missing")?);
+    }
+    let group = Arc::new(group);
+    let alert = Alert::sample();
+    // The baseline posts the very bodies the channels would send.
+    let bodies: Vec<(String, Vec<u8>)> = ["dingtalk", "wecom", "feishu", "webhook"]
+        .iter()
+        .zip([
+            "/robot/send?access_token=t",
+            "/cgi-bin/webhook/send?key=k",
+            "/open-apis/bot/v2/hook/t",
+            "/hook",
+        ])
+        .map(|(name, path)| {
+            let p = notifier.preview(name, &alert).expect("preview");
+            (
+                format!("{base}{path}"),
+                serde_json::to_vec(&p[0].body).expect("json"),
+            )
+        })
+        .collect();
+    let bodies = Arc::new(bodies);
+    let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
+
+    println!("alertkit load: {n} alerts x 4 channels per run; sink in a child process\n");
+    println!(
+        "| concurrency | alertkit deliveries/s | bare reqwest POSTs/s | ratio | CPU µs/delivery (alertkit / bare) |"
+    );
+    println!("|---|---|---|---|---|");
+    for concurrency in [1usize, 32] {
+        // Warm up connections.
+        let _ = group.dispatch(&alert).await;
+        let g = group.clone();
+        let a = alert.clone();
+        let (t_ak, c_ak) = run_concurrent(n, concurrency, move |_| {
+            let (g, a) = (g.clone(), a.clone());
+            async move {
+                let r = g.dispatch(&a).await;
+                assert_eq!(r.status, alertkit::GroupStatus::Delivered, "{r:?}");
+            }
+        })
+        .await;
+        let (b, cl) = (bodies.clone(), client.clone());
+        let (t_bare, c_bare) = run_concurrent(n * 4, concurrency, move |i| {
+            let (b, cl) = (b.clone(), cl.clone());
+            async move {
+                let (url, body) = &b[i % 4];
+                let r = cl
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .expect("post");
+                let _ = r.bytes().await;
+            }
+        })
+        .await;
+        let d = (n * 4) as f64;
+        let (r_ak, r_bare) = (d / t_ak.as_secs_f64(), d / t_bare.as_secs_f64());
+        println!(
+            "| {concurrency} | {r_ak:.0} | {r_bare:.0} | {:.2} | {:.1} / {:.1} ({:.2}x) |",
+            r_ak / r_bare,
+            c_ak * 1e6 / d,
+            c_bare * 1e6 / d,
+            c_ak / c_bare.max(1e-9)
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "\npeak RSS after {} group dispatches ({} deliveries): {:.1} MB",
+        n * 2 + 2,
+        (n * 2 + 2) * 4,
+        peak_rss_mb()
+    );
+
+    // Token economy: 3,000 WeCom app sends, one gettoken.
+    let wecom = FakeWeCom::start().await;
+    wecom.add_app("ww1", "s", 1);
+    wecom.add_recipients(&["u1"], &[], &[]);
+    let app = Notifier::from_config(
+        &Config::default().with_instance(
+            InstanceConfig::new("app", "wecom")
+                .param("mode", "app")
+                .param("corp_id", "ww1")
+                .param("secret", "s")
+                .param("agent_id", 1)
+                .param("to_users", vec!["u1"])
+                .param("base_url", wecom.uri())
+                .policy(off.clone()),
+        ),
+    )?;
+    let ch = app.channel("app").ok_or("missing")?;
+    let a = alert.clone();
+    run_concurrent(3000, 32, move |_| {
+        let (ch, a) = (ch.clone(), a.clone());
+        async move {
+            ch.send(&a).await.expect("wecom app send");
+        }
+    })
+    .await;
+    println!(
+        "\nWeCom app: 3000 sends, {} gettoken call(s)",
+        wecom.token_fetches()
+    );
+
+    // Pooled SMTP at concurrency 1.
+    let smtp = FakeSmtp::start().await?;
+    let mail = Notifier::from_config(
+        &Config::default().with_instance(
+            InstanceConfig::new("mail", "email")
+                .param("host", "127.0.0.1")
+                .param("port", smtp.port())
+                .param("tls", "none")
+                .param("from", "a@load.example")
+                .param("to", vec!["b@load.example"])
+                .param("format", "text")
+                .policy(off.clone()),
+        ),
+    )?;
+    let ch = mail.channel("mail").ok_or("missing")?;
+    let m = 3000;
+    let t0 = Instant::now();
+    for _ in 0..m {
+        ch.send(&alert).await?;
+    }
+    println!(
+        "SMTP: {m} pooled deliveries at concurrency 1: {:.0}/s over {} connection(s)",
+        m as f64 / t0.elapsed().as_secs_f64(),
+        smtp.connections()
+    );
+
+    // Building many instances.
+    let mut big = Config::default();
+    for i in 0..10_000 {
+        big = big.with_instance(InstanceConfig::new(format!("ding-{i}"), "dingtalk").param(
+            "webhook",
+            format!("https://oapi.dingtalk.com/robot/send?access_token=t{i}"),
+        ));
+    }
+    let t0 = Instant::now();
+    let built = Notifier::from_config(&big)?;
+    println!(
+        "10,000 instances built in {:.0} ms",
+        t0.elapsed().as_secs_f64() * 1000.0
+    );
+    drop(built);
+    Ok(())
+}
