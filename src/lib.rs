@@ -60,6 +60,9 @@ pub mod channel;
 pub mod channels;
 pub mod config;
 pub mod error;
+#[cfg(feature = "flink")]
+#[cfg_attr(docsrs, doc(cfg(feature = "flink")))]
+pub mod flink;
 pub mod group;
 pub mod http;
 pub mod notifier;
