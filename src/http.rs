@@ -453,6 +453,37 @@ impl std::fmt::Debug for TokenCache {
     }
 }
 
+/// The token and its lifetime from a token answer: `body[token_key]` and
+/// `body[ttl_key]` seconds (7,200 when absent). An answer without a token is
+/// a retryable platform error.
+pub fn token_from(
+    reply: &Reply,
+    token_key: &str,
+    ttl_key: &str,
+) -> Result<(SecretString, Duration)> {
+    let token = reply
+        .body
+        .get(token_key)
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    if token.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Platform,
+            format!("token answer without {token_key}"),
+        )
+        .with_retryable(true));
+    }
+    let ttl = reply
+        .body
+        .get(ttl_key)
+        .and_then(|v| v.as_u64())
+        .unwrap_or(7200);
+    Ok((
+        SecretString::from(token.to_owned()),
+        Duration::from_secs(ttl),
+    ))
+}
+
 /// Refresh this long before the platform's stated expiry.
 pub const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 

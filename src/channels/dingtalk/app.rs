@@ -69,21 +69,7 @@ impl App {
                 _ => e,
             });
         }
-        let token = reply.body.get("accessToken").and_then(Value::as_str);
-        let ttl = reply
-            .body
-            .get("expireIn")
-            .and_then(Value::as_u64)
-            .unwrap_or(7200);
-        match token {
-            Some(t) if !t.is_empty() => {
-                Ok((SecretString::from(t.to_owned()), Duration::from_secs(ttl)))
-            }
-            _ => Err(
-                Error::new(ErrorKind::Platform, "token answer without accessToken")
-                    .with_retryable(true),
-            ),
-        }
+        crate::http::token_from(&reply, "accessToken", "expireIn")
     }
 
     /// POSTs with the cached token; on InvalidAuthentication drops that token,

@@ -41,26 +41,7 @@ impl Conversation {
                 e
             });
         }
-        let token = reply
-            .body
-            .get("access_token")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if token.is_empty() {
-            return Err(
-                Error::new(ErrorKind::Platform, "gettoken answer without access_token")
-                    .with_retryable(true),
-            );
-        }
-        let ttl = reply
-            .body
-            .get("expires_in")
-            .and_then(Value::as_u64)
-            .unwrap_or(7200);
-        Ok((
-            SecretString::from(token.to_owned()),
-            Duration::from_secs(ttl),
-        ))
+        crate::http::token_from(&reply, "access_token", "expires_in")
     }
 
     fn message(&self, r: &Rendered, msg_type: MsgType) -> Result<(Value, Vec<String>)> {

@@ -49,27 +49,7 @@ impl App {
                 .with_retryable(false)
             });
         }
-        let token = reply
-            .body
-            .get("tenant_access_token")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if token.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Platform,
-                "token answer without tenant_access_token",
-            )
-            .with_retryable(true));
-        }
-        let ttl = reply
-            .body
-            .get("expire")
-            .and_then(Value::as_u64)
-            .unwrap_or(7200);
-        Ok((
-            SecretString::from(token.to_owned()),
-            Duration::from_secs(ttl),
-        ))
+        crate::http::token_from(&reply, "tenant_access_token", "expire")
     }
 
     fn url(&self) -> Result<Url> {

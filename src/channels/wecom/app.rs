@@ -93,26 +93,7 @@ impl App {
                 e
             });
         }
-        let token = reply
-            .body
-            .get("access_token")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if token.is_empty() {
-            return Err(
-                Error::new(ErrorKind::Platform, "gettoken answer without access_token")
-                    .with_retryable(true),
-            );
-        }
-        let ttl = reply
-            .body
-            .get("expires_in")
-            .and_then(Value::as_u64)
-            .unwrap_or(7200);
-        Ok((
-            SecretString::from(token.to_owned()),
-            Duration::from_secs(ttl),
-        ))
+        crate::http::token_from(&reply, "access_token", "expires_in")
     }
 
     /// Sends one request; on a token error drops exactly the token it used
