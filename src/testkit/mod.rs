@@ -71,7 +71,7 @@ pub mod smtp;
     feature = "feishu",
     feature = "email"
 ))]
-mod sandbox;
+pub mod sandbox;
 #[cfg(all(
     feature = "testkit",
     feature = "dingtalk",
