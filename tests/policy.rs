@@ -421,3 +421,52 @@ async fn policies_are_on_by_default_with_the_platforms_limits() {
     assert_eq!(cfg.policy.retry, Toggle::Off);
     assert!(matches!(cfg.policy.rate_limit, Toggle::On(ref p) if p.queue_bound == 5));
 }
+
+/// A destination with a tight budget that records what it is sent.
+#[derive(Debug)]
+struct Tight {
+    got: Mutex<Vec<Alert>>,
+}
+
+#[async_trait]
+impl AlertChannel for Tight {
+    async fn send(&self, alert: &Alert) -> alertkit::Result<Receipt> {
+        self.got.lock().unwrap().push(alert.clone());
+        Ok(Receipt::new())
+    }
+
+    fn limits(&self) -> alertkit::Limits {
+        alertkit::Limits::new("tight", vec![alertkit::Rate::new(2, Duration::from_millis(100))], 2_000)
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 12, ..Default::default() })]
+
+    // Coalescing never loses or duplicates an alert, whatever the burst.
+    #[test]
+    fn coalescing_loses_and_duplicates_nothing(burst in 1usize..80) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let tight = Arc::new(Tight { got: Mutex::new(Vec::new()) });
+            let limiter = Arc::new(alertkit::policy::Limiter::new(Arc::new(alertkit::policy::MemoryState::new())));
+            let ch = Arc::new(RateLimited::new(tight.clone(), limiter, RateLimitPolicy::default()));
+            let tasks: Vec<_> = (0..burst)
+                .map(|i| {
+                    let ch = ch.clone();
+                    tokio::spawn(async move { ch.send(&Alert::new(format!("a{i:03}z"))).await.unwrap() })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let got = tight.got.lock().unwrap();
+            let text: String = got.iter().map(|a| format!("{}\n{}\n", a.title, a.body)).collect();
+            for i in 0..burst {
+                assert_eq!(text.matches(&format!("a{i:03}z")).count(), 1, "a{i:03}z in {text}");
+            }
+            // Sent messages fit the digest capacity for 2,000 bytes of text.
+            assert!(got.iter().all(|a| a.body.len() <= 2_000), "digest sized to the limit");
+        });
+    }
+}
