@@ -113,6 +113,18 @@ impl Member {
 }
 
 fn record_span(d: &Delivery) {
+    #[cfg(feature = "metrics")]
+    {
+        let labels = [
+            ("instance", d.instance.clone()),
+            ("kind", d.kind.clone()),
+            ("outcome", d.outcome.as_str().to_owned()),
+        ];
+        metrics::counter!("alertkit_deliveries_total", &labels).increment(1);
+        metrics::counter!("alertkit_attempts_total", &labels[..2]).increment(u64::from(d.attempts));
+        metrics::histogram!("alertkit_delivery_seconds", &labels[..2])
+            .record(d.elapsed_ms as f64 / 1000.0);
+    }
     let span = tracing::Span::current();
     span.record("outcome", d.outcome.as_str());
     span.record("attempts", d.attempts);

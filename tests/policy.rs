@@ -436,7 +436,11 @@ impl AlertChannel for Tight {
     }
 
     fn limits(&self) -> alertkit::Limits {
-        alertkit::Limits::new("tight", vec![alertkit::Rate::new(2, Duration::from_millis(100))], 2_000)
+        alertkit::Limits::new(
+            "tight",
+            vec![alertkit::Rate::new(2, Duration::from_millis(100))],
+            2_000,
+        )
     }
 }
 
