@@ -179,11 +179,16 @@ async fn walks_a_job_through_its_life_and_alerts_exactly_once_per_transition() {
         alerts[0].links[0].url,
         format!("{}/#/job/{JID}/overview", server.uri())
     );
+    let has =
+        |i: usize, k: &str, v: &str| alerts[i].fields.contains(&(k.to_string(), v.to_string()));
+    assert!(has(2, "Checkpoints failed", "3"), "{:?}", alerts[2].fields);
+    assert!(has(2, "Since last poll", "3"));
     assert!(
-        alerts[2]
-            .fields
-            .contains(&("Failed checkpoints".to_string(), "3".to_string()))
+        has(0, "Checkpoints completed", "50"),
+        "{:?}",
+        alerts[0].fields
     );
+    assert!(has(4, "Checkpoints failed", "3"));
     assert_eq!(
         alerts[2].job.as_ref().unwrap().error.as_deref(),
         Some("Checkpoint expired before completing.")

@@ -235,15 +235,19 @@ impl FlinkWatcher {
         Some((v["timestamp"].as_i64().unwrap_or(0), root.to_owned()))
     }
 
-    /// `(failed count, latest failure message)`.
-    async fn checkpoints(&self, jid: &str) -> Option<(u64, Option<String>)> {
+    /// `(failed, completed, latest failure message)`.
+    async fn checkpoints(&self, jid: &str) -> Option<(u64, u64, Option<String>)> {
         let v = self.get(&format!("jobs/{jid}/checkpoints")).await.ok()?;
         let failed = v.pointer("/counts/failed")?.as_u64()?;
+        let completed = v
+            .pointer("/counts/completed")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         let msg = v
             .pointer("/latest/failed/failure_message")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        Some((failed, msg))
+        Some((failed, completed, msg))
     }
 
     async fn dispatch(&self, alert: Alert, out: &mut Vec<DispatchReport>) {
@@ -308,6 +312,13 @@ impl FlinkWatcher {
             });
             let exception = self.exception(&jid).await;
             let checkpoints = self.checkpoints(&jid).await;
+            // Every job alert carries the checkpoint counts as fields.
+            let counts = |a: Alert| match &checkpoints {
+                Some((failed, completed, _)) => a
+                    .field("Checkpoints completed", completed.to_string())
+                    .field("Checkpoints failed", failed.to_string()),
+                None => a,
+            };
             let is_new = prev.is_none();
             let changed = prev.as_ref().is_some_and(|p| p.state != raw);
             let alerting =
@@ -315,7 +326,7 @@ impl FlinkWatcher {
             if (changed || (is_new && !self.first_poll)) && alerting {
                 let title = format!("Flink job {name} {raw}");
                 let err = exception.as_ref().map(|(_, t)| t.clone());
-                let alert = self.job_alert(title, job, status, err);
+                let alert = counts(self.job_alert(title, job, status, err));
                 self.dispatch(alert, &mut out).await;
                 seen.problem = matches!(status, JobStatus::Restarting | JobStatus::Failing);
             } else if changed
@@ -326,29 +337,31 @@ impl FlinkWatcher {
                 let prev_state = prev
                     .as_ref()
                     .map_or("RESTARTING".to_owned(), |p| p.state.clone());
-                let alert = self
-                    .job_alert(format!("Flink job {name} {prev_state}"), job, status, None)
-                    .body("The job is RUNNING again.")
-                    .resolved();
+                let alert = counts(self.job_alert(
+                    format!("Flink job {name} {prev_state}"),
+                    job,
+                    status,
+                    None,
+                ))
+                .body("The job is RUNNING again.")
+                .resolved();
                 self.dispatch(alert, &mut out).await;
                 seen.problem = false;
             }
-            if let Some((failed, msg)) = &checkpoints {
+            if let Some((failed, _, msg)) = &checkpoints {
                 if rules.checkpoint_failures
                     && !is_new
                     && seen.failed_checkpoints.is_some_and(|f| *failed > f)
                 {
                     let before = seen.failed_checkpoints.unwrap_or(0);
-                    let alert = self
-                        .job_alert(
-                            format!("Flink job {name}: checkpoints failing"),
-                            job,
-                            status,
-                            msg.clone(),
-                        )
-                        .severity(Severity::Warning)
-                        .field("Failed checkpoints", failed.to_string())
-                        .field("Since last poll", (failed - before).to_string());
+                    let alert = counts(self.job_alert(
+                        format!("Flink job {name}: checkpoints failing"),
+                        job,
+                        status,
+                        msg.clone(),
+                    ))
+                    .severity(Severity::Warning)
+                    .field("Since last poll", (failed - before).to_string());
                     self.dispatch(alert, &mut out).await;
                 }
                 seen.failed_checkpoints = Some(*failed);
