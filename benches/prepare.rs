@@ -26,6 +26,13 @@ fn bench(c: &mut Criterion) {
     let n = Notifier::from_config(&config).unwrap();
     let templates = Templates::default();
 
+    c.bench_function("template/title", |b| {
+        b.iter(|| {
+            templates
+                .render(Format::Title, black_box(&alert), "dingtalk")
+                .unwrap()
+        })
+    });
     c.bench_function("template/markdown", |b| {
         b.iter(|| {
             templates
