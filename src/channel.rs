@@ -215,6 +215,68 @@ impl Receipt {
     }
 }
 
+/// The results of one alert sent in several requests (batches of users,
+/// chats, receivers): who got it, who did not, and the overall outcome.
+pub(crate) struct Fanout {
+    receipt: Receipt,
+    delivered: usize,
+    requests: u32,
+    first_error: Option<Error>,
+}
+
+impl Fanout {
+    pub(crate) fn new(receipt: Receipt) -> Self {
+        Fanout {
+            receipt,
+            delivered: 0,
+            requests: 0,
+            first_error: None,
+        }
+    }
+
+    /// A request was made.
+    pub(crate) fn request(&mut self) {
+        self.requests += 1;
+    }
+
+    /// `n` recipients accepted it; the first message id is kept.
+    pub(crate) fn delivered(&mut self, n: usize, message_id: Option<&str>) {
+        self.delivered += n;
+        if let Some(id) = message_id {
+            self.receipt.message_id.get_or_insert_with(|| id.to_owned());
+        }
+    }
+
+    /// Recipients the platform refused while accepting others.
+    pub(crate) fn rejected(&mut self, who: Vec<String>, note: Option<String>) {
+        if let Some(n) = note {
+            self.receipt.notes.push(n);
+        }
+        self.receipt.rejected_recipients.extend(who);
+    }
+
+    /// A request failed for `who`.
+    pub(crate) fn failed(&mut self, what: &str, who: Vec<String>, e: Error) {
+        self.receipt.notes.push(format!("{what} failed: {e}"));
+        self.receipt.rejected_recipients.extend(who);
+        self.first_error.get_or_insert(e);
+    }
+
+    /// `Ok` when anyone got it (partial when some did not), else the first error.
+    pub(crate) fn finish(self) -> Result<Receipt> {
+        if self.delivered > 0 {
+            return Ok(self.receipt.with_requests(self.requests));
+        }
+        Err(self.first_error.unwrap_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidRecipient,
+                "no recipient accepted the message",
+            )
+            .with_retryable(false)
+        }))
+    }
+}
+
 /// One request a channel would send, as [`AlertChannel::preview`] shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::{MsgType, Rendered, errors};
-use crate::channel::{Preview, Receipt};
+use crate::channel::{Fanout, Preview, Receipt};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{Reply, TokenCache, join_url, redact_url, send_json};
 
@@ -129,43 +129,37 @@ impl App {
             receipt =
                 receipt.with_note("app robot messages cannot mention anyone; mentions dropped");
         }
-        let mut requests = 0u32;
-        let mut delivered = 0usize;
-        let mut first_error: Option<Error> = None;
+        let mut out = Fanout::new(receipt);
         for chunk in self.user_ids.chunks(BATCH) {
             let mut pending: Vec<String> = chunk.to_vec();
             let mut tries = 0;
             loop {
                 let body = json!({"robotCode": self.robot_code, "userIds": pending, "msgKey": key, "msgParam": param});
-                requests += 1;
+                out.request();
                 match self.call("v1.0/robot/oToMessages/batchSend", &body).await {
                     Ok(reply) => {
                         let invalid = ids(&reply.body, "invalidStaffIdList");
                         let flow = ids(&reply.body, "flowControlledStaffIdList");
-                        delivered += pending.len() - invalid.len() - flow.len();
-                        if !invalid.is_empty() {
-                            receipt = receipt
-                                .with_note(format!("invalid user ids: {}", invalid.join(", ")));
-                        }
-                        receipt = receipt.with_rejected(invalid);
+                        out.delivered(pending.len() - invalid.len() - flow.len(), None);
+                        let note = (!invalid.is_empty())
+                            .then(|| format!("invalid user ids: {}", invalid.join(", ")));
+                        out.rejected(invalid, note);
                         pending = flow;
                     }
                     Err(e) => {
-                        receipt = receipt
-                            .with_note(format!("batch of {} users failed: {e}", pending.len()));
-                        receipt = receipt.with_rejected(std::mem::take(&mut pending));
-                        first_error.get_or_insert(e);
+                        let who = std::mem::take(&mut pending);
+                        out.failed(&format!("a batch of {} users", who.len()), who, e);
                     }
                 }
                 if pending.is_empty() {
                     break;
                 }
                 if tries >= self.flow_retries {
-                    receipt = receipt.with_note(format!(
+                    let note = format!(
                         "still flow-controlled after {tries} retries: {}",
                         pending.join(", ")
-                    ));
-                    receipt = receipt.with_rejected(pending);
+                    );
+                    out.rejected(pending, Some(note));
                     break;
                 }
                 tries += 1;
@@ -174,31 +168,15 @@ impl App {
         }
         for conv in &self.conversations {
             let body = json!({"robotCode": self.robot_code, "openConversationId": conv, "msgKey": key, "msgParam": param});
-            requests += 1;
+            out.request();
             match self.call("v1.0/robot/groupMessages/send", &body).await {
                 Ok(reply) => {
-                    delivered += 1;
-                    if let Some(k) = reply.body.get("processQueryKey").and_then(Value::as_str) {
-                        receipt.message_id.get_or_insert_with(|| k.to_owned());
-                    }
+                    out.delivered(1, reply.body.get("processQueryKey").and_then(Value::as_str))
                 }
-                Err(e) => {
-                    receipt = receipt.with_note(format!("conversation {conv} failed: {e}"));
-                    receipt = receipt.with_rejected([conv.clone()]);
-                    first_error.get_or_insert(e);
-                }
+                Err(e) => out.failed(&format!("conversation {conv}"), vec![conv.clone()], e),
             }
         }
-        if delivered == 0 {
-            return Err(first_error.unwrap_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidRecipient,
-                    "no recipient accepted the message",
-                )
-                .with_retryable(false)
-            }));
-        }
-        Ok(receipt.with_requests(requests))
+        out.finish()
     }
 
     pub fn preview(&self, r: &Rendered, msg_type: MsgType) -> Result<Vec<Preview>> {

@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::{MsgType, Rendered, errors};
-use crate::channel::{Preview, Receipt};
+use crate::channel::{Fanout, Preview, Receipt};
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::{TokenCache, join_url, redact_url, send_json};
+use crate::http::{Reply, TokenCache, join_url, redact_url, send_json};
 
 /// Legacy content limit (§2.3).
 const MAX_CONTENT: usize = 5_000;
@@ -63,58 +63,45 @@ impl Conversation {
         Ok((msg, notes))
     }
 
-    pub async fn send(&self, r: &Rendered, msg_type: MsgType) -> Result<Receipt> {
-        let (msg, notes) = self.message(r, msg_type)?;
-        let mut receipt = notes.into_iter().fold(Receipt::new(), Receipt::with_note);
-        let mut delivered = 0;
-        let mut first_error = None;
-        let mut requests = 0;
-        for chat in &self.chat_ids {
-            let body = json!({"chatid": chat, "msg": msg});
-            let mut refreshed = false;
-            let result = loop {
-                let token = self.tokens.get(|| self.fetch_token()).await?;
-                let mut url = join_url(&self.base, "chat/send")?;
-                url.query_pairs_mut()
-                    .append_pair("access_token", token.expose_secret());
-                requests += 1;
-                let reply = send_json(
-                    &self.client,
-                    Method::POST,
-                    &url,
-                    HeaderMap::new(),
-                    Some(&body),
-                )
-                .await?;
-                match errors::classify_errcode(&reply) {
-                    None => break Ok(reply),
-                    Some(e)
-                        if matches!(e.code(), Some("40014" | "42001" | "40001")) && !refreshed =>
-                    {
-                        self.tokens.invalidate(&token).await;
-                        refreshed = true;
-                    }
-                    Some(e) => break Err(e),
+    /// One `chat/send`; on a token error drops the token used, fetches a new
+    /// one and resends once.
+    async fn post(&self, body: &Value) -> Result<Reply> {
+        let mut refreshed = false;
+        loop {
+            let token = self.tokens.get(|| self.fetch_token()).await?;
+            let mut url = join_url(&self.base, "chat/send")?;
+            url.query_pairs_mut()
+                .append_pair("access_token", token.expose_secret());
+            let reply = send_json(
+                &self.client,
+                Method::POST,
+                &url,
+                HeaderMap::new(),
+                Some(body),
+            )
+            .await?;
+            match errors::classify_errcode(&reply) {
+                None => return Ok(reply),
+                Some(e) if !refreshed && matches!(e.code(), Some("40014" | "42001" | "40001")) => {
+                    self.tokens.invalidate(&token).await;
+                    refreshed = true;
                 }
-            };
-            match result {
-                Ok(reply) => {
-                    delivered += 1;
-                    if let Some(id) = reply.body.get("messageId").and_then(Value::as_str) {
-                        receipt.message_id.get_or_insert_with(|| id.to_owned());
-                    }
-                }
-                Err(e) => {
-                    receipt = receipt.with_note(format!("chat {chat} failed: {e}"));
-                    receipt = receipt.with_rejected([chat.clone()]);
-                    first_error.get_or_insert(e);
-                }
+                Some(e) => return Err(e),
             }
         }
-        match first_error {
-            Some(e) if delivered == 0 => Err(e),
-            _ => Ok(receipt.with_requests(requests)),
+    }
+
+    pub async fn send(&self, r: &Rendered, msg_type: MsgType) -> Result<Receipt> {
+        let (msg, notes) = self.message(r, msg_type)?;
+        let mut out = Fanout::new(notes.into_iter().fold(Receipt::new(), Receipt::with_note));
+        for chat in &self.chat_ids {
+            out.request();
+            match self.post(&json!({"chatid": chat, "msg": msg})).await {
+                Ok(reply) => out.delivered(1, reply.body.get("messageId").and_then(Value::as_str)),
+                Err(e) => out.failed(&format!("chat {chat}"), vec![chat.clone()], e),
+            }
         }
+        out.finish()
     }
 
     pub fn preview(&self, r: &Rendered, msg_type: MsgType) -> Result<Vec<Preview>> {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::{ReceiveIdType, errors};
-use crate::channel::{Preview, Receipt};
+use crate::channel::{Fanout, Preview, Receipt};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{Reply, TokenCache, join_url, redact_url, send_json};
 
@@ -87,39 +87,24 @@ impl App {
         }
     }
 
-    pub async fn send(
-        &self,
-        msg_type: &str,
-        content: &str,
-        mut receipt: Receipt,
-    ) -> Result<Receipt> {
+    pub async fn send(&self, msg_type: &str, content: &str, receipt: Receipt) -> Result<Receipt> {
         let url = self.url()?;
-        let (mut delivered, mut first_error) = (0, None);
+        let mut out = Fanout::new(receipt);
         for id in &self.receive_ids {
+            out.request();
             let body = json!({"receive_id": id, "msg_type": msg_type, "content": content});
             match self.post(&url, &body).await {
-                Ok(reply) => {
-                    delivered += 1;
-                    if let Some(mid) = reply
+                Ok(reply) => out.delivered(
+                    1,
+                    reply
                         .body
                         .pointer("/data/message_id")
-                        .and_then(Value::as_str)
-                    {
-                        receipt.message_id.get_or_insert_with(|| mid.to_owned());
-                    }
-                }
-                Err(e) => {
-                    receipt = receipt
-                        .with_note(format!("{id} failed: {e}"))
-                        .with_rejected([id.clone()]);
-                    first_error.get_or_insert(e);
-                }
+                        .and_then(Value::as_str),
+                ),
+                Err(e) => out.failed(id, vec![id.clone()], e),
             }
         }
-        match first_error {
-            Some(e) if delivered == 0 => Err(e),
-            _ => Ok(receipt.with_requests(self.receive_ids.len() as u32)),
-        }
+        out.finish()
     }
 
     pub fn preview(&self, msg_type: &str, content: &str) -> Result<Vec<Preview>> {

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use super::errors;
-use crate::channel::{Preview, Receipt};
+use crate::channel::{Fanout, Preview, Receipt};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{Reply, TokenCache, join_url, redact_url, send_json};
 
@@ -141,15 +141,13 @@ impl App {
             .collect()
     }
 
-    pub async fn send(&self, msg: &Map<String, Value>, mut receipt: Receipt) -> Result<Receipt> {
-        let mut delivered = 0;
-        let mut first_error = None;
-        let bodies = self.bodies(msg);
-        let requests = bodies.len() as u32;
-        for body in bodies {
+    pub async fn send(&self, msg: &Map<String, Value>, receipt: Receipt) -> Result<Receipt> {
+        let mut out = Fanout::new(receipt);
+        for body in self.bodies(msg) {
+            out.request();
             match self.post(&body).await {
                 Ok(reply) => {
-                    delivered += 1;
+                    out.delivered(1, reply.body.get("msgid").and_then(Value::as_str));
                     let mut rejected = split_ids(&reply.body, "invaliduser");
                     rejected.extend(
                         split_ids(&reply.body, "invalidparty")
@@ -162,27 +160,18 @@ impl App {
                             .map(|t| format!("tag:{t}")),
                     );
                     rejected.extend(split_ids(&reply.body, "unlicenseduser"));
-                    receipt = receipt.with_rejected(rejected);
-                    if let Some(id) = reply.body.get("msgid").and_then(Value::as_str) {
-                        receipt.message_id.get_or_insert_with(|| id.to_owned());
-                    }
+                    out.rejected(rejected, None);
                 }
                 Err(e) => {
                     let who: Vec<String> = ["touser", "toparty", "totag"]
                         .iter()
                         .flat_map(|k| split_ids(&body, k))
                         .collect();
-                    receipt = receipt
-                        .with_note(format!("a send to {} recipients failed: {e}", who.len()));
-                    receipt = receipt.with_rejected(who);
-                    first_error.get_or_insert(e);
+                    out.failed(&format!("a send to {} recipients", who.len()), who, e);
                 }
             }
         }
-        match first_error {
-            Some(e) if delivered == 0 => Err(e),
-            _ => Ok(receipt.with_requests(requests)),
-        }
+        out.finish()
     }
 
     pub fn preview(&self, msg: &Map<String, Value>) -> Result<Vec<Preview>> {
