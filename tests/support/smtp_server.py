@@ -20,6 +20,9 @@ import warnings
 # aiosmtpd warns about test set-ups (AUTH without its own TLS on an
 # implicit-TLS listener); the tests choose them on purpose.
 warnings.filterwarnings("ignore")
+import logging  # noqa: E402
+
+logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
