@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 # 127.0.0.1; the IM platform fakes run in-process.
 if ! python3 -c "import aiosmtpd" 2>/dev/null; then
     echo "installing aiosmtpd (PyPI) for the email tests"
-    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "aiosmtpd==1.4.6"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "aiosmtpd==1.4.6" \
+        || python3 -m pip install --quiet --user "aiosmtpd==1.4.6"
 fi
 python3 -c "import aiosmtpd" || { echo "aiosmtpd is required for the email tests" >&2; exit 1; }
 
@@ -17,8 +18,10 @@ python3 -c "import aiosmtpd" || { echo "aiosmtpd is required for the email tests
 if ! command -v redis-server >/dev/null 2>&1; then
     echo "installing redis-server (Debian) for the shared-state tests"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+    SUDO=""
+    if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo -E"; fi
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 fi
 command -v redis-server >/dev/null || { echo "redis-server is required for the shared-state tests" >&2; exit 1; }
 # Installing the package may start a system instance; the tests start their own.
