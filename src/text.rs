@@ -42,9 +42,10 @@ pub(crate) struct Fitted {
 /// Serializes `make(body + suffix)`, cutting `body` (never `suffix`) until
 /// the JSON is at most `max` bytes. JSON escaping makes the size of a cut
 /// hard to predict, so it searches for the longest prefix that fits.
-pub(crate) fn fit_json<F>(body: &str, suffix: &str, max: usize, make: F) -> Result<Fitted>
+pub(crate) fn fit_json<F, T>(body: &str, suffix: &str, max: usize, make: F) -> Result<Fitted>
 where
-    F: Fn(&str) -> serde_json::Value,
+    F: Fn(&str) -> T,
+    T: serde::Serialize,
 {
     let build = |body: &str| -> Result<Vec<u8>> {
         serde_json::to_vec(&make(&format!("{body}{suffix}")))

@@ -254,7 +254,7 @@ impl Feishu {
         &self,
         alert: &Alert,
         max: usize,
-        wrap: &dyn Fn(&str, &Value) -> Value,
+        wrap: &Wrap,
     ) -> Result<(&'static str, Vec<u8>, Receipt)> {
         let mut receipt = Receipt::new();
         let m = self.mentions(alert, &mut receipt);
@@ -279,7 +279,9 @@ impl Feishu {
                 if let Some(k) = self.missing_keyword(&[&text]) {
                     suffix.push_str(&format!("\n{k}"));
                 }
-                let f = fit_json(&text, &suffix, max, |t| wrap("text", &json!({"text": t})))?;
+                let f = fit_json(&text, &suffix, max, |t| {
+                    wrap.apply("text", json!({"text": t}))
+                })?;
                 ("text", f)
             }
             MsgType::Post => {
@@ -322,10 +324,13 @@ impl Feishu {
                     if let Some(k) = &keyword {
                         paragraphs.push(json!([{"tag": "text", "text": k}]));
                     }
-                    wrap(
-                        "post",
-                        &json!({"post": {locale: {"title": title, "content": paragraphs}}}),
-                    )
+                    let post = json!({locale: {"title": title, "content": paragraphs}});
+                    // im/v1 (app) takes the post body without the "post" wrapper.
+                    let content = match wrap {
+                        Wrap::App => post,
+                        Wrap::Bot(_) => json!({"post": post}),
+                    };
+                    wrap.apply("post", content)
                 })?;
                 ("post", f)
             }
@@ -342,19 +347,13 @@ impl Feishu {
                     self.missing_keyword(&texts).map(str::to_owned)
                 };
                 let template = card_colour(alert);
-                let buttons: Vec<Value> = links(alert)
+                let buttons: Vec<card::Button> = links(alert)
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (t, u))| {
-                        json!({"tag": "button", "text": {"tag": "plain_text", "content": t}, "url": u,
-                               "type": if i == 0 { "primary" } else { "default" }})
-                    })
+                    .map(|(i, (t, u))| card::Button::new(t, u, i == 0))
                     .collect();
-                let fields: Vec<Value> = facts
-                    .iter()
-                    .map(|(k, v)| json!({"is_short": v.chars().count() <= 40,
-                                         "text": {"tag": "lark_md", "content": format!("**{k}**\n{v}")}}))
-                    .collect();
+                let fields: Vec<card::Field> =
+                    facts.iter().map(|(k, v)| card::Field::new(k, v)).collect();
                 let mut at_line = String::new();
                 for u in &m.users {
                     at_line.push_str(&format!("<at id={u}></at> "));
@@ -362,28 +361,32 @@ impl Feishu {
                 if m.all {
                     at_line.push_str("<at id=all></at>");
                 }
+                let at_line = at_line.trim_end();
                 let f = fit_json(&body, "", max, |t| {
-                    let mut elements = Vec::new();
+                    let mut elements = Vec::with_capacity(5);
                     if !t.is_empty() {
-                        elements
-                            .push(json!({"tag": "div", "text": {"tag": "lark_md", "content": t}}));
+                        // The only part that changes while fitting: owned.
+                        elements.push(card::Element::body(t.to_owned()));
                     }
                     if !fields.is_empty() {
-                        elements.push(json!({"tag": "div", "fields": fields}));
+                        elements.push(card::Element::Fields {
+                            tag: "div",
+                            fields: &fields,
+                        });
                     }
                     if !at_line.is_empty() {
-                        elements.push(json!({"tag": "div", "text": {"tag": "lark_md", "content": at_line.trim_end()}}));
+                        elements.push(card::Element::text(at_line));
                     }
                     if !buttons.is_empty() {
-                        elements.push(json!({"tag": "action", "actions": buttons}));
+                        elements.push(card::Element::Action {
+                            tag: "action",
+                            actions: &buttons,
+                        });
                     }
                     if let Some(k) = &keyword {
-                        elements.push(json!({"tag": "note", "elements": [{"tag": "plain_text", "content": k}]}));
+                        elements.push(card::Element::note(k));
                     }
-                    let card = json!({"config": {"wide_screen_mode": true},
-                                      "header": {"title": {"tag": "plain_text", "content": title}, "template": template},
-                                      "elements": elements});
-                    wrap("interactive", &card)
+                    wrap.apply("interactive", card::Card::new(&title, template, elements))
                 })?;
                 ("interactive", f)
             }
@@ -403,36 +406,226 @@ impl Feishu {
             let ts = chrono::Utc::now().timestamp();
             (ts.to_string(), sign::signature(s, ts))
         });
-        let wrap = |msg_type: &str, content: &Value| {
-            let mut body = json!({"msg_type": msg_type});
-            let key = if msg_type == "interactive" {
-                "card"
-            } else {
-                "content"
-            };
-            body[key] = content.clone();
-            if let Some((ts, sign)) = &signed {
-                body["timestamp"] = json!(ts);
-                body["sign"] = json!(sign);
-            }
-            body
-        };
+        let wrap = Wrap::Bot(signed);
         let (_, bytes, receipt) = self.message(alert, MAX_BODY, &wrap)?;
         Ok((bytes, receipt))
     }
 
     /// The app message: `msg_type` and its `content` as a JSON string (§11).
     fn app_content(&self, alert: &Alert) -> Result<(&'static str, String, Receipt)> {
-        let wrap = |msg_type: &str, content: &Value| match msg_type {
-            // im/v1 takes the post body without the "post" wrapper.
-            "post" => content.get("post").cloned().unwrap_or(Value::Null),
-            _ => content.clone(),
-        };
+        let wrap = Wrap::App;
         let (msg_type, bytes, receipt) = self.message(alert, APP_MAX_CONTENT, &wrap)?;
         let content = String::from_utf8(bytes).map_err(|e| {
             Error::new(crate::ErrorKind::Internal, "payload is not UTF-8").with_source(e)
         })?;
         Ok((msg_type, content, receipt))
+    }
+}
+
+/// What surrounds the message: a bot body (`msg_type`, `card`/`content`,
+/// and the signature) or, for app messages, the content alone.
+enum Wrap {
+    Bot(Option<(String, String)>),
+    App,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Wrapped<'a, T: serde::Serialize> {
+    Bot {
+        msg_type: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        card: Option<T>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        content: Option<T>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        timestamp: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sign: Option<&'a str>,
+    },
+    Raw(T),
+}
+
+impl Wrap {
+    fn apply<'a, T: serde::Serialize>(&'a self, msg_type: &'a str, payload: T) -> Wrapped<'a, T> {
+        match self {
+            Wrap::App => Wrapped::Raw(payload),
+            Wrap::Bot(signed) => {
+                let (card, content) = if msg_type == "interactive" {
+                    (Some(payload), None)
+                } else {
+                    (None, Some(payload))
+                };
+                Wrapped::Bot {
+                    msg_type,
+                    card,
+                    content,
+                    timestamp: signed.as_ref().map(|(ts, _)| ts.as_str()),
+                    sign: signed.as_ref().map(|(_, s)| s.as_str()),
+                }
+            }
+        }
+    }
+}
+
+/// The interactive card as typed structs: serialized straight to bytes,
+/// without building (and cloning) a `serde_json::Value` tree per message.
+mod card {
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    pub struct Card<'a> {
+        config: Config,
+        header: Header<'a>,
+        elements: Vec<Element<'a>>,
+    }
+
+    impl<'a> Card<'a> {
+        pub fn new(title: &'a str, template: &'a str, elements: Vec<Element<'a>>) -> Self {
+            Card {
+                config: Config {
+                    wide_screen_mode: true,
+                },
+                header: Header {
+                    title: Plain::new(title),
+                    template,
+                },
+                elements,
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    struct Config {
+        wide_screen_mode: bool,
+    }
+
+    #[derive(Serialize)]
+    struct Header<'a> {
+        title: Plain<'a>,
+        template: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub struct Plain<'a> {
+        tag: &'static str,
+        content: &'a str,
+    }
+
+    impl<'a> Plain<'a> {
+        fn new(content: &'a str) -> Self {
+            Plain {
+                tag: "plain_text",
+                content,
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    pub struct LarkMd<'a> {
+        tag: &'static str,
+        content: &'a str,
+    }
+
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    pub enum Element<'a> {
+        Text {
+            tag: &'static str,
+            text: LarkMd<'a>,
+        },
+        Body {
+            tag: &'static str,
+            text: OwnedText,
+        },
+        Fields {
+            tag: &'static str,
+            fields: &'a [Field],
+        },
+        Action {
+            tag: &'static str,
+            actions: &'a [Button],
+        },
+        Note {
+            tag: &'static str,
+            elements: [Plain<'a>; 1],
+        },
+    }
+
+    impl<'a> Element<'a> {
+        pub fn text(content: &'a str) -> Self {
+            Element::Text {
+                tag: "div",
+                text: LarkMd {
+                    tag: "lark_md",
+                    content,
+                },
+            }
+        }
+
+        pub fn body(content: String) -> Self {
+            Element::Body {
+                tag: "div",
+                text: OwnedText {
+                    tag: "lark_md",
+                    content,
+                },
+            }
+        }
+
+        pub fn note(content: &'a str) -> Self {
+            Element::Note {
+                tag: "note",
+                elements: [Plain::new(content)],
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    pub struct Field {
+        is_short: bool,
+        text: OwnedText,
+    }
+
+    impl Field {
+        pub fn new(name: &str, value: &str) -> Self {
+            Field {
+                is_short: value.chars().count() <= 40,
+                text: OwnedText {
+                    tag: "lark_md",
+                    content: format!("**{name}**\n{value}"),
+                },
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    pub struct OwnedText {
+        tag: &'static str,
+        content: String,
+    }
+
+    #[derive(Serialize)]
+    pub struct Button {
+        tag: &'static str,
+        text: OwnedText,
+        url: String,
+        #[serde(rename = "type")]
+        kind: &'static str,
+    }
+
+    impl Button {
+        pub fn new(title: String, url: String, primary: bool) -> Self {
+            Button {
+                tag: "button",
+                text: OwnedText {
+                    tag: "plain_text",
+                    content: title,
+                },
+                url,
+                kind: if primary { "primary" } else { "default" },
+            }
+        }
     }
 }
 
