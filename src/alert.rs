@@ -170,6 +170,23 @@ impl Alert {
             .occurred_at(now)
     }
 
+    /// The links a message shows: the job's page first (titled `job_title`,
+    /// unless the alert lists that URL itself), then the alert's own links.
+    pub(crate) fn links_with_job<'a>(&'a self, job_title: &'a str) -> Vec<(&'a str, &'a str)> {
+        let mut v = Vec::with_capacity(self.links.len() + 1);
+        if let Some(url) = self.job.as_ref().and_then(|j| j.url.as_deref())
+            && !self.links.iter().any(|l| l.url == url)
+        {
+            v.push((job_title, url));
+        }
+        v.extend(
+            self.links
+                .iter()
+                .map(|l| (l.title.as_str(), l.url.as_str())),
+        );
+        v
+    }
+
     /// A stable identity of the alert's source, for dedup: SHA-256 over the
     /// title, the labels (sorted) and the job id, as 16 hex digits. It does not
     /// depend on state, body, time or process, so a firing alert and its

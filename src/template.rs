@@ -686,16 +686,11 @@ impl<'a> Context<'a> {
                 error: j.error.as_deref(),
             }
         });
-        let mut links = Vec::with_capacity(alert.links.len() + 1);
-        if let Some(url) = alert.job.as_ref().and_then(|j| j.url.as_deref())
-            && !alert.links.iter().any(|l| l.url == url)
-        {
-            links.push(LinkCtx { title: t.job, url });
-        }
-        links.extend(alert.links.iter().map(|l| LinkCtx {
-            title: &l.title,
-            url: &l.url,
-        }));
+        let links = alert
+            .links_with_job(t.job)
+            .into_iter()
+            .map(|(title, url)| LinkCtx { title, url })
+            .collect();
         let (severity_color, severity_icon, wecom_color, html_color) =
             match (resolved, alert.severity) {
                 (true, _) => ("green", "✅", "info", "#2e7d32"),

@@ -321,7 +321,11 @@ impl DingTalk {
             body,
             mentions,
             keyword,
-            links: links(alert),
+            links: alert
+                .links_with_job("Job")
+                .into_iter()
+                .map(|(t, u)| (t.to_owned(), u.to_owned()))
+                .collect(),
         })
     }
 
@@ -424,18 +428,6 @@ impl Rendered {
             }
         }
     }
-}
-
-/// The job's page first (unless listed already), then the alert's links.
-fn links(alert: &Alert) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = Vec::with_capacity(alert.links.len() + 1);
-    if let Some(url) = alert.job.as_ref().and_then(|j| j.url.as_ref())
-        && !alert.links.iter().any(|l| &l.url == url)
-    {
-        v.push(("Job".to_owned(), url.clone()));
-    }
-    v.extend(alert.links.iter().map(|l| (l.title.clone(), l.url.clone())));
-    v
 }
 
 fn dinky_proxy(p: &Params) -> Result<Option<ProxyConfig>> {

@@ -294,7 +294,8 @@ impl Feishu {
                     .to_owned();
                 let keyword = self.missing_keyword(&[&text, &title]).map(str::to_owned);
                 let locale = if lang == Lang::Zh { "zh_cn" } else { "en_us" };
-                let links: Vec<Value> = links(alert)
+                let links: Vec<Value> = alert
+                    .links_with_job("Job")
                     .into_iter()
                     .flat_map(|(t, u)| {
                         [
@@ -347,10 +348,11 @@ impl Feishu {
                     self.missing_keyword(&texts).map(str::to_owned)
                 };
                 let template = card_colour(alert);
-                let buttons: Vec<card::Button> = links(alert)
+                let buttons: Vec<card::Button> = alert
+                    .links_with_job("Job")
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (t, u))| card::Button::new(t, u, i == 0))
+                    .map(|(i, (t, u))| card::Button::new(t.to_owned(), u.to_owned(), i == 0))
                     .collect();
                 let fields: Vec<card::Field> =
                     facts.iter().map(|(k, v)| card::Field::new(k, v)).collect();
@@ -639,18 +641,6 @@ fn card_colour(alert: &Alert) -> &'static str {
         Severity::Warning => "orange",
         _ => "red",
     }
-}
-
-/// The job's page first (unless listed already), then the alert's links.
-fn links(alert: &Alert) -> Vec<(String, String)> {
-    let mut v = Vec::new();
-    if let Some(url) = alert.job.as_ref().and_then(|j| j.url.as_ref())
-        && !alert.links.iter().any(|l| &l.url == url)
-    {
-        v.push(("Job".to_owned(), url.clone()));
-    }
-    v.extend(alert.links.iter().map(|l| (l.title.clone(), l.url.clone())));
-    v
 }
 
 #[async_trait]
