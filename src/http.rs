@@ -484,6 +484,18 @@ pub fn token_from(
     ))
 }
 
+/// A header value holding a token, marked sensitive (never logged by the client).
+pub fn token_header(value: &str) -> Result<reqwest::header::HeaderValue> {
+    let mut v = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+        Error::new(
+            ErrorKind::Platform,
+            "the platform issued a token that is not a valid header value",
+        )
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
 /// Refresh this long before the platform's stated expiry.
 pub const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 
@@ -508,6 +520,32 @@ impl TokenCache {
             refresh_at: tokio::time::Instant::now() + keep,
         });
         Ok(value)
+    }
+
+    /// Runs `attempt` with the cached token (fetched with `fetch` when
+    /// needed). If it fails with an error `stale` recognises as a bad or
+    /// expired token, drops exactly that token, fetches a new one and runs
+    /// `attempt` once more: the one refresh every platform's contract asks for.
+    pub async fn with_token<F, Fut, A, AFut, T>(
+        &self,
+        fetch: F,
+        stale: impl Fn(&Error) -> bool,
+        attempt: A,
+    ) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(SecretString, Duration)>>,
+        A: Fn(SecretString) -> AFut,
+        AFut: std::future::Future<Output = Result<T>>,
+    {
+        let token = self.get(&fetch).await?;
+        match attempt(token.clone()).await {
+            Err(e) if stale(&e) => {
+                self.invalidate(&token).await;
+                attempt(self.get(&fetch).await?).await
+            }
+            other => other,
+        }
     }
 
     /// Drops `used` if it is still the cached token (a concurrent refresh is kept).

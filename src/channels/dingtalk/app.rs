@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use url::Url;
@@ -13,7 +13,7 @@ use url::Url;
 use super::{MsgType, Rendered, errors};
 use crate::channel::{Fanout, Preview, Receipt};
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::{Reply, TokenCache, join_url, redact_url, send_json};
+use crate::http::{Reply, TokenCache, join_url, redact_url, send_json, token_header};
 
 /// Users per batchSend call (§2.2).
 pub(crate) const BATCH: usize = 20;
@@ -76,28 +76,20 @@ impl App {
     /// fetches a new one and tries once more.
     async fn call(&self, path: &str, body: &Value) -> Result<Reply> {
         let url = join_url(&self.base, path)?;
-        let mut refreshed = false;
-        loop {
-            let token = self.tokens.get(|| self.fetch_token()).await?;
+        let url = &url;
+        let stale = |e: &Error| e.kind() == ErrorKind::TokenExpired;
+        let attempt = move |token: SecretString| async move {
             let mut headers = HeaderMap::new();
-            let mut value = HeaderValue::from_str(token.expose_secret()).map_err(|_| {
-                Error::new(
-                    ErrorKind::Platform,
-                    "the platform issued a token that is not a valid header value",
-                )
-            })?;
-            value.set_sensitive(true);
-            headers.insert(TOKEN_HEADER, value);
-            let reply = send_json(&self.client, Method::POST, &url, headers, Some(body)).await?;
+            headers.insert(TOKEN_HEADER, token_header(token.expose_secret())?);
+            let reply = send_json(&self.client, Method::POST, url, headers, Some(body)).await?;
             match errors::classify_new_api(&reply) {
-                None => return Ok(reply),
-                Some(e) if e.kind() == ErrorKind::TokenExpired && !refreshed => {
-                    self.tokens.invalidate(&token).await;
-                    refreshed = true;
-                }
-                Some(e) => return Err(e),
+                None => Ok(reply),
+                Some(e) => Err(e),
             }
-        }
+        };
+        self.tokens
+            .with_token(|| self.fetch_token(), stale, attempt)
+            .await
     }
 
     fn message(

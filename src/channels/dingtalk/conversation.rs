@@ -66,9 +66,8 @@ impl Conversation {
     /// One `chat/send`; on a token error drops the token used, fetches a new
     /// one and resends once.
     async fn post(&self, body: &Value) -> Result<Reply> {
-        let mut refreshed = false;
-        loop {
-            let token = self.tokens.get(|| self.fetch_token()).await?;
+        let stale = |e: &Error| matches!(e.code(), Some("40014" | "42001" | "40001"));
+        let attempt = move |token: SecretString| async move {
             let mut url = join_url(&self.base, "chat/send")?;
             url.query_pairs_mut()
                 .append_pair("access_token", token.expose_secret());
@@ -81,14 +80,13 @@ impl Conversation {
             )
             .await?;
             match errors::classify_errcode(&reply) {
-                None => return Ok(reply),
-                Some(e) if !refreshed && matches!(e.code(), Some("40014" | "42001" | "40001")) => {
-                    self.tokens.invalidate(&token).await;
-                    refreshed = true;
-                }
-                Some(e) => return Err(e),
+                None => Ok(reply),
+                Some(e) => Err(e),
             }
-        }
+        };
+        self.tokens
+            .with_token(|| self.fetch_token(), stale, attempt)
+            .await
     }
 
     pub async fn send(&self, r: &Rendered, msg_type: MsgType) -> Result<Receipt> {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::header::{AUTHORIZATION, HeaderMap};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use url::Url;
@@ -12,7 +12,7 @@ use url::Url;
 use super::{ReceiveIdType, errors};
 use crate::channel::{Fanout, Preview, Receipt};
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::{Reply, TokenCache, join_url, redact_url, send_json};
+use crate::http::{Reply, TokenCache, join_url, redact_url, send_json, token_header};
 
 pub(crate) struct App {
     pub client: reqwest::Client,
@@ -62,29 +62,22 @@ impl App {
     /// One message; on 99991663/99991668 drops the token used, fetches a new
     /// one and resends once.
     async fn post(&self, url: &Url, body: &Value) -> Result<Reply> {
-        let mut refreshed = false;
-        loop {
-            let token = self.tokens.get(|| self.fetch_token()).await?;
-            let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-                .map_err(|_| {
-                    Error::new(
-                        ErrorKind::Platform,
-                        "the platform issued a token that is not a valid header value",
-                    )
-                })?;
-            auth.set_sensitive(true);
+        let stale = |e: &Error| e.kind() == ErrorKind::TokenExpired;
+        let attempt = move |token: SecretString| async move {
             let mut headers = HeaderMap::new();
-            headers.insert(AUTHORIZATION, auth);
+            headers.insert(
+                AUTHORIZATION,
+                token_header(&format!("Bearer {}", token.expose_secret()))?,
+            );
             let reply = send_json(&self.client, Method::POST, url, headers, Some(body)).await?;
             match errors::classify(&reply) {
-                None => return Ok(reply),
-                Some(e) if !refreshed && e.kind() == ErrorKind::TokenExpired => {
-                    self.tokens.invalidate(&token).await;
-                    refreshed = true;
-                }
-                Some(e) => return Err(e),
+                None => Ok(reply),
+                Some(e) => Err(e),
             }
-        }
+        };
+        self.tokens
+            .with_token(|| self.fetch_token(), stale, attempt)
+            .await
     }
 
     pub async fn send(&self, msg_type: &str, content: &str, receipt: Receipt) -> Result<Receipt> {

@@ -100,9 +100,8 @@ impl App {
     /// (from the cache of this corp and secret), fetches a new one and
     /// resends once.
     async fn post(&self, body: &Value) -> Result<Reply> {
-        let mut refreshed = false;
-        loop {
-            let token = self.tokens.get(|| self.fetch_token()).await?;
+        let stale = |e: &Error| e.code().is_some_and(|c| errors::TOKEN_CODES.contains(&c));
+        let attempt = move |token: SecretString| async move {
             let mut url = join_url(&self.base, "cgi-bin/message/send")?;
             url.query_pairs_mut()
                 .append_pair("access_token", token.expose_secret());
@@ -115,16 +114,13 @@ impl App {
             )
             .await?;
             match errors::classify(&reply) {
-                None => return Ok(reply),
-                Some(e)
-                    if !refreshed && e.code().is_some_and(|c| errors::TOKEN_CODES.contains(&c)) =>
-                {
-                    self.tokens.invalidate(&token).await;
-                    refreshed = true;
-                }
-                Some(e) => return Err(e),
+                None => Ok(reply),
+                Some(e) => Err(e),
             }
-        }
+        };
+        self.tokens
+            .with_token(|| self.fetch_token(), stale, attempt)
+            .await
     }
 
     fn bodies(&self, msg: &Map<String, Value>) -> Vec<Value> {
