@@ -255,7 +255,8 @@ impl AlertGroup {
             return self.dispatch_inner(alert).await;
         };
         let state = self.state.clone().unwrap_or_else(default_state);
-        let key = format!("dedup:{}:{}", self.name, alert.fingerprint());
+        let fingerprint = alert.fingerprint();
+        let key = format!("dedup:{}:{fingerprint}", self.name);
         let now = Utc::now();
         match state.last_delivery(&key).await {
             Ok(Some((last_state, at))) if last_state == alert.state.as_str() => {
@@ -264,7 +265,7 @@ impl AlertGroup {
                     let note = format!(
                         "suppressed: the same alert ({}, fingerprint {}) was delivered {} s ago; repeat_interval is {} s",
                         alert.state.as_str(),
-                        alert.fingerprint(),
+                        fingerprint,
                         age.as_secs(),
                         interval.as_secs()
                     );
