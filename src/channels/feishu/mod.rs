@@ -268,7 +268,7 @@ impl Feishu {
         let lang = self.templates.lang();
         let (msg_type, fitted) = match self.msg_type {
             MsgType::Text => {
-                let text = rendered.clone();
+                let text = rendered;
                 let mut suffix = String::new();
                 for u in &m.users {
                     suffix.push_str(&format!(" <at user_id=\"{u}\"></at>"));
@@ -285,7 +285,7 @@ impl Feishu {
                 ("text", f)
             }
             MsgType::Post => {
-                let text = rendered.clone();
+                let text = rendered;
                 // The first line is the title, shown as the post's title.
                 let text = text
                     .split_once('\n')
@@ -336,7 +336,7 @@ impl Feishu {
                 ("post", f)
             }
             MsgType::Interactive => {
-                let body = rendered.clone();
+                let body = rendered;
                 let facts = fact_rows(alert, lang);
                 let keyword = {
                     let fact_text: Vec<&str> = facts
