@@ -137,6 +137,16 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .position(|a| a == "--n")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(20_000);
+    // `--conc 32` runs one concurrency level, `--only alertkit` or `--only bare`
+    // runs one side (for profiling).
+    let levels: Vec<usize> = match args.iter().position(|a| a == "--conc") {
+        Some(i) => vec![args.get(i + 1).and_then(|c| c.parse().ok()).unwrap_or(32)],
+        None => vec![1, 32],
+    };
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
 
     let mut child = std::process::Command::new(std::env::current_exe()?)
         .arg("--sink")
@@ -207,12 +217,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         "| concurrency | alertkit deliveries/s | bare reqwest POSTs/s | ratio | CPU µs/delivery (alertkit / bare) |"
     );
     println!("|---|---|---|---|---|");
-    for concurrency in [1usize, 32] {
+    for &concurrency in &levels {
         // Warm up connections.
         let _ = group.dispatch(&alert).await;
         let g = group.clone();
         let a = alert.clone();
-        let (t_ak, c_ak) = run_concurrent(n, concurrency, move |_| {
+        let skip = only.as_deref() == Some("bare");
+        let (t_ak, c_ak) = run_concurrent(if skip { 0 } else { n }, concurrency, move |_| {
             let (g, a) = (g.clone(), a.clone());
             async move {
                 let r = g.dispatch(&a).await;
@@ -220,6 +231,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             }
         })
         .await;
+        if only.as_deref() == Some("alertkit") {
+            let d = (n * 4) as f64;
+            println!(
+                "| {concurrency} | {:.0} | - | - | {:.1} / - |",
+                d / t_ak.as_secs_f64(),
+                c_ak * 1e6 / d
+            );
+            continue;
+        }
         let (b, cl) = (bodies.clone(), client.clone());
         let (t_bare, c_bare) = run_concurrent(n * 4, concurrency, move |i| {
             let (b, cl) = (b.clone(), cl.clone());

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::task::JoinSet;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tracing::Instrument;
 
 use crate::alert::Alert;
@@ -236,8 +239,10 @@ impl AlertGroup {
 
     /// Sends `alert` to every enabled member concurrently, each under its time
     /// limit, and reports on each in member order. A member that fails, hangs
-    /// or panics never blocks or hides the others. Must run inside a Tokio
-    /// runtime; each member's send is a task of its own.
+    /// or panics never blocks or hides the others (as long as its `send`
+    /// awaits rather than blocking the thread). Must run inside a Tokio
+    /// runtime; the sends are polled concurrently within this future, so
+    /// dropping it cancels them all.
     pub async fn dispatch(&self, alert: &Alert) -> DispatchReport {
         let span = tracing::info_span!(
             "alertkit.dispatch",
@@ -288,17 +293,16 @@ impl AlertGroup {
     }
 
     async fn dispatch_inner(&self, alert: &Alert) -> DispatchReport {
+        // The members' sends run concurrently inside this future rather than
+        // as spawned tasks: no task, alert copy or cross-thread wake-up per
+        // member, and a member that panics is caught here all the same.
         let mut deliveries: Vec<Option<Delivery>> = vec![None; self.members.len()];
-        let mut tasks = JoinSet::new();
-        let shared = Arc::new(alert.clone());
+        let mut sends = FuturesUnordered::new();
         for (i, m) in self.members.iter().enumerate() {
             if !self.enabled || !m.enabled {
                 deliveries[i] = Some(Delivery::skipped(m));
                 continue;
             }
-            let member = m.clone();
-            let alert = shared.clone();
-            let limit = self.timeout;
             let span = tracing::info_span!(
                 "alertkit.send",
                 instance = %m.name,
@@ -307,16 +311,20 @@ impl AlertGroup {
                 error.kind = tracing::field::Empty,
                 attempts = tracing::field::Empty
             );
-            tasks.spawn(async move { (i, member.deliver(&alert, limit).await) }.instrument(span));
+            let send = AssertUnwindSafe(m.deliver(alert, self.timeout)).catch_unwind();
+            sends.push(async move { (i, send.await) }.instrument(span));
         }
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok((i, d)) => {
+        while let Some((i, result)) = sends.next().await {
+            match result {
+                Ok(d) => {
                     tracing::debug!(instance = %d.instance, outcome = d.outcome.as_str(), elapsed_ms = d.elapsed_ms, "delivery");
                     deliveries[i] = Some(d);
                 }
                 // A panicking channel: its slot stays empty and is reported below.
-                Err(e) => tracing::error!(error = %e, "alert channel task failed"),
+                Err(_) => tracing::error!(
+                    instance = %self.members[i].name,
+                    "alert channel panicked while sending"
+                ),
             }
         }
         let deliveries: Vec<Delivery> = deliveries

@@ -51,7 +51,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
-use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{Alert, AlertState, Severity};
@@ -248,13 +248,23 @@ fn build_env(o: &TemplateOverrides) -> Result<Environment<'static>> {
             AutoEscape::None
         }
     });
-    env.add_filter("md_escape", md_escape);
-    env.add_filter("human_duration", |secs: i64| human_duration(secs));
-    env.add_filter("first_line", |s: String| {
-        s.lines().next().unwrap_or("").to_owned()
+    // The string filters hand back their input untouched (no copy) when
+    // there is nothing to change, which is the common case.
+    env.add_filter("md_escape", |v: Value| match v.as_str() {
+        Some(s) if !s.bytes().any(is_md_special) => v,
+        Some(s) => Value::from(md_escape(s)),
+        None => Value::from(md_escape(&v.to_string())),
     });
-    env.add_filter("limit", |s: String, n: usize| {
-        crate::text::limit_chars(&s, n)
+    env.add_filter("human_duration", |secs: i64| human_duration(secs));
+    env.add_filter("first_line", |v: Value| match v.as_str() {
+        Some(s) if !s.contains(['\n', '\r']) => v,
+        Some(s) => Value::from(s.lines().next().unwrap_or("")),
+        None => Value::from(v.to_string()),
+    });
+    env.add_filter("limit", |v: Value, n: usize| match v.as_str() {
+        Some(s) if s.len() <= n => v,
+        Some(s) => Value::from(crate::text::limit_chars(s, n)),
+        None => Value::from(crate::text::limit_chars(&v.to_string(), n)),
     });
     let entries = [
         (Format::Title, &o.title, DEFAULT_TITLE),
@@ -316,7 +326,7 @@ impl Templates {
     /// Renders `alert` in `format` as the channel `platform` would send it.
     /// Blank-line runs are collapsed and the result trimmed.
     pub fn render(&self, format: Format, alert: &Alert, platform: &str) -> Result<String> {
-        let ctx = Context::new(alert, platform, self.lang, Utc::now()).value();
+        let ctx = context_value(alert, platform, self.lang);
         self.render_ctx(format, &ctx)
     }
 
@@ -329,7 +339,7 @@ impl Templates {
         alert: &Alert,
         platform: &str,
     ) -> Result<[String; N]> {
-        let ctx = Context::new(alert, platform, self.lang, Utc::now()).value();
+        let ctx = context_value(alert, platform, self.lang);
         let mut out: [String; N] = std::array::from_fn(|_| String::new());
         for (slot, f) in out.iter_mut().zip(formats) {
             *slot = self.render_ctx(f, &ctx)?;
@@ -340,7 +350,7 @@ impl Templates {
     /// Renders the title, text, markdown and HTML of `alert` at once: what an
     /// admin UI's preview shows.
     pub fn preview(&self, alert: &Alert, platform: &str) -> Result<BTreeMap<&'static str, String>> {
-        let ctx = Context::new(alert, platform, self.lang, Utc::now()).value();
+        let ctx = context_value(alert, platform, self.lang);
         [Format::Title, Format::Text, Format::Markdown, Format::Html]
             .into_iter()
             .map(|f| Ok((f.name(), self.render_ctx(f, &ctx)?)))
@@ -401,12 +411,7 @@ impl JsonTemplate {
 
     /// The document with every templated leaf rendered for `alert`.
     pub(crate) fn render(&self, alert: &Alert, platform: &str) -> Result<serde_json::Value> {
-        let ctx = minijinja::Value::from(minijinja::value::Serde(Context::new(
-            alert,
-            platform,
-            self.lang,
-            Utc::now(),
-        )));
+        let ctx = context_value(alert, platform, self.lang);
         let mut out = self.doc.clone();
         self.fill(&mut out, String::new(), &ctx)?;
         Ok(out)
@@ -495,18 +500,32 @@ fn tidy(s: &str, one_line: bool) -> String {
     out
 }
 
+/// The ASCII bytes Markdown treats as syntax, as a lookup table.
+const MD_SPECIAL: [bool; 128] = {
+    let mut table = [false; 128];
+    let special = b"\\`*_[]#<>|~";
+    let mut i = 0;
+    while i < special.len() {
+        table[special[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
+fn is_md_special(b: u8) -> bool {
+    b < 128 && MD_SPECIAL[b as usize]
+}
+
 /// Escapes the characters Markdown treats as syntax.
 pub fn md_escape(s: &str) -> String {
-    const SPECIAL: &[u8] = b"\\`*_[]#<>|~";
-    if !s.bytes().any(|b| SPECIAL.contains(&b)) {
+    let Some(first) = s.bytes().position(is_md_special) else {
         return s.to_owned();
-    }
+    };
     let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if matches!(
-            c,
-            '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '<' | '>' | '|' | '~'
-        ) {
+    out.push_str(&s[..first]);
+    // Special characters are ASCII, so a byte test never splits a character.
+    for c in s[first..].chars() {
+        if c.is_ascii() && is_md_special(c as u8) {
             out.push('\\');
         }
         out.push(c);
@@ -591,9 +610,9 @@ struct JobCtx<'a> {
     status: Option<&'static str>,
     cluster: Option<&'a str>,
     url: Option<&'a str>,
-    started_at: Option<String>,
-    ended_at: Option<String>,
-    duration: Option<String>,
+    started_at: Option<&'a str>,
+    ended_at: Option<&'a str>,
+    duration: Option<&'a str>,
     duration_secs: Option<i64>,
     error: Option<&'a str>,
 }
@@ -619,11 +638,11 @@ struct Context<'a> {
     wecom_color: &'static str,
     html_color: &'static str,
     job: Option<JobCtx<'a>>,
-    facts: Vec<(String, String)>,
+    facts: Vec<(&'a str, &'a str)>,
     fields: &'a [(String, String)],
     labels: &'a BTreeMap<String, String>,
     links: Vec<LinkCtx<'a>>,
-    occurred_at: Option<String>,
+    occurred_at: Option<&'a str>,
     platform: &'a str,
     lang: Lang,
     /// The translated words, converted to a template value once per language.
@@ -631,18 +650,28 @@ struct Context<'a> {
     words: minijinja::Value,
 }
 
+/// `YYYY-MM-DD HH:MM:SS UTC`, written digit by digit: chrono's `format`
+/// parses its pattern on every call and `format!` is several times slower.
 fn fmt_time(t: DateTime<Utc>) -> String {
     use chrono::{Datelike, Timelike};
-    // By hand: chrono's `format` parses its pattern on every call.
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    let Ok(year @ 0..=9999) = u32::try_from(t.year()) else {
+        return t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    };
+    let mut buf = *b"0000-00-00 00:00:00 UTC";
+    let mut put = |at: usize, n: u32, width: usize| {
+        let mut n = n;
+        for i in (at..at + width).rev() {
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, year, 4);
+    put(5, t.month(), 2);
+    put(8, t.day(), 2);
+    put(11, t.hour(), 2);
+    put(14, t.minute(), 2);
+    put(17, t.second(), 2);
+    buf.iter().map(|&b| char::from(b)).collect()
 }
 
 fn words_value(lang: Lang) -> minijinja::Value {
@@ -659,32 +688,61 @@ fn words_value(lang: Lang) -> minijinja::Value {
     }
 }
 
-impl<'a> Context<'a> {
-    /// The context as a template value, converted once for several renders.
-    fn value(&self) -> minijinja::Value {
-        minijinja::Value::from(minijinja::value::Serde(self))
-    }
+/// The alert's times, formatted once per render and borrowed by the
+/// context's job, facts and `occurred_at`.
+struct Times {
+    started: Option<String>,
+    ended: Option<String>,
+    duration_secs: Option<i64>,
+    duration: Option<String>,
+    occurred: Option<String>,
+}
 
-    fn new(alert: &'a Alert, platform: &'a str, lang: Lang, now: DateTime<Utc>) -> Self {
-        let t = match lang {
-            Lang::En => &EN,
-            Lang::Zh => &ZH,
-        };
+impl Times {
+    fn new(alert: &Alert, now: DateTime<Utc>) -> Self {
+        let job = alert.job.as_ref();
+        let duration_secs = job.and_then(|j| j.duration(now)).map(|d| d.num_seconds());
+        Times {
+            started: job.and_then(|j| j.started_at).map(fmt_time),
+            ended: job.and_then(|j| j.ended_at).map(fmt_time),
+            duration_secs,
+            duration: duration_secs.map(human_duration),
+            occurred: alert.occurred_at.map(fmt_time),
+        }
+    }
+}
+
+/// The template context of `alert` as a template value, converted once for
+/// several renders.
+fn context_value(alert: &Alert, platform: &str, lang: Lang) -> minijinja::Value {
+    let times = Times::new(alert, Utc::now());
+    minijinja::Value::from(minijinja::value::Serde(&Context::new(
+        alert, &times, platform, lang,
+    )))
+}
+
+fn words(lang: Lang) -> &'static Words {
+    match lang {
+        Lang::En => &EN,
+        Lang::Zh => &ZH,
+    }
+}
+
+impl<'a> Context<'a> {
+    fn new(alert: &'a Alert, times: &'a Times, platform: &'a str, lang: Lang) -> Self {
+        let t = words(lang);
         let resolved = alert.state == AlertState::Resolved;
-        let job = alert.job.as_ref().map(|j| {
-            let secs = j.duration(now).map(|d| d.num_seconds());
-            JobCtx {
-                name: &j.name,
-                id: j.id.as_deref(),
-                status: j.status.map(|s| s.as_str()),
-                cluster: j.cluster.as_deref(),
-                url: j.url.as_deref(),
-                started_at: j.started_at.map(fmt_time),
-                ended_at: j.ended_at.map(fmt_time),
-                duration: secs.map(human_duration),
-                duration_secs: secs,
-                error: j.error.as_deref(),
-            }
+        let job = alert.job.as_ref().map(|j| JobCtx {
+            name: &j.name,
+            id: j.id.as_deref(),
+            status: j.status.map(|s| s.as_str()),
+            cluster: j.cluster.as_deref(),
+            url: j.url.as_deref(),
+            started_at: times.started.as_deref(),
+            ended_at: times.ended.as_deref(),
+            duration: times.duration.as_deref(),
+            duration_secs: times.duration_secs,
+            error: j.error.as_deref(),
         });
         let links = alert
             .links_with_job(t.job)
@@ -716,12 +774,12 @@ impl<'a> Context<'a> {
             severity_icon,
             wecom_color,
             html_color,
-            facts: facts(alert, t, now),
+            facts: facts(alert, t, times),
             job,
             fields: &alert.fields,
             labels: &alert.labels,
             links,
-            occurred_at: alert.occurred_at.map(fmt_time),
+            occurred_at: times.occurred.as_deref(),
             platform,
             lang,
             words: words_value(lang),
@@ -729,33 +787,33 @@ impl<'a> Context<'a> {
     }
 }
 
-fn facts(alert: &Alert, t: &Words, now: DateTime<Utc>) -> Vec<(String, String)> {
-    let mut rows = Vec::new();
+fn facts<'a>(alert: &'a Alert, t: &'static Words, times: &'a Times) -> Vec<(&'a str, &'a str)> {
+    let mut rows = Vec::with_capacity(8 + alert.fields.len());
     if let Some(j) = &alert.job {
-        rows.push((t.job.to_owned(), j.name.clone()));
+        rows.push((t.job, j.name.as_str()));
         if let Some(s) = j.status {
-            rows.push((t.status.to_owned(), s.as_str().to_owned()));
+            rows.push((t.status, s.as_str()));
         }
         if let Some(c) = &j.cluster {
-            rows.push((t.cluster.to_owned(), c.clone()));
+            rows.push((t.cluster, c.as_str()));
         }
         if let Some(id) = &j.id {
-            rows.push((t.job_id.to_owned(), id.clone()));
+            rows.push((t.job_id, id.as_str()));
         }
-        if let Some(s) = j.started_at {
-            rows.push((t.started.to_owned(), fmt_time(s)));
+        if let Some(s) = &times.started {
+            rows.push((t.started, s.as_str()));
         }
-        if let Some(e) = j.ended_at {
-            rows.push((t.ended.to_owned(), fmt_time(e)));
+        if let Some(e) = &times.ended {
+            rows.push((t.ended, e.as_str()));
         }
-        if let Some(d) = j.duration(now) {
-            rows.push((t.duration.to_owned(), human_duration(d.num_seconds())));
+        if let Some(d) = &times.duration {
+            rows.push((t.duration, d.as_str()));
         }
     }
-    if let Some(at) = alert.occurred_at {
-        rows.push((t.time.to_owned(), fmt_time(at)));
+    if let Some(at) = &times.occurred {
+        rows.push((t.time, at.as_str()));
     }
-    rows.extend(alert.fields.iter().cloned());
+    rows.extend(alert.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     rows
 }
 
@@ -763,11 +821,11 @@ fn facts(alert: &Alert, t: &Words, now: DateTime<Utc>) -> Vec<(String, String)> 
 /// fields, with English names. Channels building structured payloads (cards,
 /// spreadsheets) use this so every platform shows the same facts.
 pub fn fact_rows(alert: &Alert, lang: Lang) -> Vec<(String, String)> {
-    let t = match lang {
-        Lang::En => &EN,
-        Lang::Zh => &ZH,
-    };
-    facts(alert, t, Utc::now())
+    let times = Times::new(alert, Utc::now());
+    facts(alert, words(lang), &times)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -945,6 +1003,22 @@ mod tests {
 
     #[test]
     fn helpers() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(
+            fmt_time(t("2026-01-02T03:04:05Z")),
+            "2026-01-02 03:04:05 UTC"
+        );
+        assert_eq!(
+            fmt_time(t("0987-12-31T23:59:59Z")),
+            "0987-12-31 23:59:59 UTC"
+        );
+        assert_eq!(
+            fmt_time(t("+12345-01-01T00:00:00Z")),
+            "+12345-01-01 00:00:00 UTC"
+        );
+        assert_eq!(md_escape("a_b*[x]|~"), "a\\_b\\*\\[x\\]\\|\\~");
+        assert_eq!(md_escape("作业 <失败>"), "作业 \\<失败\\>");
+        assert_eq!(md_escape("plain 文本"), "plain 文本");
         assert_eq!(human_duration(0), "0s");
         assert_eq!(human_duration(59), "59s");
         assert_eq!(human_duration(300), "5m");
