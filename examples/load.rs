@@ -187,7 +187,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
     let notifier = Notifier::from_config(&config)?;
     let mut group = AlertGroup::new("load");
+    let member = args
+        .iter()
+        .position(|a| a == "--member")
+        .and_then(|i| args.get(i + 1).cloned());
     for name in ["dingtalk", "wecom", "feishu", "webhook"] {
+        if member.as_deref().is_some_and(|m| m != name) {
+            continue;
+        }
         group = group.with_member(name, notifier.channel(name).ok_or("missing")?);
     }
     let group = Arc::new(group);
@@ -222,7 +229,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         let _ = group.dispatch(&alert).await;
         let g = group.clone();
         let a = alert.clone();
-        let skip = only.as_deref() == Some("bare");
+        let skip = matches!(only.as_deref(), Some("bare" | "fanout"));
         let (t_ak, c_ak) = run_concurrent(if skip { 0 } else { n }, concurrency, move |_| {
             let (g, a) = (g.clone(), a.clone());
             async move {
@@ -237,6 +244,38 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 "| {concurrency} | {:.0} | - | - | {:.1} / - |",
                 d / t_ak.as_secs_f64(),
                 c_ak * 1e6 / d
+            );
+            continue;
+        }
+        if only.as_deref() == Some("fanout") {
+            // Bare reqwest in the group's shape: the 4 POSTs of an alert
+            // concurrently, `concurrency` alerts at a time.
+            let (b, cl) = (bodies.clone(), client.clone());
+            let (t, c) = run_concurrent(n, concurrency, move |_| {
+                let (b, cl) = (b.clone(), cl.clone());
+                async move {
+                    let posts = b.iter().map(|(url, body)| {
+                        let cl = cl.clone();
+                        async move {
+                            let r = cl
+                                .post(url)
+                                .header("content-type", "application/json")
+                                .body(body.clone())
+                                .send()
+                                .await
+                                .expect("post");
+                            let _ = r.bytes().await;
+                        }
+                    });
+                    futures_util::future::join_all(posts).await;
+                }
+            })
+            .await;
+            let d = (n * 4) as f64;
+            println!(
+                "| {concurrency} (bare fan-out) | - | {:.0} | - | - / {:.1} |",
+                d / t.as_secs_f64(),
+                c * 1e6 / d
             );
             continue;
         }

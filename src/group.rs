@@ -314,19 +314,23 @@ impl AlertGroup {
             let send = AssertUnwindSafe(m.deliver(alert, self.timeout)).catch_unwind();
             sends.push(async move { (i, send.await) }.instrument(span));
         }
-        while let Some((i, result)) = sends.next().await {
-            match result {
-                Ok(d) => {
-                    tracing::debug!(instance = %d.instance, outcome = d.outcome.as_str(), elapsed_ms = d.elapsed_ms, "delivery");
-                    deliveries[i] = Some(d);
+        let collect = async {
+            while let Some((i, result)) = sends.next().await {
+                match result {
+                    Ok(d) => {
+                        tracing::debug!(instance = %d.instance, outcome = d.outcome.as_str(), elapsed_ms = d.elapsed_ms, "delivery");
+                        deliveries[i] = Some(d);
+                    }
+                    // A panicking channel: its slot stays empty and is reported below.
+                    Err(_) => tracing::error!(
+                        instance = %self.members[i].name,
+                        "alert channel panicked while sending"
+                    ),
                 }
-                // A panicking channel: its slot stays empty and is reported below.
-                Err(_) => tracing::error!(
-                    instance = %self.members[i].name,
-                    "alert channel panicked while sending"
-                ),
             }
-        }
+        };
+        // The members render the same alert: its template context is built once.
+        crate::template::share_context(alert, collect).await;
         let deliveries: Vec<Delivery> = deliveries
             .into_iter()
             .zip(&self.members)

@@ -160,7 +160,7 @@ const DEFAULT_TEXT: &str = r#"{% if resolved %}[{{ state_label }}]{% else %}[{{ 
 {% if body %}
 {{ body }}
 {% endif %}
-{% for name, value in facts %}{{ name }}: {{ value }}
+{% for f in facts %}{{ f[0] }}: {{ f[1] }}
 {% endfor %}
 {%- if job and job.error %}
 {{ t.error }}: {{ job.error | limit(1000) }}
@@ -185,7 +185,7 @@ const DEFAULT_MARKDOWN: &str = r#"{% if platform == "feishu_card" -%}
 {% if body %}
 {{ body }}
 {% endif %}
-{% for name, value in facts %}- **{{ name | md_escape }}**: {{ value | md_escape }}
+{% for f in facts %}- **{{ f[0] | md_escape }}**: {{ f[1] | md_escape }}
 {% endfor %}
 {%- if job and job.error %}
 **{{ t.error }}**: {{ job.error | first_line | limit(300) | md_escape }}
@@ -199,7 +199,7 @@ const DEFAULT_HTML: &str = r#"<div style="font-family:-apple-system,'PingFang SC
 <h3 style="margin:0 0 8px;color:{{ html_color }}">[{{ state_label if resolved else severity_label }}] {{ title }}</h3>
 {% if body %}<p style="white-space:pre-wrap">{{ body }}</p>
 {% endif %}{% if facts %}<table style="border-collapse:collapse" cellpadding="6" border="1">
-{% for name, value in facts %}<tr><th align="left">{{ name }}</th><td>{{ value }}</td></tr>
+{% for f in facts %}<tr><th align="left">{{ f[0] }}</th><td>{{ f[1] }}</td></tr>
 {% endfor %}</table>
 {% endif %}{% if job and job.error %}<p><b>{{ t.error }}</b></p><pre style="white-space:pre-wrap">{{ job.error | limit(4000) }}</pre>
 {% endif %}{% for link in links %}<a href="{{ link.url }}">{{ link.title }}</a>{% if not loop.last %} | {% endif %}{% endfor %}
@@ -713,12 +713,58 @@ impl Times {
 }
 
 /// The template context of `alert` as a template value, converted once for
-/// several renders.
+/// several renders. Inside [`share_context`] the dispatched alert's context
+/// is built once, by the first channel that renders it, and the others only
+/// lay their `platform` over it.
 fn context_value(alert: &Alert, platform: &str, lang: Lang) -> minijinja::Value {
-    let times = Times::new(alert, Utc::now());
-    minijinja::Value::from(minijinja::value::Serde(&Context::new(
-        alert, &times, platform, lang,
-    )))
+    let build = || {
+        let times = Times::new(alert, Utc::now());
+        minijinja::Value::from(minijinja::value::Serde(&Context::new(
+            alert, &times, platform, lang,
+        )))
+    };
+    let shared = SHARED_CONTEXT.try_with(|shared| {
+        if shared.alert != std::ptr::from_ref(alert) as usize {
+            return None;
+        }
+        let slot = match lang {
+            Lang::En => 0,
+            Lang::Zh => 1,
+        };
+        let mut built = shared.built.lock().unwrap_or_else(|e| e.into_inner());
+        Some(match &built[slot] {
+            Some((base, base_platform)) if base_platform == platform => base.clone(),
+            Some((base, _)) => minijinja::context! { platform => platform, ..base.clone() },
+            None => {
+                let base = build();
+                built[slot] = Some((base.clone(), platform.to_owned()));
+                base
+            }
+        })
+    });
+    shared.ok().flatten().unwrap_or_else(build)
+}
+
+tokio::task_local! {
+    static SHARED_CONTEXT: SharedContext;
+}
+
+/// The dispatched alert (by address: it is borrowed for the whole scope, so
+/// no other alert can have that address meanwhile) and its contexts per
+/// language, with the platform each was built for.
+struct SharedContext {
+    alert: usize,
+    built: std::sync::Mutex<[Option<(minijinja::Value, String)>; 2]>,
+}
+
+/// Runs `fut` (the sends of one dispatch of `alert`) with `alert`'s template
+/// context shared between the channels that render it.
+pub(crate) async fn share_context<F: std::future::Future>(alert: &Alert, fut: F) -> F::Output {
+    let shared = SharedContext {
+        alert: std::ptr::from_ref(alert) as usize,
+        built: std::sync::Mutex::new([None, None]),
+    };
+    SHARED_CONTEXT.scope(shared, fut).await
 }
 
 fn words(lang: Lang) -> &'static Words {
@@ -999,6 +1045,35 @@ mod tests {
         .unwrap();
         let err = t.render(Format::Text, &Alert::new("x"), "x").unwrap_err();
         assert!(err.message().contains("fuel"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn shared_context_renders_like_a_fresh_one() {
+        let alert = flink_alert();
+        let other = Alert::new("another alert");
+        let zh =
+            Templates::with_overrides(&TemplateOverrides::default().with_lang(Lang::Zh)).unwrap();
+        let render_all = || {
+            let mut out = Vec::new();
+            for t in [&Templates::default(), &zh] {
+                for platform in ["dingtalk", "wecom", "feishu_card", "dingtalk"] {
+                    for f in [Format::Title, Format::Markdown, Format::Text, Format::Html] {
+                        out.push(t.render(f, &alert, platform).unwrap());
+                    }
+                }
+                // Another alert rendered inside the scope gets its own context.
+                out.push(t.render(Format::Title, &other, "wecom").unwrap());
+            }
+            out
+        };
+        let fresh = render_all();
+        let shared = share_context(&alert, async { render_all() }).await;
+        assert_eq!(fresh, shared);
+        assert!(
+            shared.iter().any(|s| s.contains("<font color")),
+            "wecom platform seen"
+        );
+        assert!(shared.last().unwrap().contains("another alert"));
     }
 
     #[test]
