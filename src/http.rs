@@ -351,7 +351,15 @@ pub async fn send_json<B: Serialize + ?Sized>(
 ) -> Result<Reply> {
     let mut req = client.request(method, url.clone()).headers(headers);
     if let Some(b) = body {
-        req = req.json(b);
+        // Into a buffer sized for a typical message rather than grown from
+        // serde_json's default 128 bytes.
+        let mut bytes = Vec::with_capacity(1024);
+        serde_json::to_writer(&mut bytes, b).map_err(|e| {
+            Error::new(ErrorKind::Internal, "cannot serialize the request body").with_source(e)
+        })?;
+        req = req
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(bytes);
     }
     let resp = req.send().await.map_err(|e| transport_error(e, url))?;
     read_reply(resp, url).await

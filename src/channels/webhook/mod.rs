@@ -315,15 +315,16 @@ impl Webhook {
 #[async_trait]
 impl AlertChannel for Webhook {
     async fn send(&self, alert: &Alert) -> Result<Receipt> {
-        let body = self.payload(alert)?;
-        let reply = send_json(
-            &self.client,
-            self.method.clone(),
-            &self.url,
-            self.headers.clone(),
-            Some(&body),
-        )
-        .await?;
+        // The alert itself is serialized straight to the request body.
+        let rendered = match &self.body {
+            None => None,
+            Some(t) => Some(t.render(alert, KIND)?),
+        };
+        let (client, method, headers) = (&self.client, self.method.clone(), self.headers.clone());
+        let reply = match &rendered {
+            None => send_json(client, method, &self.url, headers, Some(alert)).await?,
+            Some(body) => send_json(client, method, &self.url, headers, Some(body)).await?,
+        };
         match self.classify(&reply) {
             None => Ok(Receipt::new().with_requests(1)),
             Some(e) => Err(e),
