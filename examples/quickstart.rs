@@ -102,8 +102,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .filter(|l| l.starts_with("Subject") || l.starts_with("From") || l.starts_with("To"))
             .collect();
         println!(
-            "envelope: {} -> {:?} (authenticated as {:?})",
-            m.from, m.rcpts, m.auth_user
+            "envelope: {} -> {:?} (authenticated as {:?}, {})",
+            m.from,
+            m.rcpts,
+            m.auth_user,
+            if m.tls { "over STARTTLS" } else { "in clear" }
         );
         for h in headers {
             println!("{h}");

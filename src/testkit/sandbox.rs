@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::dingtalk::{FakeDingTalk, RobotSpec};
 use super::feishu::{BotSpec, FakeFeishu};
-use super::smtp::FakeSmtp;
+use super::smtp::{FakeSmtp, SmtpTls};
 use super::wecom::FakeWeCom;
 use crate::config::{Config, GroupConfig, InstanceConfig};
 
@@ -22,8 +22,9 @@ pub const FEISHU_SECRET: &str = "sandbox-feishu-secret";
 pub const KEYWORD: &str = "alert";
 
 /// A DingTalk robot (signed, keyword `alert`), a WeCom robot, a Feishu bot
-/// (signed, keyword `alert`) and an SMTP server, all on 127.0.0.1, as strict
-/// as the real platforms.
+/// (signed, keyword `alert`) and an SMTP server (STARTTLS required, with a
+/// certificate from a CA generated at start, and AUTH), all on 127.0.0.1, as
+/// strict as the real platforms.
 ///
 /// ```
 /// use alertkit::testkit::Sandbox;
@@ -35,6 +36,7 @@ pub const KEYWORD: &str = "alert";
 /// assert_eq!(report.status, GroupStatus::Delivered);
 /// assert_eq!(sandbox.dingtalk.accepted().len(), 1);
 /// assert_eq!(sandbox.smtp.messages().len(), 1);
+/// assert!(sandbox.smtp.messages()[0].tls);
 /// # });
 /// ```
 #[derive(Debug, Clone)]
@@ -48,6 +50,8 @@ pub struct Sandbox {
     pub feishu: FakeFeishu,
     /// The SMTP server.
     pub smtp: FakeSmtp,
+    /// The SMTP server's CA, written to a file for the email instance.
+    smtp_ca_file: std::path::PathBuf,
 }
 
 impl Sandbox {
@@ -74,13 +78,15 @@ impl Sandbox {
                 keywords: vec![KEYWORD.into()],
             },
         );
-        let smtp = FakeSmtp::start().await?;
+        let smtp = FakeSmtp::start_tls(SmtpTls::StartTls).await?;
         smtp.require_auth("alerts", "sandbox-password");
+        let smtp_ca_file = smtp.ca_file()?;
         Ok(Sandbox {
             dingtalk,
             wecom,
             feishu,
             smtp,
+            smtp_ca_file,
         })
     }
 
@@ -114,7 +120,8 @@ impl Sandbox {
             cfg(
                 "email",
                 "email",
-                json!({"host": "127.0.0.1", "port": self.smtp.port(), "tls": "none", "username": "alerts",
+                json!({"host": "127.0.0.1", "port": self.smtp.port(), "tls": "starttls",
+                       "ca_file": self.smtp_ca_file, "username": "alerts",
                        "password": "sandbox-password", "from": "alerts@sandbox.example", "from_name": "告警中心",
                        "to": ["ops@sandbox.example"], "format": "table"}),
             ),

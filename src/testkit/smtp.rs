@@ -1,14 +1,61 @@
 //! A small in-process SMTP server on 127.0.0.1 for sandboxes and host tests:
-//! EHLO, AUTH PLAIN and LOGIN (when credentials are set), per-recipient
-//! refusals (550), DATA with dot-unstuffing, RSET, NOOP, QUIT. Plain TCP
-//! only: for TLS tests alertkit's own suite uses a real server (aiosmtpd).
+//! EHLO, STARTTLS or implicit TLS with a certificate from a CA generated at
+//! start ([`FakeSmtp::ca_file`] for the client to trust), AUTH PLAIN and LOGIN
+//! (when credentials are set), per-recipient refusals (550), DATA with
+//! dot-unstuffing, RSET, NOOP, QUIT.
+//!
+//! It is as strict as a server configured for TLS: in [`SmtpTls::StartTls`]
+//! mode AUTH is only offered after STARTTLS and MAIL before it is refused
+//! (`530 5.7.0 Must issue a STARTTLS command first`), and plaintext sent
+//! after STARTTLS but before the handshake (a command injection) drops the
+//! connection.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use alertkit::testkit::smtp::{FakeSmtp, SmtpTls};
+//! use alertkit::{Alert, Config, InstanceConfig, Notifier};
+//!
+//! let smtp = FakeSmtp::start_tls(SmtpTls::StartTls).await?;
+//! smtp.require_auth("alerts", "pw");
+//! let notifier = Notifier::from_config(&Config::default().with_instance(
+//!     InstanceConfig::new("mail", "email")
+//!         .param("host", "127.0.0.1")
+//!         .param("port", smtp.port())
+//!         .param("tls", "starttls")
+//!         .param("ca_file", smtp.ca_file()?.display().to_string())
+//!         .param("username", "alerts")
+//!         .param("password", "pw")
+//!         .param("from", "alerts@example.com")
+//!         .param("to", vec!["oncall@example.com"]),
+//! ))?;
+//! notifier.channel("mail").unwrap().send(&Alert::new("disk full")).await?;
+//! let m = &smtp.messages()[0];
+//! assert!(m.tls);
+//! assert_eq!(m.auth_user.as_deref(), Some("alerts"));
+//! # Ok(()) }
+//! ```
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+/// How the fake server offers TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SmtpTls {
+    /// Plain TCP, no STARTTLS (what `tls = "none"` talks to).
+    None,
+    /// Plain greeting, STARTTLS required before AUTH and MAIL (port 587 style).
+    StartTls,
+    /// TLS from the first byte (port 465 style).
+    Implicit,
+}
 
 /// One message the server accepted.
 #[derive(Debug, Clone)]
@@ -22,6 +69,8 @@ pub struct SmtpMessage {
     pub data: String,
     /// The user that authenticated, if any.
     pub auth_user: Option<String>,
+    /// Whether the message came over TLS.
+    pub tls: bool,
 }
 
 #[derive(Default)]
@@ -36,6 +85,8 @@ struct State {
 #[derive(Clone)]
 pub struct FakeSmtp {
     port: u16,
+    mode: SmtpTls,
+    ca_pem: Arc<str>,
     state: Arc<Mutex<State>>,
     task: Arc<tokio::task::JoinHandle<()>>,
 }
@@ -44,7 +95,8 @@ impl std::fmt::Debug for FakeSmtp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FakeSmtp")
             .field("port", &self.port)
-            .finish()
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
     }
 }
 
@@ -57,25 +109,56 @@ impl Drop for FakeSmtp {
 }
 
 impl FakeSmtp {
-    /// Starts the server on 127.0.0.1 (no authentication required).
+    /// Starts a plain-TCP server on 127.0.0.1 (no TLS, no authentication
+    /// required).
     pub async fn start() -> std::io::Result<Self> {
+        FakeSmtp::start_tls(SmtpTls::None).await
+    }
+
+    /// Starts a server on 127.0.0.1 offering TLS as `mode`, with a
+    /// certificate for `localhost` and `127.0.0.1` issued by a CA generated
+    /// now (see [`ca_pem`](FakeSmtp::ca_pem), [`ca_file`](FakeSmtp::ca_file)).
+    pub async fn start_tls(mode: SmtpTls) -> std::io::Result<Self> {
+        let (acceptor, ca_pem) = tls_setup()?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let state = Arc::new(Mutex::new(State::default()));
         let s = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                let s = s.clone();
+                let (s, acceptor) = (s.clone(), acceptor.clone());
                 tokio::spawn(async move {
-                    let _ = session(sock, s).await;
+                    let _ = session(sock, s, mode, acceptor).await;
                 });
             }
         });
         Ok(FakeSmtp {
             port,
+            mode,
+            ca_pem: ca_pem.into(),
             state,
             task: Arc::new(task),
         })
+    }
+
+    /// The PEM certificate of the CA that issued the server's certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Writes [`ca_pem`](FakeSmtp::ca_pem) to a file in the system's temporary
+    /// directory (once per server) and returns its path: the email channel's
+    /// `ca_file`.
+    pub fn ca_file(&self) -> std::io::Result<PathBuf> {
+        let path = std::env::temp_dir().join(format!(
+            "alertkit-fake-smtp-{}-{}-ca.pem",
+            std::process::id(),
+            self.port
+        ));
+        if !path.exists() {
+            std::fs::write(&path, self.ca_pem.as_bytes())?;
+        }
+        Ok(path)
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
@@ -125,17 +208,75 @@ fn decode(b64: &str) -> String {
         .unwrap_or_default()
 }
 
-async fn session(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
+/// A connection, plain or TLS.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+fn io_error(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// A CA and a leaf for localhost / 127.0.0.1 signed by it: the acceptor and
+/// the CA's PEM.
+fn tls_setup() -> std::io::Result<(TlsAcceptor, String)> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        SanType,
+    };
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ca_key = KeyPair::generate().map_err(io_error)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(io_error)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "alertkit testkit CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key).map_err(io_error)?;
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().map_err(io_error)?;
+    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).map_err(io_error)?;
+    leaf.subject_alt_names
+        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(io_error)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(io_error)?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf_cert.der().clone(), ca_cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )
+        .map_err(io_error)?;
+    Ok((TlsAcceptor::from(Arc::new(config)), ca_cert.pem()))
+}
+
+async fn session(
+    sock: TcpStream,
+    state: Arc<Mutex<State>>,
+    mode: SmtpTls,
+    acceptor: TlsAcceptor,
+) -> std::io::Result<()> {
     sock.set_nodelay(true)?;
-    let (r, mut w) = sock.into_split();
-    let mut r = BufReader::new(r);
+    let mut tls = mode == SmtpTls::Implicit;
+    let stream: Box<dyn Stream> = if tls {
+        Box::new(acceptor.accept(sock).await?)
+    } else {
+        Box::new(sock)
+    };
+    let mut r = BufReader::new(stream);
     let lock = || state.lock().unwrap_or_else(|e| e.into_inner());
     let creds = {
         let mut s = lock();
         s.connections += 1;
         s.credentials.clone()
     };
-    w.write_all(b"220 alertkit fake SMTP ready\r\n").await?;
+    r.write_all(b"220 alertkit fake SMTP ready\r\n").await?;
     let (mut from, mut rcpts, mut user): (Option<String>, Vec<String>, Option<String>) =
         (None, vec![], None);
     let mut line = String::new();
@@ -146,18 +287,42 @@ async fn session(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
         }
         let cmd = line.trim_end();
         let upper = cmd.to_ascii_uppercase();
+        // STARTTLS mode: nothing but EHLO, STARTTLS, NOOP, RSET and QUIT in clear.
+        let needs_tls = mode == SmtpTls::StartTls && !tls;
         let reply: String = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-            let auth = if creds.is_some() {
+            let starttls = if needs_tls { "250-STARTTLS\r\n" } else { "" };
+            let auth = if creds.is_some() && !needs_tls {
                 "250-AUTH PLAIN LOGIN\r\n"
             } else {
                 ""
             };
-            format!("250-localhost\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n{auth}250 SIZE 33554432\r\n")
+            format!(
+                "250-localhost\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n{starttls}{auth}250 SIZE 33554432\r\n"
+            )
+        } else if upper == "STARTTLS" {
+            if !needs_tls {
+                "503 5.5.1 TLS already active or not offered\r\n".to_owned()
+            } else {
+                r.write_all(b"220 2.0.0 Ready to start TLS\r\n").await?;
+                if !r.buffer().is_empty() {
+                    // Plaintext pipelined behind STARTTLS: an injection attempt.
+                    return Ok(());
+                }
+                let plain = r.into_inner();
+                r = BufReader::new(Box::new(acceptor.accept(plain).await?));
+                tls = true;
+                // RFC 3207: forget everything learned before the handshake.
+                (from, user) = (None, None);
+                rcpts.clear();
+                continue;
+            }
+        } else if needs_tls && !matches!(upper.as_str(), "NOOP" | "RSET" | "QUIT") {
+            "530 5.7.0 Must issue a STARTTLS command first\r\n".to_owned()
         } else if upper.starts_with("AUTH PLAIN") {
             let payload = match cmd.split_whitespace().nth(2) {
                 Some(p) => p.to_owned(),
                 None => {
-                    w.write_all(b"334 \r\n").await?;
+                    r.write_all(b"334 \r\n").await?;
                     line.clear();
                     r.read_line(&mut line).await?;
                     line.trim().to_owned()
@@ -166,11 +331,11 @@ async fn session(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
             let parts: Vec<String> = decode(&payload).split('\0').map(str::to_owned).collect();
             check(&creds, parts.get(1), parts.get(2), &mut user)
         } else if upper.starts_with("AUTH LOGIN") {
-            w.write_all(b"334 VXNlcm5hbWU6\r\n").await?;
+            r.write_all(b"334 VXNlcm5hbWU6\r\n").await?;
             line.clear();
             r.read_line(&mut line).await?;
             let u = decode(&line);
-            w.write_all(b"334 UGFzc3dvcmQ6\r\n").await?;
+            r.write_all(b"334 UGFzc3dvcmQ6\r\n").await?;
             line.clear();
             r.read_line(&mut line).await?;
             let p = decode(&line);
@@ -195,7 +360,7 @@ async fn session(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
             if from.is_none() || rcpts.is_empty() {
                 "503 5.5.1 Bad sequence of commands\r\n".to_owned()
             } else {
-                w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                r.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                     .await?;
                 let mut data = String::new();
                 loop {
@@ -215,6 +380,7 @@ async fn session(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
                     rcpts: std::mem::take(&mut rcpts),
                     data,
                     auth_user: user.clone(),
+                    tls,
                 };
                 let n = {
                     let mut s = lock();
@@ -230,12 +396,12 @@ async fn session(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
         } else if upper == "NOOP" {
             "250 2.0.0 OK\r\n".to_owned()
         } else if upper == "QUIT" {
-            w.write_all(b"221 2.0.0 Bye\r\n").await?;
+            r.write_all(b"221 2.0.0 Bye\r\n").await?;
             return Ok(());
         } else {
             "502 5.5.2 Command not recognized\r\n".to_owned()
         };
-        w.write_all(reply.as_bytes()).await?;
+        r.write_all(reply.as_bytes()).await?;
     }
 }
 
