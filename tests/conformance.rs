@@ -1,5 +1,6 @@
 //! One conformance suite, run against every channel in the sandbox: happy
-//! path, bad credentials, rate limit, oversize, timeout, token expiry.
+//! path, bad credentials, rate limit, oversize, timeout, token expiry,
+//! dropped connections.
 #![cfg(all(
     feature = "dingtalk",
     feature = "wecom",
@@ -198,4 +199,52 @@ async fn expired_tokens_are_refreshed_once_on_every_app_channel() {
     assert_eq!(sandbox.dingtalk.token_fetches(), 2);
     assert_eq!(sandbox.wecom.token_fetches(), 2);
     assert_eq!(sandbox.feishu.token_fetches(), 2);
+}
+
+#[tokio::test]
+async fn dropped_connections_are_retryable_and_retried_on_every_im_channel() {
+    let sandbox = Sandbox::start().await.unwrap();
+    sandbox.dingtalk.push_fault(Fault::Drop);
+    sandbox.wecom.push_fault(Fault::Drop);
+    sandbox.feishu.push_fault(Fault::Drop);
+    // Without a retry policy: a transport error the caller may retry.
+    let n = build(&sandbox, |_| {});
+    for name in ["dingtalk", "wecom", "feishu"] {
+        let e = n
+            .channel(name)
+            .unwrap()
+            .send(&Alert::sample())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.kind(), e.is_retryable()),
+            (ErrorKind::Transport, true),
+            "{name}: {e}"
+        );
+        assert_eq!(received(&sandbox, name), 0, "{name}");
+    }
+    let dropped = sandbox.dingtalk.requests();
+    assert_eq!(dropped.len(), 1);
+    assert_eq!(dropped[0].status, 0, "recorded as dropped");
+    assert!(
+        dropped[0].query.contains_key("sign"),
+        "the request was read whole"
+    );
+
+    // With the default retry policy: delivered once, on the second attempt.
+    sandbox.dingtalk.push_fault(Fault::Drop);
+    sandbox.wecom.push_fault(Fault::Drop);
+    sandbox.feishu.push_fault(Fault::Drop);
+    let n = build(&sandbox, |i| i.policy = PolicyConfig::default());
+    for name in ["dingtalk", "wecom", "feishu"] {
+        let receipt = n
+            .channel(name)
+            .unwrap()
+            .send(&Alert::sample())
+            .await
+            .unwrap();
+        assert_eq!(receipt.attempts, 2, "{name}");
+        assert_eq!(received(&sandbox, name), 1, "{name}");
+    }
+    assert_eq!(sandbox.wecom.requests().len(), 3, "1 + (dropped, resent)");
 }

@@ -1,12 +1,18 @@
 //! What every fake platform shares: a wiremock server on 127.0.0.1 whose
 //! one responder hands requests to the platform's state machine, records
-//! them, and plays scripted faults; rate windows and issued tokens.
+//! them, and plays scripted faults; rate windows and issued tokens. Clients
+//! reach it through a small TCP proxy that frames HTTP/1.1 requests, so a
+//! [`Fault::Drop`] can close a connection without an answer.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate, matchers::any};
 
 use super::Recorded;
@@ -21,6 +27,9 @@ pub enum Fault {
     /// Answer normally, after a delay (longer than the client's timeout
     /// makes a timeout).
     Delay(Duration),
+    /// Read the request, then close the connection without answering (the
+    /// request is recorded with status 0).
+    Drop,
 }
 
 impl Fault {
@@ -52,6 +61,8 @@ struct Shared<P> {
 
 pub(crate) struct Fake<P> {
     server: Arc<MockServer>,
+    /// The proxy's address (clients' way in), if it could be started.
+    proxy: Option<(SocketAddr, Arc<tokio::task::JoinHandle<()>>)>,
     state: Arc<Mutex<Shared<P>>>,
 }
 
@@ -59,7 +70,18 @@ impl<P> Clone for Fake<P> {
     fn clone(&self) -> Self {
         Fake {
             server: self.server.clone(),
+            proxy: self.proxy.clone(),
             state: self.state.clone(),
+        }
+    }
+}
+
+impl<P> Drop for Fake<P> {
+    fn drop(&mut self) {
+        if let Some((_, task)) = &self.proxy
+            && Arc::strong_count(task) == 1
+        {
+            task.abort();
         }
     }
 }
@@ -78,8 +100,22 @@ impl<P: Platform> Fake<P> {
             })
             .mount(&server)
             .await;
+        let proxy = match TcpListener::bind("127.0.0.1:0").await {
+            Ok(listener) => listener.local_addr().ok().map(|addr| {
+                let (target, state) = (*server.address(), state.clone());
+                let task = tokio::spawn(async move {
+                    while let Ok((client, _)) = listener.accept().await {
+                        tokio::spawn(proxy(client, target, state.clone()));
+                    }
+                });
+                (addr, Arc::new(task))
+            }),
+            // Without the proxy, Drop faults become hour-long delays.
+            Err(_) => None,
+        };
         Fake {
             server: Arc::new(server),
+            proxy,
             state,
         }
     }
@@ -93,7 +129,10 @@ impl<P: Platform> Fake<P> {
     }
 
     pub fn uri(&self) -> String {
-        self.server.uri()
+        match &self.proxy {
+            Some((addr, _)) => format!("http://{addr}"),
+            None => self.server.uri(),
+        }
     }
 
     pub fn push_fault(&self, fault: Fault) {
@@ -120,6 +159,104 @@ impl<P: Platform> Fake<P> {
     }
 }
 
+impl<P> Shared<P> {
+    /// The index of the fault the next request on `path` gets.
+    fn next_fault(&self, path: &str) -> Option<usize> {
+        self.faults
+            .iter()
+            .position(|(on, _)| on.as_deref().is_none_or(|suffix| path.ends_with(suffix)))
+    }
+}
+
+/// One client connection: requests are framed (head, then `Content-Length`
+/// bytes of body) and forwarded to the wiremock server, unless the next
+/// fault for the request's path is [`Fault::Drop`]: then the connection is
+/// closed unanswered. A chunked request turns the rest of the connection
+/// into a plain byte pipe.
+async fn proxy<P: Send + 'static>(
+    client: TcpStream,
+    target: SocketAddr,
+    state: Arc<Mutex<Shared<P>>>,
+) -> std::io::Result<()> {
+    let server = TcpStream::connect(target).await?;
+    client.set_nodelay(true)?;
+    server.set_nodelay(true)?;
+    let (cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let back = tokio::spawn(async move { tokio::io::copy(&mut sr, &mut cw).await });
+    let _abort_back = AbortOnDrop(back);
+    let mut cr = BufReader::new(cr);
+    loop {
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            if cr.read_until(b'\n', &mut head).await? == 0 {
+                return Ok(());
+            }
+        }
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let target_path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
+        let mut headers = BTreeMap::new();
+        for line in text.lines().skip(1) {
+            if let Some((k, v)) = line.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+            }
+        }
+        if headers
+            .get("transfer-encoding")
+            .is_some_and(|v| v.contains("chunked"))
+        {
+            sw.write_all(&head).await?;
+            tokio::io::copy(&mut cr, &mut sw).await?;
+            return Ok(());
+        }
+        let len = headers
+            .get("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        cr.read_exact(&mut body).await?;
+        let (path, query) = target_path
+            .split_once('?')
+            .unwrap_or((target_path.as_str(), ""));
+        let dropped = {
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            match s.next_fault(path) {
+                Some(i) if matches!(s.faults[i].1, Fault::Drop) => {
+                    s.faults.remove(i);
+                    s.records.push(Recorded {
+                        path: path.to_owned(),
+                        query: url::form_urlencoded::parse(query.as_bytes())
+                            .into_owned()
+                            .collect(),
+                        headers,
+                        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                        body_len: body.len(),
+                        status: 0,
+                        answer: Value::Null,
+                        accepted: false,
+                    });
+                    true
+                }
+                _ => false,
+            }
+        };
+        if dropped {
+            // Both directions close when this returns.
+            return Ok(());
+        }
+        sw.write_all(&head).await?;
+        sw.write_all(&body).await?;
+    }
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 struct Handler<P> {
     state: Arc<Mutex<Shared<P>>>,
 }
@@ -141,15 +278,18 @@ impl<P: Platform> Respond for Handler<P> {
         let query: BTreeMap<String, String> = req.url.query_pairs().into_owned().collect();
         let path = req.url.path().to_owned();
         let mut delay = None;
-        let pos = s
-            .faults
-            .iter()
-            .position(|(on, _)| on.as_deref().is_none_or(|suffix| path.ends_with(suffix)));
-        let fault = pos.and_then(|i| s.faults.remove(i)).map(|(_, f)| f);
+        let fault = s
+            .next_fault(&path)
+            .and_then(|i| s.faults.remove(i))
+            .map(|(_, f)| f);
         let (status, answer) = match fault {
             Some(Fault::Reply(status, body)) => (status, body),
             Some(Fault::Delay(d)) => {
                 delay = Some(d);
+                s.platform.handle(req, &query)
+            }
+            Some(Fault::Drop) => {
+                delay = Some(Duration::from_secs(3600));
                 s.platform.handle(req, &query)
             }
             None => s.platform.handle(req, &query),

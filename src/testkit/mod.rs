@@ -7,9 +7,11 @@
 //! With the `testkit` feature: fake DingTalk, WeCom and Feishu/Lark servers
 //! and an SMTP server on 127.0.0.1, as strict as the platforms (signatures,
 //! timestamps, keywords, sizes, tokens, rate limits, real error bodies),
-//! recording every request, with scriptable faults ([`Fault`]: an error
-//! code, any answer, a delay), token expiry and shrinkable rate windows; and
-//! `Sandbox`, all of them at once with ready-made instance configs.
+//! recording every request, with scriptable faults (`Fault`: an error
+//! code, any answer, a delay, a dropped connection), token expiry and
+//! shrinkable rate windows; the SMTP server speaks STARTTLS or implicit TLS
+//! with a certificate from a CA it generates (`smtp::FakeSmtp::ca_file`);
+//! and `Sandbox`, all of them at once with ready-made instance configs.
 //!
 //! A test a host would write:
 //!
