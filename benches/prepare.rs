@@ -1,8 +1,11 @@
 //! Prepare cost per channel for a typical Flink alert: template render +
 //! payload + fit + serialize (`cargo bench --bench prepare`). Measured
 //! through `AlertChannel::preview`, which also parses the payload back into
-//! a `serde_json::Value` for display: an upper bound on the send path's work
-//! (signing, which `preview` leaves out, is measured on its own).
+//! a `serde_json::Value` for display: `prepare/<channel>` is an upper bound
+//! on the send path's work, and `parse-back/<channel>` measures that extra
+//! parse on its own, so the send path costs about the difference. Signing,
+//! which `preview` leaves out, is `sign/hmac-sha256` (the same primitive as
+//! DingTalk's and Feishu's signatures: HMAC-SHA256, base64, URL-encoding).
 
 use std::hint::black_box;
 
@@ -52,7 +55,34 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("prepare/{name}"), |b| {
             b.iter(|| ch.preview(black_box(&alert)).unwrap())
         });
+        let bytes: Vec<Vec<u8>> = ch
+            .preview(&alert)
+            .unwrap()
+            .iter()
+            .map(|p| serde_json::to_vec(&p.body).unwrap())
+            .collect();
+        c.bench_function(&format!("parse-back/{name}"), |b| {
+            b.iter(|| {
+                for body in &bytes {
+                    black_box(
+                        serde_json::from_slice::<serde_json::Value>(black_box(body)).unwrap(),
+                    );
+                }
+            })
+        });
     }
+    c.bench_function("sign/hmac-sha256", |b| {
+        use base64::Engine;
+        use hmac::{Hmac, KeyInit, Mac};
+        b.iter(|| {
+            let ts = black_box(1_732_000_000_000i64);
+            let secret = black_box("SEC0123456789abcdef0123456789abcdef");
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(format!("{ts}\n{secret}").as_bytes());
+            let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+            url::form_urlencoded::byte_serialize(sig.as_bytes()).collect::<String>()
+        })
+    });
     let huge = Alert::sample().body("作业失败 \"quoted\"\n".repeat(1500));
     let ch = n.channel("dingtalk").unwrap();
     c.bench_function("prepare/dingtalk-30KB-fitted", |b| {

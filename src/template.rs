@@ -17,6 +17,8 @@
 //! | `severity_color` | string | `red`/`orange`/`blue`/`green` (resolved is green) |
 //! | `job` | map or none | `name`, `id`, `status`, `cluster`, `url`, `started_at`, `ended_at`, `duration`, `error` (each none when absent) |
 //! | `facts` | list of `[name, value]` | job facts then the alert's `fields`, labels translated: the rows of tables and cards |
+//! | `facts_markdown` | string | `facts` as Markdown lines, `- **name**: value`, escaped (what the built-in markdown shows) |
+//! | `links_markdown` | string | `links` as `[title](url)` joined by ` \| ` |
 //! | `fields` | list of `[name, value]` | the alert's own fields, in order |
 //! | `labels` | map | the alert's labels |
 //! | `links` | list of `{title, url}` | links, the job URL first when set |
@@ -185,13 +187,12 @@ const DEFAULT_MARKDOWN: &str = r#"{% if platform == "feishu_card" -%}
 {% if body %}
 {{ body }}
 {% endif %}
-{% for f in facts %}- **{{ f[0] | md_escape }}**: {{ f[1] | md_escape }}
-{% endfor %}
+{{ facts_markdown }}
 {%- if job and job.error %}
 **{{ t.error }}**: {{ job.error | first_line | limit(300) | md_escape }}
 {% endif %}
 {%- if links %}
-{% for link in links %}[{{ link.title | md_escape }}]({{ link.url }}){% if not loop.last %} | {% endif %}{% endfor %}
+{{ links_markdown }}
 {% endif %}
 {%- endif %}"#;
 
@@ -518,10 +519,16 @@ fn is_md_special(b: u8) -> bool {
 
 /// Escapes the characters Markdown treats as syntax.
 pub fn md_escape(s: &str) -> String {
-    let Some(first) = s.bytes().position(is_md_special) else {
-        return s.to_owned();
-    };
     let mut out = String::with_capacity(s.len() + 8);
+    push_md_escaped(&mut out, s);
+    out
+}
+
+fn push_md_escaped(out: &mut String, s: &str) {
+    let Some(first) = s.bytes().position(is_md_special) else {
+        out.push_str(s);
+        return;
+    };
     out.push_str(&s[..first]);
     // Special characters are ASCII, so a byte test never splits a character.
     for c in s[first..].chars() {
@@ -530,7 +537,6 @@ pub fn md_escape(s: &str) -> String {
         }
         out.push(c);
     }
-    out
 }
 
 /// `3723` → `1h 2m 3s`; `59` → `59s`; `90061` → `1d 1h 1m 1s`.
@@ -639,6 +645,9 @@ struct Context<'a> {
     html_color: &'static str,
     job: Option<JobCtx<'a>>,
     facts: Vec<(&'a str, &'a str)>,
+    /// Rendered here rather than by a template loop: several times faster.
+    facts_markdown: String,
+    links_markdown: String,
     fields: &'a [(String, String)],
     labels: &'a BTreeMap<String, String>,
     links: Vec<LinkCtx<'a>>,
@@ -790,11 +799,31 @@ impl<'a> Context<'a> {
             duration_secs: times.duration_secs,
             error: j.error.as_deref(),
         });
-        let links = alert
+        let links: Vec<LinkCtx<'a>> = alert
             .links_with_job(t.job)
             .into_iter()
             .map(|(title, url)| LinkCtx { title, url })
             .collect();
+        let facts = facts(alert, t, times);
+        let mut facts_markdown = String::with_capacity(facts.len() * 48);
+        for (name, value) in &facts {
+            facts_markdown.push_str("- **");
+            push_md_escaped(&mut facts_markdown, name);
+            facts_markdown.push_str("**: ");
+            push_md_escaped(&mut facts_markdown, value);
+            facts_markdown.push('\n');
+        }
+        let mut links_markdown = String::new();
+        for (i, link) in links.iter().enumerate() {
+            if i > 0 {
+                links_markdown.push_str(" | ");
+            }
+            links_markdown.push('[');
+            push_md_escaped(&mut links_markdown, link.title);
+            links_markdown.push_str("](");
+            links_markdown.push_str(link.url);
+            links_markdown.push(')');
+        }
         let (severity_color, severity_icon, wecom_color, html_color) =
             match (resolved, alert.severity) {
                 (true, _) => ("green", "✅", "info", "#2e7d32"),
@@ -820,7 +849,9 @@ impl<'a> Context<'a> {
             severity_icon,
             wecom_color,
             html_color,
-            facts: facts(alert, t, times),
+            facts,
+            facts_markdown,
+            links_markdown,
             job,
             fields: &alert.fields,
             labels: &alert.labels,
@@ -867,11 +898,21 @@ fn facts<'a>(alert: &'a Alert, t: &'static Words, times: &'a Times) -> Vec<(&'a 
 /// fields, with English names. Channels building structured payloads (cards,
 /// spreadsheets) use this so every platform shows the same facts.
 pub fn fact_rows(alert: &Alert, lang: Lang) -> Vec<(String, String)> {
+    with_fact_rows(alert, lang, |rows| {
+        rows.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    })
+}
+
+/// [`fact_rows`], borrowed for the time of `f`.
+pub(crate) fn with_fact_rows<R>(
+    alert: &Alert,
+    lang: Lang,
+    f: impl FnOnce(&[(&str, &str)]) -> R,
+) -> R {
     let times = Times::new(alert, Utc::now());
-    facts(alert, words(lang), &times)
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    f(&facts(alert, words(lang), &times))
 }
 
 #[cfg(test)]

@@ -48,8 +48,16 @@ where
     T: serde::Serialize,
 {
     let build = |body: &str| -> Result<Vec<u8>> {
-        serde_json::to_vec(&make(&format!("{body}{suffix}")))
-            .map_err(|e| Error::new(ErrorKind::Internal, "cannot serialize payload").with_source(e))
+        let text = if suffix.is_empty() {
+            std::borrow::Cow::Borrowed(body)
+        } else {
+            std::borrow::Cow::Owned(format!("{body}{suffix}"))
+        };
+        let mut out = Vec::with_capacity(text.len() + 512);
+        serde_json::to_writer(&mut out, &make(&text)).map_err(|e| {
+            Error::new(ErrorKind::Internal, "cannot serialize payload").with_source(e)
+        })?;
+        Ok(out)
     };
     let whole = build(body)?;
     if whole.len() <= max {

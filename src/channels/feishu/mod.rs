@@ -61,7 +61,7 @@ use crate::channel::{AlertChannel, Limits, Preview, Rate, Receipt};
 use crate::config::{BuildContext, Registry};
 use crate::error::{Error, Result};
 use crate::http::{join_url, parse_url, post_bytes, redact_url};
-use crate::template::{Format, Lang, Templates, fact_rows};
+use crate::template::{Format, Lang, Templates, with_fact_rows};
 use crate::text::fit_json;
 
 /// The type name.
@@ -337,16 +337,13 @@ impl Feishu {
             }
             MsgType::Interactive => {
                 let body = rendered;
-                let facts = fact_rows(alert, lang);
-                let keyword = {
-                    let fact_text: Vec<&str> = facts
-                        .iter()
-                        .flat_map(|(k, v)| [k.as_str(), v.as_str()])
-                        .collect();
+                let (fields, keyword) = with_fact_rows(alert, lang, |facts| {
+                    let fields: Vec<card::Field> =
+                        facts.iter().map(|(k, v)| card::Field::new(k, v)).collect();
                     let mut texts = vec![body.as_str(), title.as_str()];
-                    texts.extend(fact_text);
-                    self.missing_keyword(&texts).map(str::to_owned)
-                };
+                    texts.extend(facts.iter().flat_map(|(k, v)| [*k, *v]));
+                    (fields, self.missing_keyword(&texts).map(str::to_owned))
+                });
                 let template = card_colour(alert);
                 let buttons: Vec<card::Button> = alert
                     .links_with_job("Job")
@@ -354,8 +351,6 @@ impl Feishu {
                     .enumerate()
                     .map(|(i, (t, u))| card::Button::new(t.to_owned(), u.to_owned(), i == 0))
                     .collect();
-                let fields: Vec<card::Field> =
-                    facts.iter().map(|(k, v)| card::Field::new(k, v)).collect();
                 let mut at_line = String::new();
                 for u in &m.users {
                     at_line.push_str(&format!("<at id={u}></at> "));
