@@ -10,7 +10,7 @@
 use std::hint::black_box;
 
 use alertkit::template::{Format, Templates};
-use alertkit::{Alert, Config, Notifier};
+use alertkit::{Alert, AlertGroup, Config, Notifier};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn bench(c: &mut Criterion) {
@@ -82,6 +82,15 @@ fn bench(c: &mut Criterion) {
             let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
             url::form_urlencoded::byte_serialize(sig.as_bytes()).collect::<String>()
         })
+    });
+    // The four HTTP channels of a group previewed together: they share one
+    // template context, as in a dispatch. Per channel, divide by 4.
+    let mut group = AlertGroup::new("g");
+    for name in ["dingtalk", "wecom", "feishu", "webhook"] {
+        group = group.with_member(name, n.channel(name).unwrap());
+    }
+    c.bench_function("prepare/group-of-4-http", |b| {
+        b.iter(|| group.preview(black_box(&alert)))
     });
     let huge = Alert::sample().body("作业失败 \"quoted\"\n".repeat(1500));
     let ch = n.channel("dingtalk").unwrap();

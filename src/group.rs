@@ -12,7 +12,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use tracing::Instrument;
 
 use crate::alert::Alert;
-use crate::channel::{AlertChannel, Receipt};
+use crate::channel::{AlertChannel, Preview, Receipt};
 use crate::error::{Error, ErrorKind};
 use crate::policy::{MemoryState, SharedState};
 use chrono::Utc;
@@ -235,6 +235,30 @@ impl AlertGroup {
     /// The members, in order.
     pub fn members(&self) -> &[Member] {
         &self.members
+    }
+
+    /// What each enabled member would send for `alert`, in member order,
+    /// without sending anything: what an admin UI shows before a test send.
+    /// The members share one template context, as in [`dispatch`](Self::dispatch).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::testkit::RecordingChannel;
+    /// use alertkit::{Alert, AlertGroup};
+    ///
+    /// let group = AlertGroup::new("ops").with_member("rec", Arc::new(RecordingChannel::new()));
+    /// let previews = group.preview(&Alert::new("disk full"));
+    /// assert_eq!(previews[0].0, "rec");
+    /// assert!(previews[0].1.is_ok());
+    /// ```
+    pub fn preview(&self, alert: &Alert) -> Vec<(String, crate::Result<Vec<Preview>>)> {
+        crate::template::share_context_sync(alert, || {
+            self.members
+                .iter()
+                .filter(|m| self.enabled && m.enabled)
+                .map(|m| (m.name.clone(), m.channel.preview(alert)))
+                .collect()
+        })
     }
 
     /// Sends `alert` to every enabled member concurrently, each under its time

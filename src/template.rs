@@ -19,6 +19,7 @@
 //! | `facts` | list of `[name, value]` | job facts then the alert's `fields`, labels translated: the rows of tables and cards |
 //! | `facts_markdown` | string | `facts` as Markdown lines, `- **name**: value`, escaped (what the built-in markdown shows) |
 //! | `links_markdown` | string | `links` as `[title](url)` joined by ` \| ` |
+//! | `facts_text`, `links_text` | string | the same as plain `name: value` and `title: url` lines |
 //! | `fields` | list of `[name, value]` | the alert's own fields, in order |
 //! | `labels` | map | the alert's labels |
 //! | `links` | list of `{title, url}` | links, the job URL first when set |
@@ -162,14 +163,13 @@ const DEFAULT_TEXT: &str = r#"{% if resolved %}[{{ state_label }}]{% else %}[{{ 
 {% if body %}
 {{ body }}
 {% endif %}
-{% for f in facts %}{{ f[0] }}: {{ f[1] }}
-{% endfor %}
+{{ facts_text }}
 {%- if job and job.error %}
 {{ t.error }}: {{ job.error | limit(1000) }}
 {% endif %}
-{%- for link in links %}
-{{ link.title }}: {{ link.url }}
-{%- endfor %}"#;
+{%- if links %}
+{{ links_text }}
+{%- endif %}"#;
 
 const DEFAULT_MARKDOWN: &str = r#"{% if platform == "feishu_card" -%}
 {# A Feishu card shows the title in its header, facts as fields and links as buttons. #}
@@ -648,6 +648,8 @@ struct Context<'a> {
     /// Rendered here rather than by a template loop: several times faster.
     facts_markdown: String,
     links_markdown: String,
+    facts_text: String,
+    links_text: String,
     fields: &'a [(String, String)],
     labels: &'a BTreeMap<String, String>,
     links: Vec<LinkCtx<'a>>,
@@ -766,14 +768,24 @@ struct SharedContext {
     built: std::sync::Mutex<[Option<(minijinja::Value, String)>; 2]>,
 }
 
+impl SharedContext {
+    fn new(alert: &Alert) -> Self {
+        SharedContext {
+            alert: std::ptr::from_ref(alert) as usize,
+            built: std::sync::Mutex::new([None, None]),
+        }
+    }
+}
+
 /// Runs `fut` (the sends of one dispatch of `alert`) with `alert`'s template
 /// context shared between the channels that render it.
 pub(crate) async fn share_context<F: std::future::Future>(alert: &Alert, fut: F) -> F::Output {
-    let shared = SharedContext {
-        alert: std::ptr::from_ref(alert) as usize,
-        built: std::sync::Mutex::new([None, None]),
-    };
-    SHARED_CONTEXT.scope(shared, fut).await
+    SHARED_CONTEXT.scope(SharedContext::new(alert), fut).await
+}
+
+/// [`share_context`] for synchronous work (previews).
+pub(crate) fn share_context_sync<R>(alert: &Alert, f: impl FnOnce() -> R) -> R {
+    SHARED_CONTEXT.sync_scope(SharedContext::new(alert), f)
 }
 
 fn words(lang: Lang) -> &'static Words {
@@ -812,6 +824,21 @@ impl<'a> Context<'a> {
             facts_markdown.push_str("**: ");
             push_md_escaped(&mut facts_markdown, value);
             facts_markdown.push('\n');
+        }
+        let mut facts_text = String::with_capacity(facts.len() * 40);
+        for (name, value) in &facts {
+            for part in [name, ": ", value, "\n"] {
+                facts_text.push_str(part);
+            }
+        }
+        let mut links_text = String::new();
+        for (i, link) in links.iter().enumerate() {
+            if i > 0 {
+                links_text.push('\n');
+            }
+            for part in [link.title, ": ", link.url] {
+                links_text.push_str(part);
+            }
         }
         let mut links_markdown = String::new();
         for (i, link) in links.iter().enumerate() {
@@ -852,6 +879,8 @@ impl<'a> Context<'a> {
             facts,
             facts_markdown,
             links_markdown,
+            facts_text,
+            links_text,
             job,
             fields: &alert.fields,
             labels: &alert.labels,

@@ -590,7 +590,7 @@ mod card {
                 is_short: value.chars().count() <= 40,
                 text: OwnedText {
                     tag: "lark_md",
-                    content: format!("**{name}**\n{value}"),
+                    content: ["**", name, "**\n", value].concat(),
                 },
             }
         }
