@@ -68,6 +68,18 @@ fn sink() -> std::io::Result<()> {
     })
 }
 
+/// The baseline's request: a bare reqwest POST of a prepared body.
+async fn bare_post(client: &reqwest::Client, url: &str, body: &[u8]) {
+    let r = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("post");
+    let _ = r.bytes().await;
+}
+
 /// CPU seconds (user + system) of this process so far.
 fn cpu() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -254,19 +266,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             let (t, c) = run_concurrent(n, concurrency, move |_| {
                 let (b, cl) = (b.clone(), cl.clone());
                 async move {
-                    let posts = b.iter().map(|(url, body)| {
-                        let cl = cl.clone();
-                        async move {
-                            let r = cl
-                                .post(url)
-                                .header("content-type", "application/json")
-                                .body(body.clone())
-                                .send()
-                                .await
-                                .expect("post");
-                            let _ = r.bytes().await;
-                        }
-                    });
+                    let posts = b.iter().map(|(url, body)| bare_post(&cl, url, body));
                     futures_util::future::join_all(posts).await;
                 }
             })
@@ -284,14 +284,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             let (b, cl) = (b.clone(), cl.clone());
             async move {
                 let (url, body) = &b[i % 4];
-                let r = cl
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .expect("post");
-                let _ = r.bytes().await;
+                bare_post(&cl, url, body).await;
             }
         })
         .await;

@@ -1,6 +1,6 @@
 //! Email channel against a real SMTP server (aiosmtpd, started by each test
 //! on 127.0.0.1; `scripts/test.sh` installs it). TLS uses a CA and a leaf
-//! made at test time with rcgen. No mock of lettre.
+//! made at test time (`testkit::Pki`). No mock of lettre.
 #![cfg(feature = "email")]
 
 use std::io::{BufRead, BufReader, Write};
@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use alertkit::policy::PolicyConfig;
+use alertkit::testkit::{Pki, PkiFiles};
 use alertkit::{
     Alert, AlertChannel, AlertGroup, Config, ErrorKind, InstanceConfig, JobInfo, JobStatus,
     Notifier, Outcome,
@@ -30,47 +31,9 @@ fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// A test CA and a leaf for localhost / 127.0.0.1 signed by it.
-struct Pki {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn pki() -> Pki {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-        SanType,
-    };
-    let dir = temp_dir("pki");
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "alertkit test CA");
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    leaf.subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    leaf.distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
-    let p = Pki {
-        ca: dir.join("ca.pem"),
-        cert: dir.join("leaf.pem"),
-        key: dir.join("leaf.key"),
-    };
-    std::fs::write(&p.ca, ca_cert.pem()).unwrap();
-    std::fs::write(&p.cert, format!("{}{}", leaf_cert.pem(), ca_cert.pem())).unwrap();
-    std::fs::write(&p.key, leaf_key.serialize_pem()).unwrap();
-    p
+/// A test CA and a leaf for localhost / 127.0.0.1 signed by it, as files.
+fn pki() -> PkiFiles {
+    Pki::generate().unwrap().write_to(&temp_dir("pki")).unwrap()
 }
 
 /// One aiosmtpd process.
@@ -81,7 +44,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(mode: &str, pki: Option<&Pki>, extra: &[&str]) -> Server {
+    fn start(mode: &str, pki: Option<&PkiFiles>, extra: &[&str]) -> Server {
         let out = temp_dir("smtp");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
         let mut cmd = Command::new("python3");

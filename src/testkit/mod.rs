@@ -56,7 +56,12 @@ use crate::template::Format;
 #[cfg(feature = "testkit")]
 mod fake;
 #[cfg(feature = "testkit")]
+mod pki;
+#[cfg(feature = "testkit")]
 pub use fake::Fault;
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub use pki::{Pki, PkiFiles};
 
 #[cfg(all(feature = "testkit", feature = "dingtalk"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "testkit", feature = "dingtalk"))))]

@@ -45,6 +45,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use super::Pki;
+
 /// How the fake server offers TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -212,48 +214,11 @@ fn decode(b64: &str) -> String {
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-fn io_error(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(e.to_string())
-}
-
-/// A CA and a leaf for localhost / 127.0.0.1 signed by it: the acceptor and
-/// the CA's PEM.
+/// The acceptor for a fresh [`Pki`] and the CA's PEM.
 fn tls_setup() -> std::io::Result<(TlsAcceptor, String)> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-        SanType,
-    };
-    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-    let ca_key = KeyPair::generate().map_err(io_error)?;
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(io_error)?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "alertkit testkit CA");
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca.self_signed(&ca_key).map_err(io_error)?;
-    let issuer = Issuer::new(ca, ca_key);
-    let leaf_key = KeyPair::generate().map_err(io_error)?;
-    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).map_err(io_error)?;
-    leaf.subject_alt_names
-        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
-    leaf.distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(io_error)?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(io_error)?
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf_cert.der().clone(), ca_cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
-        )
-        .map_err(io_error)?;
-    Ok((TlsAcceptor::from(Arc::new(config)), ca_cert.pem()))
+    let pki = Pki::generate()?;
+    let config = pki.server_config()?;
+    Ok((TlsAcceptor::from(Arc::new(config)), pki.ca_pem))
 }
 
 async fn session(
