@@ -61,8 +61,9 @@ struct Shared<P> {
 
 pub(crate) struct Fake<P> {
     server: Arc<MockServer>,
-    /// The proxy's address (clients' way in), if it could be started.
-    proxy: Option<(SocketAddr, Arc<tokio::task::JoinHandle<()>>)>,
+    /// The proxy's address (clients' way in) and its accept loop, if it
+    /// could be started; the loop stops with the last clone.
+    proxy: Option<(SocketAddr, Arc<AbortOnDrop<()>>)>,
     state: Arc<Mutex<Shared<P>>>,
 }
 
@@ -72,16 +73,6 @@ impl<P> Clone for Fake<P> {
             server: self.server.clone(),
             proxy: self.proxy.clone(),
             state: self.state.clone(),
-        }
-    }
-}
-
-impl<P> Drop for Fake<P> {
-    fn drop(&mut self) {
-        if let Some((_, task)) = &self.proxy
-            && Arc::strong_count(task) == 1
-        {
-            task.abort();
         }
     }
 }
@@ -108,7 +99,7 @@ impl<P: Platform> Fake<P> {
                         tokio::spawn(proxy(client, target, state.clone()));
                     }
                 });
-                (addr, Arc::new(task))
+                (addr, Arc::new(AbortOnDrop(task)))
             }),
             // Without the proxy, Drop faults become hour-long delays.
             Err(_) => None,
@@ -249,7 +240,9 @@ async fn proxy<P: Send + 'static>(
     }
 }
 
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+/// A task that is aborted when its handle is dropped: shared in an `Arc`
+/// by a fake's clones, it stops with the last one.
+pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {

@@ -46,6 +46,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use super::Pki;
+use super::fake::AbortOnDrop;
 
 /// How the fake server offers TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +91,8 @@ pub struct FakeSmtp {
     mode: SmtpTls,
     ca_pem: Arc<str>,
     state: Arc<Mutex<State>>,
-    task: Arc<tokio::task::JoinHandle<()>>,
+    /// The accept loop: it stops with the last clone.
+    _task: Arc<AbortOnDrop<()>>,
 }
 
 impl std::fmt::Debug for FakeSmtp {
@@ -99,14 +101,6 @@ impl std::fmt::Debug for FakeSmtp {
             .field("port", &self.port)
             .field("mode", &self.mode)
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for FakeSmtp {
-    fn drop(&mut self) {
-        if Arc::strong_count(&self.task) == 1 {
-            self.task.abort();
-        }
     }
 }
 
@@ -139,7 +133,7 @@ impl FakeSmtp {
             mode,
             ca_pem: ca_pem.into(),
             state,
-            task: Arc::new(task),
+            _task: Arc::new(AbortOnDrop(task)),
         })
     }
 
