@@ -351,18 +351,22 @@ pub async fn send_json<B: Serialize + ?Sized>(
 ) -> Result<Reply> {
     let mut req = client.request(method, url.clone()).headers(headers);
     if let Some(b) = body {
-        // Into a buffer sized for a typical message rather than grown from
-        // serde_json's default 128 bytes.
-        let mut bytes = Vec::with_capacity(1024);
-        serde_json::to_writer(&mut bytes, b).map_err(|e| {
-            Error::new(ErrorKind::Internal, "cannot serialize the request body").with_source(e)
-        })?;
         req = req
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(bytes);
+            .body(json_bytes(b, 1024)?);
     }
     let resp = req.send().await.map_err(|e| transport_error(e, url))?;
     read_reply(resp, url).await
+}
+
+/// `value` as JSON, written into a buffer of `capacity` bytes to start with
+/// (sized for the message rather than grown from serde_json's 128 bytes).
+pub(crate) fn json_bytes<T: Serialize + ?Sized>(value: &T, capacity: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut out, value).map_err(|e| {
+        Error::new(ErrorKind::Internal, "cannot serialize the payload").with_source(e)
+    })?;
+    Ok(out)
 }
 
 /// Posts raw bytes (an already serialized, size-checked payload) as JSON.

@@ -53,11 +53,7 @@ where
         } else {
             std::borrow::Cow::Owned(format!("{body}{suffix}"))
         };
-        let mut out = Vec::with_capacity(text.len() + 512);
-        serde_json::to_writer(&mut out, &make(&text)).map_err(|e| {
-            Error::new(ErrorKind::Internal, "cannot serialize payload").with_source(e)
-        })?;
-        Ok(out)
+        crate::http::json_bytes(&make(&text), text.len() + 512)
     };
     let whole = build(body)?;
     if whole.len() <= max {

@@ -315,15 +315,14 @@ impl Webhook {
 #[async_trait]
 impl AlertChannel for Webhook {
     async fn send(&self, alert: &Alert) -> Result<Receipt> {
-        // The alert itself is serialized straight to the request body.
-        let rendered = match &self.body {
-            None => None,
-            Some(t) => Some(t.render(alert, KIND)?),
-        };
         let (client, method, headers) = (&self.client, self.method.clone(), self.headers.clone());
-        let reply = match &rendered {
+        let reply = match &self.body {
+            // The alert itself, serialized straight into the request body.
             None => send_json(client, method, &self.url, headers, Some(alert)).await?,
-            Some(body) => send_json(client, method, &self.url, headers, Some(body)).await?,
+            Some(t) => {
+                let body = t.render(alert, KIND)?;
+                send_json(client, method, &self.url, headers, Some(&body)).await?
+            }
         };
         match self.classify(&reply) {
             None => Ok(Receipt::new().with_requests(1)),
