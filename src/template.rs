@@ -669,8 +669,7 @@ fn fmt_time(t: DateTime<Utc>) -> String {
         return t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
     };
     let mut buf = *b"0000-00-00 00:00:00 UTC";
-    let mut put = |at: usize, n: u32, width: usize| {
-        let mut n = n;
+    let mut put = |at: usize, mut n: u32, width: usize| {
         for i in (at..at + width).rev() {
             buf[i] = b'0' + (n % 10) as u8;
             n /= 10;
@@ -697,6 +696,18 @@ fn words_value(lang: Lang) -> minijinja::Value {
         Lang::En => en.clone(),
         Lang::Zh => zh.clone(),
     }
+}
+
+/// `items`, each written by `write`, separated by `sep`.
+fn join<T>(items: &[T], sep: &str, write: impl Fn(&mut String, &T)) -> String {
+    let mut out = String::with_capacity(items.len() * 48);
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(sep);
+        }
+        write(&mut out, item);
+    }
+    out
 }
 
 /// The alert's times, formatted once per render and borrowed by the
@@ -817,40 +828,24 @@ impl<'a> Context<'a> {
             .map(|(title, url)| LinkCtx { title, url })
             .collect();
         let facts = facts(alert, t, times);
-        let mut facts_markdown = String::with_capacity(facts.len() * 48);
-        for (name, value) in &facts {
-            facts_markdown.push_str("- **");
-            push_md_escaped(&mut facts_markdown, name);
-            facts_markdown.push_str("**: ");
-            push_md_escaped(&mut facts_markdown, value);
-            facts_markdown.push('\n');
-        }
-        let mut facts_text = String::with_capacity(facts.len() * 40);
-        for (name, value) in &facts {
-            for part in [name, ": ", value, "\n"] {
-                facts_text.push_str(part);
-            }
-        }
-        let mut links_text = String::new();
-        for (i, link) in links.iter().enumerate() {
-            if i > 0 {
-                links_text.push('\n');
-            }
-            for part in [link.title, ": ", link.url] {
-                links_text.push_str(part);
-            }
-        }
-        let mut links_markdown = String::new();
-        for (i, link) in links.iter().enumerate() {
-            if i > 0 {
-                links_markdown.push_str(" | ");
-            }
-            links_markdown.push('[');
-            push_md_escaped(&mut links_markdown, link.title);
-            links_markdown.push_str("](");
-            links_markdown.push_str(link.url);
-            links_markdown.push(')');
-        }
+        let facts_markdown = join(&facts, "", |out, (name, value)| {
+            out.push_str("- **");
+            push_md_escaped(out, name);
+            out.push_str("**: ");
+            push_md_escaped(out, value);
+            out.push('\n');
+        });
+        let facts_text = join(&facts, "", |out, (name, value)| {
+            out.extend([*name, ": ", *value, "\n"]);
+        });
+        let links_markdown = join(&links, " | ", |out, link| {
+            out.push('[');
+            push_md_escaped(out, link.title);
+            out.extend(["](", link.url, ")"]);
+        });
+        let links_text = join(&links, "\n", |out, link| {
+            out.extend([link.title, ": ", link.url]);
+        });
         let (severity_color, severity_icon, wecom_color, html_color) =
             match (resolved, alert.severity) {
                 (true, _) => ("green", "✅", "info", "#2e7d32"),
