@@ -105,3 +105,106 @@ proptest! {
         prop_assert!(out.is_ok(), "{:?}", out.err());
     }
 }
+
+/// Text that exercises the templates: Markdown and HTML punctuation, line
+/// breaks (`\r` alone too), blank-line runs, trailing spaces, Chinese.
+fn arb_text(max: usize) -> impl Strategy<Value = String> {
+    prop_oneof![
+        proptest::string::string_regex(&format!(
+            "[a-z0-9 <>&\"'/*_#\\[\\]|`~\\\\\\n\\r\\t告警✅]{{0,{max}}}"
+        ))
+        .unwrap_or_else(|_| unreachable!("a valid pattern")),
+        proptest::string::string_regex(&format!("\\PC{{0,{max}}}"))
+            .unwrap_or_else(|_| unreachable!("a valid pattern")),
+    ]
+}
+
+prop_compose! {
+    fn arb_job()(
+        name in arb_text(20),
+        id in prop::option::of(arb_text(10)),
+        status in prop::option::of(prop_oneof![
+            Just(crate::JobStatus::Failed),
+            Just(crate::JobStatus::Running),
+            Just(crate::JobStatus::Finished),
+        ]),
+        cluster in prop::option::of(arb_text(10)),
+        url in prop::option::of(arb_text(20)),
+        // Always with an end: a running job's duration reads the clock.
+        times in prop::option::of((0i64..4_000_000_000, 0i64..200_000)),
+        error in prop::option::of(arb_text(1200)),
+    ) -> crate::JobInfo {
+        let mut j = crate::JobInfo::new(name);
+        j.id = id;
+        j.status = status;
+        j.cluster = cluster;
+        j.url = url;
+        j.error = error;
+        if let Some((start, len)) = times {
+            let at = |s| chrono::DateTime::from_timestamp(s, 0).unwrap_or_default();
+            j.started_at = Some(at(start));
+            j.ended_at = Some(at(start + len));
+        }
+        j
+    }
+}
+
+prop_compose! {
+    fn arb_alert()(
+        title in arb_text(60),
+        body in arb_text(200),
+        severity in prop_oneof![
+            Just(crate::Severity::Info),
+            Just(crate::Severity::Warning),
+            Just(crate::Severity::Error),
+            Just(crate::Severity::Critical),
+        ],
+        resolved in any::<bool>(),
+        job in prop::option::of(arb_job()),
+        fields in prop::collection::vec((arb_text(10), arb_text(20)), 0..3),
+        links in prop::collection::vec((arb_text(10), arb_text(20)), 0..3),
+        occurred in prop::option::of(0i64..4_000_000_000),
+    ) -> crate::Alert {
+        let mut a = crate::Alert::new(title).body(body).severity(severity);
+        if resolved {
+            a = a.resolved();
+        }
+        a.job = job;
+        a.fields = fields;
+        for (title, url) in links {
+            a = a.link(title, url);
+        }
+        a.occurred_at = occurred.and_then(|s| chrono::DateTime::from_timestamp(s, 0));
+        a
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+    /// The built-in templates written in Rust say exactly what their
+    /// minijinja sources say.
+    #[test]
+    fn builtin_renderer_matches_the_template_sources(
+        alert in arb_alert(),
+        zh in any::<bool>(),
+        platform in prop_oneof![
+            Just("dingtalk"), Just("wecom"), Just("wecom_v2"), Just("feishu"),
+            Just("feishu_card"), Just("email"), Just("webhook"),
+        ],
+    ) {
+        use crate::template::{Format, Lang, TemplateOverrides, Templates};
+        let lang = if zh { Lang::Zh } else { Lang::En };
+        let t = Templates::with_overrides(&TemplateOverrides::default().with_lang(lang))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        for format in [Format::Title, Format::Text, Format::Markdown, Format::Html] {
+            let fast = t.render(format, &alert, platform);
+            let jinja = t.render_minijinja(format, &alert, platform);
+            prop_assert_eq!(
+                fast.as_ref().map_err(|e| e.to_string()),
+                jinja.as_ref().map_err(|e| e.to_string()),
+                "{:?} on {}", format, platform
+            );
+        }
+    }
+}
