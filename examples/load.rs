@@ -1,15 +1,17 @@
 //! Throughput, CPU, memory and token economy, measured in one run:
 //!
 //! ```text
-//! cargo run --release --example load -- [--n 20000]
+//! cargo run --release --example load -- [--n 20000] [--rounds 5]
 //! ```
 //!
 //! - Deliveries/s of an `AlertGroup` of 4 HTTP channels (DingTalk robot,
 //!   WeCom robot, Feishu bot, webhook; policies off) to a local HTTP sink
 //!   answering `{"errcode":0,"code":0}`, at concurrency 1 and 32, against a
 //!   baseline of bare reqwest POSTs of the same bodies to the same sink, in
-//!   the same run. The sink is a child process (one thread), so the CPU time
-//!   read from /proc/self/stat is the client's alone.
+//!   the same run: `n` alerts per side, in rounds that alternate between the
+//!   sides (so a change in the machine's load hits both), medians compared.
+//!   The sink is a child process (one thread), so the CPU time read from
+//!   /proc/self/stat is the client's alone.
 //! - 3,000 WeCom app sends against the fake WeCom: gettoken calls.
 //! - Pooled SMTP deliveries/s at concurrency 1 to an in-process SMTP sink.
 //! - Peak RSS while dispatching `n` alerts; time to build 10,000 instances.
@@ -132,6 +134,67 @@ where
     (t0.elapsed(), cpu() - c0)
 }
 
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// `n` dispatches of `alert` to `group`: (deliveries/s, CPU µs per delivery).
+async fn alertkit_round(
+    group: &Arc<AlertGroup>,
+    alert: &Alert,
+    n: usize,
+    concurrency: usize,
+) -> (f64, f64) {
+    let (g, a) = (group.clone(), alert.clone());
+    let (t, c) = run_concurrent(n, concurrency, move |_| {
+        let (g, a) = (g.clone(), a.clone());
+        async move {
+            let r = g.dispatch(&a).await;
+            assert_eq!(r.status, alertkit::GroupStatus::Delivered, "{r:?}");
+        }
+    })
+    .await;
+    let d = (n * group.members().len()) as f64;
+    (d / t.as_secs_f64(), c * 1e6 / d)
+}
+
+/// The baseline: the bodies of `n` alerts posted with bare reqwest, one
+/// POST at a time per worker, or with `fanout` an alert's POSTs together
+/// (the group's shape). Returns (POSTs/s, CPU µs per POST).
+async fn bare_round(
+    client: &reqwest::Client,
+    bodies: &Arc<Vec<(String, Vec<u8>)>>,
+    n: usize,
+    concurrency: usize,
+    fanout: bool,
+) -> (f64, f64) {
+    let (b, cl) = (bodies.clone(), client.clone());
+    let per_alert = bodies.len();
+    let (t, c) = if fanout {
+        run_concurrent(n, concurrency, move |_| {
+            let (b, cl) = (b.clone(), cl.clone());
+            async move {
+                let posts = b.iter().map(|(url, body)| bare_post(&cl, url, body));
+                futures_util::future::join_all(posts).await;
+            }
+        })
+        .await
+    } else {
+        run_concurrent(n * per_alert, concurrency, move |i| {
+            let (b, cl) = (b.clone(), cl.clone());
+            async move {
+                let (url, body) = &b[i % b.len()];
+                bare_post(&cl, url, body).await;
+            }
+        })
+        .await
+    };
+    let d = (n * per_alert) as f64;
+    (d / t.as_secs_f64(), c * 1e6 / d)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::args().any(|a| a == "--sink") {
         return Ok(sink()?);
@@ -157,6 +220,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         None => vec![1, 32],
     };
     let only = arg("--only");
+    let rounds: usize = arg("--rounds")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(1);
     let member = arg("--member");
 
     let mut child = std::process::Command::new(std::env::current_exe()?)
@@ -204,12 +271,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
         group = group.with_member(name, notifier.channel(name).ok_or("missing")?);
     }
-    // Deliveries per dispatch (4 unless `--member`); the baseline always
-    // posts the 4 bodies.
+    // Deliveries per dispatch: 4 unless `--member`.
     let per_alert = group.members().len();
     let group = Arc::new(group);
     let alert = Alert::sample();
-    // The baseline posts the very bodies the channels would send.
+    // The baseline posts the very bodies the members would send.
     let bodies: Vec<(String, Vec<u8>)> = ["dingtalk", "wecom", "feishu", "webhook"]
         .iter()
         .zip([
@@ -218,6 +284,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             "/open-apis/bot/v2/hook/t",
             "/hook",
         ])
+        .filter(|(name, _)| member.is_none_or(|m| m == **name))
         .map(|(name, path)| {
             let p = notifier.preview(name, &alert).expect("preview");
             (
@@ -229,69 +296,50 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let bodies = Arc::new(bodies);
     let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
 
-    println!("alertkit load: {n} alerts x 4 channels per run; sink in a child process\n");
     println!(
-        "| concurrency | alertkit deliveries/s | bare reqwest POSTs/s | ratio | CPU µs/delivery (alertkit / bare) |"
+        "alertkit load: {n} alerts x {per_alert} channel(s) per side, in {rounds} alternating rounds; \
+         sink in a child process\n"
+    );
+    println!(
+        "| concurrency | alertkit deliveries/s | bare reqwest POSTs/s | ratio (rounds' range) | CPU µs/delivery (alertkit / bare) |"
     );
     println!("|---|---|---|---|---|");
     for &concurrency in &levels {
         // Warm up connections.
         let _ = group.dispatch(&alert).await;
-        let g = group.clone();
-        let a = alert.clone();
-        let skip = matches!(only, Some("bare" | "fanout"));
-        let (t_ak, c_ak) = run_concurrent(if skip { 0 } else { n }, concurrency, move |_| {
-            let (g, a) = (g.clone(), a.clone());
-            async move {
-                let r = g.dispatch(&a).await;
-                assert_eq!(r.status, alertkit::GroupStatus::Delivered, "{r:?}");
-            }
-        })
-        .await;
-        let d_ak = (n * per_alert) as f64;
-        if only == Some("alertkit") {
+        if let Some(side @ ("alertkit" | "bare" | "fanout")) = only {
+            let (rate, cpu) = match side {
+                "alertkit" => alertkit_round(&group, &alert, n, concurrency).await,
+                "bare" => bare_round(&client, &bodies, n, concurrency, false).await,
+                _ => bare_round(&client, &bodies, n, concurrency, true).await,
+            };
             println!(
-                "| {concurrency} | {:.0} | - | - | {:.1} / - |",
-                d_ak / t_ak.as_secs_f64(),
-                c_ak * 1e6 / d_ak
+                "| {concurrency} ({side} only) | {rate:.0} deliveries/s | {cpu:.1} µs CPU/delivery |"
             );
             continue;
         }
-        if only == Some("fanout") {
-            // Bare reqwest in the group's shape: the 4 POSTs of an alert
-            // concurrently, `concurrency` alerts at a time.
-            let (b, cl) = (bodies.clone(), client.clone());
-            let (t, c) = run_concurrent(n, concurrency, move |_| {
-                let (b, cl) = (b.clone(), cl.clone());
-                async move {
-                    let posts = b.iter().map(|(url, body)| bare_post(&cl, url, body));
-                    futures_util::future::join_all(posts).await;
-                }
-            })
-            .await;
-            let d = (n * 4) as f64;
-            println!(
-                "| {concurrency} (bare fan-out) | - | {:.0} | - | - / {:.1} |",
-                d / t.as_secs_f64(),
-                c * 1e6 / d
-            );
-            continue;
+        // Rounds alternate between the two sides, so that a change in the
+        // machine's load hits both; the medians are compared.
+        let per_round = n.div_ceil(rounds);
+        let (mut ak, mut bare) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            ak.push(alertkit_round(&group, &alert, per_round, concurrency).await);
+            bare.push(bare_round(&client, &bodies, per_round, concurrency, false).await);
         }
-        let (b, cl) = (bodies.clone(), client.clone());
-        let (t_bare, c_bare) = run_concurrent(n * 4, concurrency, move |i| {
-            let (b, cl) = (b.clone(), cl.clone());
-            async move {
-                let (url, body) = &b[i % 4];
-                bare_post(&cl, url, body).await;
-            }
-        })
-        .await;
-        let d_bare = (n * 4) as f64;
-        let (r_ak, r_bare) = (d_ak / t_ak.as_secs_f64(), d_bare / t_bare.as_secs_f64());
-        let (cpu_ak, cpu_bare) = (c_ak * 1e6 / d_ak, c_bare * 1e6 / d_bare);
+        let ratios: Vec<f64> = ak.iter().zip(&bare).map(|(a, b)| a.0 / b.0).collect();
+        let (r_ak, r_bare) = (
+            median(ak.iter().map(|r| r.0)),
+            median(bare.iter().map(|r| r.0)),
+        );
+        let (cpu_ak, cpu_bare) = (
+            median(ak.iter().map(|r| r.1)),
+            median(bare.iter().map(|r| r.1)),
+        );
         println!(
-            "| {concurrency} | {r_ak:.0} | {r_bare:.0} | {:.2} | {cpu_ak:.1} / {cpu_bare:.1} ({:.2}x) |",
+            "| {concurrency} | {r_ak:.0} | {r_bare:.0} | {:.2} ({:.2}–{:.2}) | {cpu_ak:.1} / {cpu_bare:.1} ({:.2}x) |",
             r_ak / r_bare,
+            ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            ratios.iter().copied().fold(0.0, f64::max),
             cpu_ak / cpu_bare.max(1e-9)
         );
     }
@@ -299,8 +347,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let _ = child.wait();
     println!(
         "\npeak RSS after {} group dispatches ({} deliveries): {:.1} MB",
-        n * 2 + 2,
-        (n * 2 + 2) * per_alert,
+        n * levels.len() + levels.len(),
+        (n * levels.len() + levels.len()) * per_alert,
         peak_rss_mb()
     );
 
