@@ -208,3 +208,29 @@ proptest! {
         }
     }
 }
+
+/// `human_duration` as first written (a list of parts, zeros trimmed from
+/// the end): the reference for the allocation-free version.
+fn human_duration_reference(secs: i64) -> String {
+    if secs <= 0 {
+        return "0s".to_owned();
+    }
+    let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
+    let mut parts = Vec::new();
+    for (n, unit) in [(d, "d"), (h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 || (!parts.is_empty() && unit != "s") {
+            parts.push(format!("{n}{unit}"));
+        }
+    }
+    while parts.len() > 1 && parts.last().is_some_and(|p| p.starts_with('0')) {
+        parts.pop();
+    }
+    parts.join(" ")
+}
+
+proptest! {
+    #[test]
+    fn human_duration_matches_the_reference(secs in prop_oneof![any::<i64>(), -10i64..400_000]) {
+        prop_assert_eq!(crate::template::human_duration(secs), human_duration_reference(secs));
+    }
+}

@@ -56,6 +56,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
@@ -369,7 +370,7 @@ impl Templates {
         for (slot, f) in out.iter_mut().zip(formats) {
             *slot = if self.builtin[f.index()] {
                 let view = view.get_or_insert_with(|| builtin::View::new(alert, self.lang));
-                tidy(&view.render(f, platform), f == Format::Title)
+                tidy(view.render(f, platform), f == Format::Title)
             } else {
                 let ctx = ctx.get_or_insert_with(|| context_value(alert, platform, self.lang));
                 self.render_ctx(f, ctx)?
@@ -407,7 +408,7 @@ impl Templates {
                 .with_field(format!("templates.{}", format.name()))
                 .with_retryable(false)
         })?;
-        Ok(tidy(&out, format == Format::Title))
+        Ok(tidy(out, format == Format::Title))
     }
 }
 
@@ -517,7 +518,16 @@ fn collect_leaves(v: &serde_json::Value, pointer: String, out: &mut Vec<(String,
 
 /// Trims trailing spaces, collapses runs of blank lines, trims the ends; a
 /// title becomes one line.
-fn tidy(s: &str, one_line: bool) -> String {
+fn tidy(s: String, one_line: bool) -> String {
+    if is_tidy(&s, one_line) {
+        s
+    } else {
+        tidy_copy(&s, one_line)
+    }
+}
+
+/// [`tidy`], always into a new string.
+fn tidy_copy(s: &str, one_line: bool) -> String {
     if one_line {
         return s.split_whitespace().collect::<Vec<_>>().join(" ");
     }
@@ -538,6 +548,29 @@ fn tidy(s: &str, one_line: bool) -> String {
     }
     out.truncate(out.trim_end().len());
     out
+}
+
+/// Whether [`tidy_copy`] would give `s` back unchanged (the common case, checked
+/// without copying): no whitespace at the ends, and on one line no
+/// whitespace but single spaces, else none before a line break and no two
+/// blank lines in a row.
+fn is_tidy(s: &str, one_line: bool) -> bool {
+    if s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
+        return false;
+    }
+    let mut prev = 'x';
+    for c in s.chars() {
+        let ok = if one_line {
+            !c.is_whitespace() || (c == ' ' && prev != ' ')
+        } else {
+            c != '\n' || !(prev.is_whitespace() && prev != '\n')
+        };
+        if !ok {
+            return false;
+        }
+        prev = c;
+    }
+    one_line || !s.contains("\n\n\n")
 }
 
 /// The ASCII bytes Markdown treats as syntax, as a lookup table.
@@ -594,21 +627,66 @@ fn limit(s: &str, n: usize) -> std::borrow::Cow<'_, str> {
 
 /// `3723` → `1h 2m 3s`; `59` → `59s`; `90061` → `1d 1h 1m 1s`.
 pub fn human_duration(secs: i64) -> String {
+    let mut out = String::new();
+    let _ = write_duration(&mut out, secs);
+    out
+}
+
+/// [`human_duration`] into `out`: the units from the largest non-zero one
+/// to the smallest non-zero one, zeros between them kept (`1h 0m 1s`).
+fn write_duration(out: &mut impl std::fmt::Write, secs: i64) -> std::fmt::Result {
     if secs <= 0 {
-        return "0s".to_owned();
+        return out.write_str("0s");
     }
-    let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
-    let mut parts = Vec::new();
-    for (n, unit) in [(d, "d"), (h, "h"), (m, "m"), (s, "s")] {
-        if n > 0 || (!parts.is_empty() && unit != "s") {
-            parts.push(format!("{n}{unit}"));
-        }
+    let units = [
+        (secs / 86_400, 'd'),
+        (secs / 3_600 % 24, 'h'),
+        (secs / 60 % 60, 'm'),
+        (secs % 60, 's'),
+    ];
+    let first = units.iter().position(|u| u.0 > 0).unwrap_or(3);
+    let last = units.iter().rposition(|u| u.0 > 0).unwrap_or(3);
+    for (i, (n, unit)) in units[first..=last].iter().enumerate() {
+        let sep = if i > 0 { " " } else { "" };
+        write!(out, "{sep}{n}{unit}")?;
     }
-    // Drop trailing zero units ("1h 0m" → "1h").
-    while parts.len() > 1 && parts.last().is_some_and(|p| p.starts_with('0')) {
-        parts.pop();
+    Ok(())
+}
+
+/// A short string kept inline: the formatted times and durations of a
+/// render, which then allocate nothing.
+#[derive(Clone, Copy)]
+struct Inline {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl Inline {
+    fn new(write: impl FnOnce(&mut Inline) -> std::fmt::Result) -> Self {
+        let mut s = Inline {
+            buf: [0; 40],
+            len: 0,
+        };
+        // Everything written here is far shorter than the buffer; were it
+        // not, the text would end at the last piece that fitted.
+        let _ = write(&mut s);
+        s
     }
-    parts.join(" ")
+
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever copied in.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Write for Inline {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// Translated words for the built-in templates and fact names.
@@ -716,25 +794,28 @@ struct Context<'a> {
 
 /// `YYYY-MM-DD HH:MM:SS UTC`, written digit by digit: chrono's `format`
 /// parses its pattern on every call and `format!` is several times slower.
-fn fmt_time(t: DateTime<Utc>) -> String {
+fn fmt_time(t: DateTime<Utc>) -> Inline {
     use chrono::{Datelike, Timelike};
-    let Ok(year @ 0..=9999) = u32::try_from(t.year()) else {
-        return t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
-    };
-    let mut buf = *b"0000-00-00 00:00:00 UTC";
-    let mut put = |at: usize, mut n: u32, width: usize| {
-        for i in (at..at + width).rev() {
-            buf[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-    };
-    put(0, year, 4);
-    put(5, t.month(), 2);
-    put(8, t.day(), 2);
-    put(11, t.hour(), 2);
-    put(14, t.minute(), 2);
-    put(17, t.second(), 2);
-    buf.iter().map(|&b| char::from(b)).collect()
+    Inline::new(|out| {
+        let Ok(year @ 0..=9999) = u32::try_from(t.year()) else {
+            return write!(out, "{}", t.format("%Y-%m-%d %H:%M:%S UTC"));
+        };
+        let mut buf = *b"0000-00-00 00:00:00 UTC";
+        let mut put = |at: usize, mut n: u32, width: usize| {
+            for i in (at..at + width).rev() {
+                buf[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        put(0, year, 4);
+        put(5, t.month(), 2);
+        put(8, t.day(), 2);
+        put(11, t.hour(), 2);
+        put(14, t.minute(), 2);
+        put(17, t.second(), 2);
+        // Digits and ASCII punctuation only.
+        out.write_str(std::str::from_utf8(&buf).unwrap_or_default())
+    })
 }
 
 fn words_value(lang: Lang) -> minijinja::Value {
@@ -837,14 +918,14 @@ impl Labels {
     }
 }
 
-/// The alert's times, formatted once per render and borrowed by the
-/// context's job, facts and `occurred_at`.
+/// The alert's times, formatted once per render (inline, no allocation)
+/// and borrowed by the context's job, facts and `occurred_at`.
 struct Times {
-    started: Option<String>,
-    ended: Option<String>,
+    started: Option<Inline>,
+    ended: Option<Inline>,
     duration_secs: Option<i64>,
-    duration: Option<String>,
-    occurred: Option<String>,
+    duration: Option<Inline>,
+    occurred: Option<Inline>,
 }
 
 impl Times {
@@ -855,9 +936,25 @@ impl Times {
             started: job.and_then(|j| j.started_at).map(fmt_time),
             ended: job.and_then(|j| j.ended_at).map(fmt_time),
             duration_secs,
-            duration: duration_secs.map(human_duration),
+            duration: duration_secs.map(|secs| Inline::new(|out| write_duration(out, secs))),
             occurred: alert.occurred_at.map(fmt_time),
         }
+    }
+
+    fn started(&self) -> Option<&str> {
+        self.started.as_ref().map(Inline::as_str)
+    }
+
+    fn ended(&self) -> Option<&str> {
+        self.ended.as_ref().map(Inline::as_str)
+    }
+
+    fn duration(&self) -> Option<&str> {
+        self.duration.as_ref().map(Inline::as_str)
+    }
+
+    fn occurred(&self) -> Option<&str> {
+        self.occurred.as_ref().map(Inline::as_str)
     }
 }
 
@@ -942,9 +1039,9 @@ impl<'a> Context<'a> {
             status: j.status.map(|s| s.as_str()),
             cluster: j.cluster.as_deref(),
             url: j.url.as_deref(),
-            started_at: times.started.as_deref(),
-            ended_at: times.ended.as_deref(),
-            duration: times.duration.as_deref(),
+            started_at: times.started(),
+            ended_at: times.ended(),
+            duration: times.duration(),
             duration_secs: times.duration_secs,
             error: j.error.as_deref(),
         });
@@ -979,7 +1076,7 @@ impl<'a> Context<'a> {
                 .into_iter()
                 .map(|(title, url)| LinkCtx { title, url })
                 .collect(),
-            occurred_at: times.occurred.as_deref(),
+            occurred_at: times.occurred(),
             platform,
             lang,
             words: words_value(lang),
@@ -1000,18 +1097,18 @@ fn facts<'a>(alert: &'a Alert, t: &'static Words, times: &'a Times) -> Vec<(&'a 
         if let Some(id) = &j.id {
             rows.push((t.job_id, id.as_str()));
         }
-        if let Some(s) = &times.started {
-            rows.push((t.started, s.as_str()));
+        if let Some(s) = times.started() {
+            rows.push((t.started, s));
         }
-        if let Some(e) = &times.ended {
-            rows.push((t.ended, e.as_str()));
+        if let Some(e) = times.ended() {
+            rows.push((t.ended, e));
         }
-        if let Some(d) = &times.duration {
-            rows.push((t.duration, d.as_str()));
+        if let Some(d) = times.duration() {
+            rows.push((t.duration, d));
         }
     }
-    if let Some(at) = &times.occurred {
-        rows.push((t.time, at.as_str()));
+    if let Some(at) = times.occurred() {
+        rows.push((t.time, at));
     }
     rows.extend(alert.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     rows
@@ -1244,15 +1341,15 @@ mod tests {
     fn helpers() {
         let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
         assert_eq!(
-            fmt_time(t("2026-01-02T03:04:05Z")),
+            fmt_time(t("2026-01-02T03:04:05Z")).as_str(),
             "2026-01-02 03:04:05 UTC"
         );
         assert_eq!(
-            fmt_time(t("0987-12-31T23:59:59Z")),
+            fmt_time(t("0987-12-31T23:59:59Z")).as_str(),
             "0987-12-31 23:59:59 UTC"
         );
         assert_eq!(
-            fmt_time(t("+12345-01-01T00:00:00Z")),
+            fmt_time(t("+12345-01-01T00:00:00Z")).as_str(),
             "+12345-01-01 00:00:00 UTC"
         );
         assert_eq!(md_escape("a_b*[x]|~"), "a\\_b\\*\\[x\\]\\|\\~");
@@ -1264,7 +1361,49 @@ mod tests {
         assert_eq!(human_duration(3723), "1h 2m 3s");
         assert_eq!(human_duration(3600), "1h");
         assert_eq!(human_duration(90061), "1d 1h 1m 1s");
-        assert_eq!(tidy("a  \n\n\n\nb\n\n", false), "a\n\nb");
-        assert_eq!(tidy(" a\n b ", true), "a b");
+        assert_eq!(human_duration(86_460), "1d 0h 1m");
+        assert_eq!(human_duration(3601), "1h 0m 1s");
+        assert_eq!(human_duration(-5), "0s");
+        assert_eq!(human_duration(i64::MAX), "106751991167300d 15h 30m 7s");
+        // The extremes still fit the inline buffer.
+        let max = Inline::new(|out| write_duration(out, i64::MAX));
+        assert_eq!(max.as_str(), human_duration(i64::MAX));
+        assert_eq!(
+            fmt_time(DateTime::<Utc>::MAX_UTC).as_str(),
+            "+262142-12-31 23:59:59 UTC"
+        );
+        assert_eq!(
+            fmt_time(DateTime::<Utc>::MIN_UTC).as_str(),
+            "-262143-01-01 00:00:00 UTC"
+        );
+        assert_eq!(tidy("a  \n\n\n\nb\n\n".into(), false), "a\n\nb");
+        assert_eq!(tidy(" a\n b ".into(), true), "a b");
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(1024))]
+
+        /// The no-copy check never lets through what `tidy` would change,
+        /// and everything `tidy` returns passes it.
+        #[test]
+        fn is_tidy_agrees_with_tidy(
+            s in proptest::collection::vec(
+                // Words as likely as all the kinds of space together.
+                proptest::sample::select(&[
+                    "a", "bc", "a", "bc", "a", "bc", "a", "bc", " ", "  ", "\t", "\r",
+                    "\n", "\n\n", "\n\n\n", "\u{3000}", "\u{a0}",
+                ][..]),
+                0..12,
+            ).prop_map(|parts| parts.concat()),
+            one_line in proptest::bool::ANY,
+        ) {
+            if is_tidy(&s, one_line) {
+                proptest::prop_assert_eq!(tidy_copy(&s, one_line), s.clone());
+            }
+            let t = tidy(s, one_line);
+            proptest::prop_assert!(is_tidy(&t, one_line), "{:?}", t);
+        }
     }
 }

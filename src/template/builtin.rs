@@ -60,7 +60,8 @@ impl<'a> View<'a> {
         }
     }
 
-    /// The template's output before `tidy`.
+    /// The template's output before `tidy`, less the trailing whitespace
+    /// `tidy` would cut (so that mostly there is nothing left for it to do).
     pub(super) fn render(&self, format: Format, platform: &str) -> String {
         let mut out = String::with_capacity(512);
         match format {
@@ -70,6 +71,7 @@ impl<'a> View<'a> {
             Format::Markdown => self.markdown(&mut out, platform),
             Format::Html => self.html(&mut out),
         }
+        out.truncate(out.trim_end().len());
         out
     }
 
@@ -95,7 +97,8 @@ impl<'a> View<'a> {
     }
 
     fn feishu_card(&self, out: &mut String) {
-        out.extend(["\n", &self.alert.body]);
+        // The template starts with a line break, which `tidy` trims.
+        out.push_str(&self.alert.body);
         if let Some(e) = self.error() {
             out.extend(["\n\n**", self.t.error, "**: ", &limit(first_line(e), 300)]);
         }
