@@ -555,22 +555,17 @@ fn tidy_copy(s: &str, one_line: bool) -> String {
 /// whitespace but single spaces, else none before a line break and no two
 /// blank lines in a row.
 fn is_tidy(s: &str, one_line: bool) -> bool {
+    let space = |c: char| c.is_whitespace() && c != '\n';
     if s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
-        return false;
+        false
+    } else if one_line {
+        !s.contains("  ") && !s.contains(|c: char| c.is_whitespace() && c != ' ')
+    } else {
+        // Only the character before each line break needs a look.
+        !s.contains("\n\n\n")
+            && s.match_indices('\n')
+                .all(|(at, _)| !s[..at].chars().next_back().is_some_and(space))
     }
-    let mut prev = 'x';
-    for c in s.chars() {
-        let ok = if one_line {
-            !c.is_whitespace() || (c == ' ' && prev != ' ')
-        } else {
-            c != '\n' || !(prev.is_whitespace() && prev != '\n')
-        };
-        if !ok {
-            return false;
-        }
-        prev = c;
-    }
-    one_line || !s.contains("\n\n\n")
 }
 
 /// The ASCII bytes Markdown treats as syntax, as a lookup table.

@@ -142,8 +142,72 @@ impl Mentions {
         s.trim_end().to_owned()
     }
 
-    pub fn at_object(&self) -> serde_json::Value {
-        json!({"atMobiles": self.mobiles, "atUserIds": self.user_ids, "isAtAll": self.all})
+    /// The robot's `at` object.
+    pub fn at_object(&self) -> At<'_> {
+        At {
+            at_mobiles: &self.mobiles,
+            at_user_ids: &self.user_ids,
+            is_at_all: self.all,
+        }
+    }
+}
+
+/// The robot's `at` object: who the message mentions.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct At<'a> {
+    at_mobiles: &'a [String],
+    at_user_ids: &'a [String],
+    is_at_all: bool,
+}
+
+/// A robot `text` or `markdown` message, serialized without building a
+/// `serde_json::Value` tree. The text is owned: it is the part a fit cuts.
+#[derive(serde::Serialize)]
+struct RobotMessage<'a> {
+    msgtype: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<RobotText<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    markdown: Option<RobotText<'a>>,
+    at: &'a At<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct RobotText<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+}
+
+impl<'a> RobotMessage<'a> {
+    fn text(content: &str, at: &'a At<'a>) -> Self {
+        RobotMessage {
+            msgtype: "text",
+            text: Some(RobotText {
+                title: None,
+                content: Some(content.to_owned()),
+                text: None,
+            }),
+            markdown: None,
+            at,
+        }
+    }
+
+    fn markdown(title: &'a str, text: &str, at: &'a At<'a>) -> Self {
+        RobotMessage {
+            msgtype: "markdown",
+            text: None,
+            markdown: Some(RobotText {
+                title: Some(title),
+                content: None,
+                text: Some(text.to_owned()),
+            }),
+            at,
+        }
     }
 }
 
@@ -366,9 +430,10 @@ impl Rendered {
 
     /// Builds the body with `make(text)` and cuts `self.body` until the
     /// serialized JSON fits in `max` bytes.
-    fn fit<F>(&self, max: usize, suffix: &str, make: F) -> Result<(Vec<u8>, Vec<String>)>
+    fn fit<F, T>(&self, max: usize, suffix: &str, make: F) -> Result<(Vec<u8>, Vec<String>)>
     where
-        F: Fn(&str) -> serde_json::Value,
+        F: Fn(&str) -> T,
+        T: serde::Serialize,
     {
         let mut notes: Vec<String> = self
             .mentions
@@ -394,14 +459,14 @@ impl Rendered {
         let at = self.mentions.at_object();
         match msg_type {
             MsgType::Text => self.fit(max, &self.suffix(true), |text| {
-                json!({"msgtype": "text", "text": {"content": text}, "at": at})
+                RobotMessage::text(text, &at)
             }),
             MsgType::Markdown => self.fit(max, &self.suffix(true), |text| {
-                json!({"msgtype": "markdown", "markdown": {"title": self.title, "text": text}, "at": at})
+                RobotMessage::markdown(&self.title, text, &at)
             }),
             MsgType::ActionCard if self.links.is_empty() => {
                 let (b, mut notes) = self.fit(max, &self.suffix(true), |text| {
-                    json!({"msgtype": "markdown", "markdown": {"title": self.title, "text": text}, "at": at})
+                    RobotMessage::markdown(&self.title, text, &at)
                 })?;
                 notes.push("action_card without links sent as markdown".to_owned());
                 Ok((b, notes))
