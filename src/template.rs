@@ -1113,21 +1113,27 @@ fn facts<'a>(alert: &'a Alert, t: &'static Words, times: &'a Times) -> Vec<(&'a 
 /// fields, with English names. Channels building structured payloads (cards,
 /// spreadsheets) use this so every platform shows the same facts.
 pub fn fact_rows(alert: &Alert, lang: Lang) -> Vec<(String, String)> {
-    with_fact_rows(alert, lang, |rows| {
-        rows.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    })
+    let times = FactTimes::new(alert);
+    times
+        .rows(alert, lang)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
-/// [`fact_rows`], borrowed for the time of `f`.
-pub(crate) fn with_fact_rows<R>(
-    alert: &Alert,
-    lang: Lang,
-    f: impl FnOnce(&[(&str, &str)]) -> R,
-) -> R {
-    let times = Times::new(alert, Utc::now());
-    f(&facts(alert, words(lang), &times))
+/// An alert's formatted times, which [`fact_rows`] borrowed from
+/// [`FactTimes::rows`] point into.
+pub(crate) struct FactTimes(Times);
+
+impl FactTimes {
+    pub(crate) fn new(alert: &Alert) -> Self {
+        FactTimes(Times::new(alert, Utc::now()))
+    }
+
+    /// [`fact_rows`], borrowed.
+    pub(crate) fn rows<'a>(&'a self, alert: &'a Alert, lang: Lang) -> Vec<(&'a str, &'a str)> {
+        facts(alert, words(lang), &self.0)
+    }
 }
 
 #[cfg(test)]

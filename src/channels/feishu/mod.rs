@@ -61,7 +61,7 @@ use crate::channel::{AlertChannel, Limits, Preview, Rate, Receipt};
 use crate::config::{BuildContext, Registry};
 use crate::error::{Error, Result};
 use crate::http::{join_url, parse_url, post_bytes, redact_url};
-use crate::template::{Format, Lang, Templates, with_fact_rows};
+use crate::template::{FactTimes, Format, Lang, Templates};
 use crate::text::fit_json;
 
 /// The type name.
@@ -337,19 +337,21 @@ impl Feishu {
             }
             MsgType::Interactive => {
                 let body = rendered;
-                let (fields, keyword) = with_fact_rows(alert, lang, |facts| {
-                    let fields: Vec<card::Field> =
-                        facts.iter().map(|(k, v)| card::Field::new(k, v)).collect();
+                let times = FactTimes::new(alert);
+                let facts = times.rows(alert, lang);
+                let fields: Vec<card::Field> =
+                    facts.iter().map(|(k, v)| card::Field::new(k, v)).collect();
+                let keyword = {
                     let mut texts = vec![body.as_str(), title.as_str()];
                     texts.extend(facts.iter().flat_map(|(k, v)| [*k, *v]));
-                    (fields, self.missing_keyword(&texts).map(str::to_owned))
-                });
+                    self.missing_keyword(&texts).map(str::to_owned)
+                };
                 let template = card_colour(alert);
                 let buttons: Vec<card::Button> = alert
                     .links_with_job("Job")
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (t, u))| card::Button::new(t.to_owned(), u.to_owned(), i == 0))
+                    .map(|(i, (t, u))| card::Button::new(t, u, i == 0))
                     .collect();
                 let mut at_line = String::new();
                 for u in &m.users {
@@ -537,11 +539,11 @@ mod card {
         },
         Fields {
             tag: &'static str,
-            fields: &'a [Field],
+            fields: &'a [Field<'a>],
         },
         Action {
             tag: &'static str,
-            actions: &'a [Button],
+            actions: &'a [Button<'a>],
         },
         Note {
             tag: &'static str,
@@ -579,20 +581,37 @@ mod card {
     }
 
     #[derive(Serialize)]
-    pub struct Field {
+    pub struct Field<'a> {
         is_short: bool,
-        text: OwnedText,
+        text: FieldText<'a>,
     }
 
-    impl Field {
-        pub fn new(name: &str, value: &str) -> Self {
+    impl<'a> Field<'a> {
+        pub fn new(name: &'a str, value: &'a str) -> Self {
             Field {
                 is_short: value.chars().count() <= 40,
-                text: OwnedText {
+                text: FieldText {
                     tag: "lark_md",
-                    content: ["**", name, "**\n", value].concat(),
+                    content: (name, value),
                 },
             }
+        }
+    }
+
+    /// A field's `**name**\nvalue`, written straight into the JSON string.
+    pub struct FieldText<'a> {
+        tag: &'static str,
+        content: (&'a str, &'a str),
+    }
+
+    impl Serialize for FieldText<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeStruct;
+            let (name, value) = self.content;
+            let mut st = s.serialize_struct("FieldText", 2)?;
+            st.serialize_field("tag", self.tag)?;
+            st.serialize_field("content", &format_args!("**{name}**\n{value}"))?;
+            st.end()
         }
     }
 
@@ -603,22 +622,19 @@ mod card {
     }
 
     #[derive(Serialize)]
-    pub struct Button {
+    pub struct Button<'a> {
         tag: &'static str,
-        text: OwnedText,
-        url: String,
+        text: Plain<'a>,
+        url: &'a str,
         #[serde(rename = "type")]
         kind: &'static str,
     }
 
-    impl Button {
-        pub fn new(title: String, url: String, primary: bool) -> Self {
+    impl<'a> Button<'a> {
+        pub fn new(title: &'a str, url: &'a str, primary: bool) -> Self {
             Button {
                 tag: "button",
-                text: OwnedText {
-                    tag: "plain_text",
-                    content: title,
-                },
+                text: Plain::new(title),
                 url,
                 kind: if primary { "primary" } else { "default" },
             }
