@@ -2,7 +2,6 @@
 
 use reqwest::Method;
 use reqwest::header::HeaderMap;
-use serde_json::Value;
 use url::Url;
 
 use super::errors;
@@ -31,7 +30,7 @@ impl Bot {
         crate::channel::destination_id("wecom-bot", &key)
     }
 
-    pub async fn send(&self, body: &Value, receipt: Receipt) -> Result<Receipt> {
+    pub async fn send<B: serde::Serialize>(&self, body: &B, receipt: Receipt) -> Result<Receipt> {
         let reply = send_json(
             &self.client,
             Method::POST,

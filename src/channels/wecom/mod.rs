@@ -288,7 +288,7 @@ impl WeCom {
     }
 
     /// The robot payload and notes.
-    fn bot_message(&self, alert: &Alert, o: &BotOptions) -> Result<(Value, Receipt)> {
+    fn bot_message(&self, alert: &Alert, o: &BotOptions) -> Result<(BotMessage, Receipt)> {
         let mut receipt = Receipt::new();
         let (mut users, mut mobiles, mut all) = (o.users.clone(), o.mobiles.clone(), o.all);
         for m in &alert.mentions {
@@ -320,8 +320,11 @@ impl WeCom {
                     list.push("@all".into());
                     mobile_list.push("@all".into());
                 }
-                let body = json!({"msgtype": "text", "text": {"content": content, "mentioned_list": list,
-                                                              "mentioned_mobile_list": mobile_list}});
+                let body = BotMessage::Text(BotText {
+                    content,
+                    mentioned_list: list,
+                    mentioned_mobile_list: mobile_list,
+                });
                 (body, omitted, BOT_TEXT_MAX)
             }
             MsgType::Markdown => {
@@ -341,11 +344,7 @@ impl WeCom {
                     );
                 }
                 let (content, omitted) = fit_text(&text, &suffix, BOT_MARKDOWN_MAX);
-                (
-                    json!({"msgtype": "markdown", "markdown": {"content": content}}),
-                    omitted,
-                    BOT_MARKDOWN_MAX,
-                )
+                (BotMessage::Markdown(content), omitted, BOT_MARKDOWN_MAX)
             }
             MsgType::MarkdownV2 => {
                 let mut text = self.templates.render(Format::Markdown, alert, "wecom_v2")?;
@@ -357,11 +356,7 @@ impl WeCom {
                         .with_note("WeCom markdown_v2 cannot mention anyone; mentions dropped");
                 }
                 let (content, omitted) = fit_text(&text, "", BOT_MARKDOWN_MAX);
-                (
-                    json!({"msgtype": "markdown_v2", "markdown_v2": {"content": content}}),
-                    omitted,
-                    BOT_MARKDOWN_MAX,
-                )
+                (BotMessage::MarkdownV2(content), omitted, BOT_MARKDOWN_MAX)
             }
         };
         if omitted > 0 {
@@ -370,6 +365,47 @@ impl WeCom {
             ));
         }
         Ok((body, receipt))
+    }
+}
+
+/// A group robot message (§4): `{"msgtype": "text", "text": {...}}` and
+/// the like, serialized without a `serde_json::Value` tree.
+enum BotMessage {
+    Text(BotText),
+    Markdown(String),
+    MarkdownV2(String),
+}
+
+#[derive(serde::Serialize)]
+struct BotText {
+    content: String,
+    mentioned_list: Vec<String>,
+    mentioned_mobile_list: Vec<String>,
+}
+
+impl serde::Serialize for BotMessage {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        #[derive(serde::Serialize)]
+        struct Content<'a> {
+            content: &'a str,
+        }
+        let mut m = s.serialize_map(Some(2))?;
+        match self {
+            BotMessage::Text(text) => {
+                m.serialize_entry("msgtype", "text")?;
+                m.serialize_entry("text", text)?;
+            }
+            BotMessage::Markdown(content) => {
+                m.serialize_entry("msgtype", "markdown")?;
+                m.serialize_entry("markdown", &Content { content })?;
+            }
+            BotMessage::MarkdownV2(content) => {
+                m.serialize_entry("msgtype", "markdown_v2")?;
+                m.serialize_entry("markdown_v2", &Content { content })?;
+            }
+        }
+        m.end()
     }
 }
 
@@ -415,10 +451,14 @@ impl AlertChannel for WeCom {
     fn preview(&self, alert: &Alert) -> Result<Vec<Preview>> {
         match &self.api {
             Api::App(a) => a.preview(&self.app_message(alert)?.0),
-            Api::Bot(b, o) => Ok(vec![Preview::new(
-                b.target(),
-                self.bot_message(alert, o)?.0,
-            )]),
+            Api::Bot(b, o) => {
+                let (body, _) = self.bot_message(alert, o)?;
+                let body = serde_json::to_value(body).map_err(|e| {
+                    Error::new(crate::ErrorKind::Internal, "cannot serialize the payload")
+                        .with_source(e)
+                })?;
+                Ok(vec![Preview::new(b.target(), body)])
+            }
         }
     }
 }
