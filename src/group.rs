@@ -86,11 +86,24 @@ impl Member {
         let result = tokio::time::timeout(limit, self.channel.send(alert))
             .await
             .map_err(|_| limit);
-        let mut d = Delivery::from_result(self, started.elapsed(), result);
+        let d = Delivery::from_result(self, started.elapsed(), result);
         if d.is_delivered() || self.fallbacks.is_empty() {
             record_span(&d);
             return d;
         }
+        // Boxed: the common path's future (one per member and dispatch)
+        // stays small enough for the allocator's fast path.
+        Box::pin(self.fall_back(alert, group_limit, started, d)).await
+    }
+
+    /// Tries the fallbacks in order after the member itself failed.
+    async fn fall_back(
+        &self,
+        alert: &Alert,
+        group_limit: Duration,
+        started: Instant,
+        mut d: Delivery,
+    ) -> Delivery {
         let primary = d.error.take();
         for fb in &self.fallbacks {
             let limit = fb.timeout.unwrap_or(group_limit);

@@ -390,10 +390,23 @@ pub async fn post_bytes(
     read_reply(resp, url).await
 }
 
-async fn read_reply(resp: reqwest::Response, url: &Url) -> Result<Reply> {
+/// The most of an answer read: platform answers are a few hundred bytes;
+/// past this the rest is left unread and the answer is not JSON.
+pub const MAX_REPLY: usize = 1 << 20;
+
+async fn read_reply(mut resp: reqwest::Response, url: &Url) -> Result<Reply> {
     let status = resp.status();
     let retry_after = parse_retry_after(resp.headers());
-    let bytes = resp.bytes().await.map_err(|e| transport_error(e, url))?;
+    // Chunk by chunk rather than `bytes()`: its future, held in every
+    // send's, is several times larger, and this one stops at MAX_REPLY.
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(e, url))? {
+        if bytes.len() + chunk.len() > MAX_REPLY {
+            bytes.clear();
+            break;
+        }
+        bytes.extend_from_slice(&chunk);
+    }
     let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
     Ok(Reply {
         status,
@@ -697,5 +710,61 @@ mod tests {
         assert_eq!(get("b").await.unwrap().expose_secret(), "a");
         tokio::time::advance(Duration::from_secs(150)).await; // 6950 s: within 300 s of expiry
         assert_eq!(get("c").await.unwrap().expose_secret(), "c");
+    }
+
+    /// An answer served by a one-shot HTTP server on 127.0.0.1, as read.
+    async fn reply_to(body: Vec<u8>, chunked: bool) -> Reply {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url: Url = format!("http://{}/", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut req = [0u8; 4096];
+            let _ = sock.read(&mut req).await;
+            let head = if chunked {
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned()
+            } else {
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+            };
+            let _ = sock.write_all(head.as_bytes()).await;
+            if chunked {
+                // The body in 3 chunks.
+                for part in body.chunks(body.len().div_ceil(3).max(1)) {
+                    let _ = sock
+                        .write_all(format!("{:x}\r\n", part.len()).as_bytes())
+                        .await;
+                    let _ = sock.write_all(part).await;
+                    let _ = sock.write_all(b"\r\n").await;
+                }
+                let _ = sock.write_all(b"0\r\n\r\n").await;
+            } else {
+                let _ = sock.write_all(&body).await;
+            }
+        });
+        let client = reqwest::Client::new();
+        post_bytes(&client, &url, HeaderMap::new(), b"{}".to_vec())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn answers_are_read_whole_and_at_most_max_reply() {
+        let r = reply_to(br#"{"errcode":0,"errmsg":"ok"}"#.to_vec(), false).await;
+        assert_eq!(r.code().as_deref(), Some("0"));
+        // Several chunks are joined.
+        let big =
+            serde_json::to_vec(&serde_json::json!({"errcode": 7, "pad": "x".repeat(100_000)}))
+                .unwrap();
+        let r = reply_to(big, true).await;
+        assert_eq!(r.code().as_deref(), Some("7"));
+        // Past MAX_REPLY the answer is not taken for JSON.
+        let huge =
+            serde_json::to_vec(&serde_json::json!({"errcode": 0, "pad": "x".repeat(MAX_REPLY)}))
+                .unwrap();
+        let r = reply_to(huge, false).await;
+        assert_eq!(r.body, serde_json::Value::Null);
+        assert_eq!(r.code(), None);
     }
 }

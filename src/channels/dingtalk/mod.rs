@@ -517,8 +517,10 @@ impl AlertChannel for DingTalk {
                 let receipt = r.send(body).await?;
                 Ok(notes.into_iter().fold(receipt, Receipt::with_note))
             }
-            Api::App(a) => a.send(&self.render(alert)?, self.msg_type).await,
-            Api::Conversation(c) => c.send(&self.render(alert)?, self.msg_type).await,
+            // The app modes' futures (token fetch, batches) are boxed of
+            // their own so that the robot's, sent most, stays small.
+            Api::App(a) => Box::pin(a.send(&self.render(alert)?, self.msg_type)).await,
+            Api::Conversation(c) => Box::pin(c.send(&self.render(alert)?, self.msg_type)).await,
         }
     }
 

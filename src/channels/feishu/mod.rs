@@ -673,7 +673,9 @@ impl AlertChannel for Feishu {
             }
             Api::App(a) => {
                 let (msg_type, content, receipt) = self.app_content(alert)?;
-                a.send(msg_type, &content, receipt).await
+                // Boxed of its own (token fetch and refresh): the bot's
+                // future, sent most, stays small.
+                Box::pin(a.send(msg_type, &content, receipt)).await
             }
         }
     }

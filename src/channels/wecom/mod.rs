@@ -415,7 +415,9 @@ impl AlertChannel for WeCom {
         match &self.api {
             Api::App(a) => {
                 let (msg, receipt) = self.app_message(alert)?;
-                a.send(&msg, receipt).await
+                // Boxed of its own (token fetch, batches): the robot's
+                // future, sent most, stays small.
+                Box::pin(a.send(&msg, receipt)).await
             }
             Api::Bot(b, o) => {
                 let (body, receipt) = self.bot_message(alert, o)?;
