@@ -555,17 +555,32 @@ fn tidy_copy(s: &str, one_line: bool) -> String {
 /// whitespace but single spaces, else none before a line break and no two
 /// blank lines in a row.
 fn is_tidy(s: &str, one_line: bool) -> bool {
-    let space = |c: char| c.is_whitespace() && c != '\n';
     if s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
-        false
-    } else if one_line {
-        !s.contains("  ") && !s.contains(|c: char| c.is_whitespace() && c != ' ')
-    } else {
-        // Only the character before each line break needs a look.
-        !s.contains("\n\n\n")
-            && s.match_indices('\n')
-                .all(|(at, _)| !s[..at].chars().next_back().is_some_and(space))
+        return false;
     }
+    if one_line {
+        let mut prev = 'x';
+        return s.chars().all(|c| {
+            let ok = !c.is_whitespace() || (c == ' ' && prev != ' ');
+            prev = c;
+            ok
+        });
+    }
+    // Only the line breaks and the character before each need a look.
+    let (mut run, mut last) = (0, usize::MAX);
+    for (at, _) in s.match_indices('\n') {
+        run = if last.wrapping_add(1) == at {
+            run + 1
+        } else {
+            1
+        };
+        let before = s[..at].chars().next_back();
+        if run > 2 || before.is_some_and(|c| c.is_whitespace() && c != '\n') {
+            return false;
+        }
+        last = at;
+    }
+    true
 }
 
 /// The ASCII bytes Markdown treats as syntax, as a lookup table.
