@@ -234,3 +234,19 @@ proptest! {
         prop_assert_eq!(crate::template::human_duration(secs), human_duration_reference(secs));
     }
 }
+
+proptest! {
+    /// Markdown escaping: a backslash before each special character, the
+    /// rest untouched (against a character-by-character reference).
+    #[test]
+    fn md_escape_matches_the_reference(s in "[a-z \\\\`*_\\[\\]#<>|~告警✅\\n]{0,40}|\\PC{0,40}") {
+        let mut reference = String::new();
+        for c in s.chars() {
+            if "\\`*_[]#<>|~".contains(c) {
+                reference.push('\\');
+            }
+            reference.push(c);
+        }
+        prop_assert_eq!(crate::template::md_escape(&s), reference);
+    }
+}

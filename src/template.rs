@@ -607,18 +607,17 @@ pub fn md_escape(s: &str) -> String {
 }
 
 fn push_md_escaped(out: &mut String, s: &str) {
-    let Some(first) = s.bytes().position(is_md_special) else {
-        out.push_str(s);
-        return;
-    };
-    out.push_str(&s[..first]);
-    // Special characters are ASCII, so a byte test never splits a character.
-    for c in s[first..].chars() {
-        if c.is_ascii() && is_md_special(c as u8) {
+    // The special characters are ASCII, so cutting at them never splits a
+    // character: copy the runs between them whole.
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        if is_md_special(b) {
+            out.push_str(&s[start..i]);
             out.push('\\');
+            start = i;
         }
-        out.push(c);
     }
+    out.push_str(&s[start..]);
 }
 
 /// The `first_line` filter: `s` up to its first line break.
@@ -806,6 +805,9 @@ struct Context<'a> {
 /// parses its pattern on every call and `format!` is several times slower.
 fn fmt_time(t: DateTime<Utc>) -> Inline {
     use chrono::{Datelike, Timelike};
+    // The naive date and time: `DateTime`'s own accessors add the (zero)
+    // offset again on every call.
+    let t = t.naive_utc();
     Inline::new(|out| {
         let Ok(year @ 0..=9999) = u32::try_from(t.year()) else {
             return write!(out, "{}", t.format("%Y-%m-%d %H:%M:%S UTC"));
