@@ -399,15 +399,23 @@ async fn read_reply(mut resp: reqwest::Response, url: &Url) -> Result<Reply> {
     let retry_after = parse_retry_after(resp.headers());
     // Chunk by chunk rather than `bytes()`: its future, held in every
     // send's, is several times larger, and this one stops at MAX_REPLY.
-    let mut bytes = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(e, url))? {
-        if bytes.len() + chunk.len() > MAX_REPLY {
-            bytes.clear();
-            break;
+    // Platform answers mostly come in one chunk, parsed where it lies.
+    let read_err = |e| transport_error(e, url);
+    let first = resp.chunk().await.map_err(read_err)?.unwrap_or_default();
+    let (mut rest, mut too_big) = (Vec::new(), first.len() > MAX_REPLY);
+    while !too_big && let Some(chunk) = resp.chunk().await.map_err(read_err)? {
+        too_big = first.len() + rest.len() + chunk.len() > MAX_REPLY;
+        if rest.is_empty() {
+            rest.extend_from_slice(&first);
         }
-        bytes.extend_from_slice(&chunk);
+        rest.extend_from_slice(&chunk);
     }
-    let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    let bytes: &[u8] = match (too_big, rest.is_empty()) {
+        (true, _) => b"",
+        (false, true) => &first,
+        (false, false) => &rest,
+    };
+    let body = serde_json::from_slice(bytes).unwrap_or(serde_json::Value::Null);
     Ok(Reply {
         status,
         retry_after,
@@ -730,8 +738,13 @@ mod tests {
             };
             let _ = sock.write_all(head.as_bytes()).await;
             if chunked {
-                // The body in 3 chunks.
-                for part in body.chunks(body.len().div_ceil(3).max(1)) {
+                // The body in 3 chunks, or cut where a NUL byte marks it.
+                let parts: Vec<&[u8]> = if body.contains(&0) {
+                    body.split(|b| *b == 0).collect()
+                } else {
+                    body.chunks(body.len().div_ceil(3).max(1)).collect()
+                };
+                for part in parts {
                     let _ = sock
                         .write_all(format!("{:x}\r\n", part.len()).as_bytes())
                         .await;
@@ -766,5 +779,11 @@ mod tests {
         let r = reply_to(huge, false).await;
         assert_eq!(r.body, serde_json::Value::Null);
         assert_eq!(r.code(), None);
+        // Even when its first chunk alone would be valid JSON.
+        let mut split = br#"{"errcode":0}"#.to_vec();
+        split.push(0);
+        split.extend(std::iter::repeat_n(b' ', MAX_REPLY));
+        let r = reply_to(split, true).await;
+        assert_eq!(r.body, serde_json::Value::Null);
     }
 }

@@ -94,7 +94,7 @@ impl App {
 
     fn message(
         &self,
-        r: &Rendered,
+        r: &Rendered<'_>,
         msg_type: MsgType,
     ) -> Result<(&'static str, String, Vec<String>)> {
         let suffix = r.suffix(false);
@@ -114,7 +114,7 @@ impl App {
         Ok((key, param, notes))
     }
 
-    pub async fn send(&self, r: &Rendered, msg_type: MsgType) -> Result<Receipt> {
+    pub async fn send(&self, r: &Rendered<'_>, msg_type: MsgType) -> Result<Receipt> {
         let (key, param, notes) = self.message(r, msg_type)?;
         let mut receipt = notes.into_iter().fold(Receipt::new(), Receipt::with_note);
         if !r.mentions.inline().is_empty() {
@@ -171,7 +171,7 @@ impl App {
         out.finish()
     }
 
-    pub fn preview(&self, r: &Rendered, msg_type: MsgType) -> Result<Vec<Preview>> {
+    pub fn preview(&self, r: &Rendered<'_>, msg_type: MsgType) -> Result<Vec<Preview>> {
         let (key, param, _) = self.message(r, msg_type)?;
         let mut out = Vec::new();
         let users = join_url(&self.base, "v1.0/robot/oToMessages/batchSend")?;

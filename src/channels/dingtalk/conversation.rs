@@ -44,7 +44,7 @@ impl Conversation {
         crate::http::token_from(&reply, "access_token", "expires_in")
     }
 
-    fn message(&self, r: &Rendered, msg_type: MsgType) -> Result<(Value, Vec<String>)> {
+    fn message(&self, r: &Rendered<'_>, msg_type: MsgType) -> Result<(Value, Vec<String>)> {
         let suffix = r.suffix(true);
         // Fit the text alone: the legacy limits apply to the content field.
         let (bytes, mut notes) = r.fit(MAX_CONTENT, &suffix, |t| Value::String(t.to_owned()))?;
@@ -89,7 +89,7 @@ impl Conversation {
             .await
     }
 
-    pub async fn send(&self, r: &Rendered, msg_type: MsgType) -> Result<Receipt> {
+    pub async fn send(&self, r: &Rendered<'_>, msg_type: MsgType) -> Result<Receipt> {
         let (msg, notes) = self.message(r, msg_type)?;
         let mut out = Fanout::new(notes.into_iter().fold(Receipt::new(), Receipt::with_note));
         for chat in &self.chat_ids {
@@ -102,7 +102,7 @@ impl Conversation {
         out.finish()
     }
 
-    pub fn preview(&self, r: &Rendered, msg_type: MsgType) -> Result<Vec<Preview>> {
+    pub fn preview(&self, r: &Rendered<'_>, msg_type: MsgType) -> Result<Vec<Preview>> {
         let (msg, _) = self.message(r, msg_type)?;
         let url = join_url(&self.base, "chat/send")?;
         Ok(self

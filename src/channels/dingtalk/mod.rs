@@ -359,7 +359,7 @@ impl DingTalk {
     }
 
     /// Renders the message parts every mode shares.
-    fn render(&self, alert: &Alert) -> Result<Rendered> {
+    fn render<'a>(&self, alert: &'a Alert) -> Result<Rendered<'a>> {
         let body_format = match self.msg_type {
             MsgType::Text => Format::Text,
             MsgType::Markdown | MsgType::ActionCard => Format::Markdown,
@@ -385,11 +385,7 @@ impl DingTalk {
             body,
             mentions,
             keyword,
-            links: alert
-                .links_with_job("Job")
-                .into_iter()
-                .map(|(t, u)| (t.to_owned(), u.to_owned()))
-                .collect(),
+            links: alert.links_with_job("Job"),
         })
     }
 
@@ -402,15 +398,16 @@ impl DingTalk {
 }
 
 /// Everything rendered for one alert, before it is fitted into a payload.
-pub(crate) struct Rendered {
+pub(crate) struct Rendered<'a> {
     pub title: String,
     pub body: String,
     pub mentions: Mentions,
     pub keyword: Option<String>,
-    pub links: Vec<(String, String)>,
+    /// Borrowed from the alert.
+    pub links: Vec<(&'a str, &'a str)>,
 }
 
-impl Rendered {
+impl Rendered<'_> {
     /// The text after `body`: mentions and keyword, which truncation must keep.
     fn suffix(&self, with_mentions: bool) -> String {
         let mut s = String::new();
