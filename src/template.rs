@@ -776,13 +776,9 @@ struct Context<'a> {
     body: &'a str,
     severity: &'static str,
     state: &'static str,
-    resolved: bool,
-    severity_label: &'static str,
-    state_label: &'static str,
-    severity_color: &'static str,
-    severity_icon: &'static str,
-    wecom_color: &'static str,
-    html_color: &'static str,
+    /// `resolved`, the labels, icon and colours.
+    #[serde(flatten)]
+    words_and_colours: Labels,
     job: Option<JobCtx<'a>>,
     facts: Vec<(&'a str, &'a str)>,
     /// Rendered here rather than by a template loop: several times faster.
@@ -892,6 +888,7 @@ fn write_links_text(out: &mut String, links: &[(&str, &str)]) {
 }
 
 /// The alert's state and severity in words, icon and colours.
+#[derive(Serialize)]
 struct Labels {
     resolved: bool,
     severity_label: &'static str,
@@ -1063,19 +1060,12 @@ impl<'a> Context<'a> {
         let facts_text = joined(&facts, write_facts_text);
         let links_markdown = joined(&links, write_links_markdown);
         let links_text = joined(&links, write_links_text);
-        let l = Labels::new(alert, lang);
         Context {
             title: &alert.title,
             body: &alert.body,
             severity: alert.severity.as_str(),
             state: alert.state.as_str(),
-            resolved: l.resolved,
-            severity_label: l.severity_label,
-            state_label: l.state_label,
-            severity_color: l.severity_color,
-            severity_icon: l.severity_icon,
-            wecom_color: l.wecom_color,
-            html_color: l.html_color,
+            words_and_colours: Labels::new(alert, lang),
             facts,
             facts_markdown,
             links_markdown,
