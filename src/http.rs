@@ -320,11 +320,28 @@ impl Reply {
     /// The body's `errcode`/`code`/`StatusCode`, as a string (numbers and
     /// strings alike), the first one present.
     pub fn code(&self) -> Option<String> {
+        self.code_value().map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+
+    /// Whether [`code`](Reply::code) is `"0"` (success on every platform
+    /// here), without building the string.
+    pub fn code_is_zero(&self) -> bool {
+        match self.code_value() {
+            Some(serde_json::Value::Number(n)) => n.as_u64() == Some(0) || n.as_i64() == Some(0),
+            Some(serde_json::Value::String(s)) => s == "0",
+            _ => false,
+        }
+    }
+
+    /// The first of `errcode`/`code`/`StatusCode` that is a number or a string.
+    fn code_value(&self) -> Option<&serde_json::Value> {
         ["errcode", "code", "StatusCode"]
             .iter()
             .find_map(|k| match self.body.get(*k)? {
-                serde_json::Value::Number(n) => Some(n.to_string()),
-                serde_json::Value::String(s) => Some(s.clone()),
+                v @ (serde_json::Value::Number(_) | serde_json::Value::String(_)) => Some(v),
                 _ => None,
             })
     }

@@ -16,6 +16,11 @@ fn arb_json() -> impl Strategy<Value = Value> {
         any::<f64>()
             .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         "\\PC{0,20}".prop_map(Value::String),
+        // Success codes in each form, and near misses.
+        Just(Value::from(0)),
+        Just(Value::from("0")),
+        Just(serde_json::json!(0.0)),
+        Just(Value::from("00")),
         // The names platforms use, with values of any type.
         prop_oneof![
             Just("errcode"),
@@ -65,7 +70,7 @@ proptest! {
     #[test]
     fn response_parsing_never_panics(body in arb_json(), status in 100u16..600) {
         let r = reply(status, body);
-        let _ = r.code();
+        prop_assert_eq!(r.code_is_zero(), r.code().as_deref() == Some("0"));
         let _ = r.message();
         let _ = crate::http::unexpected_reply(&r);
         #[cfg(feature = "dingtalk")]

@@ -11,12 +11,12 @@ const RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 
 /// Classifies an `errcode` answer of the robot and legacy APIs. `None` for 0.
 pub(crate) fn classify_errcode(reply: &Reply) -> Option<Error> {
+    if reply.code_is_zero() {
+        return None;
+    }
     let Some(code) = reply.code() else {
         return Some(crate::http::unexpected_reply(reply));
     };
-    if code == "0" {
-        return None;
-    }
     let msg = reply.message();
     let lower = msg.to_lowercase();
     let (kind, retryable) = match code.as_str() {

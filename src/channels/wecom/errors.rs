@@ -10,12 +10,12 @@ pub(crate) const TOKEN_CODES: [&str; 4] = ["40014", "42001", "41001", "40001"];
 
 /// Classifies an `errcode` answer. `None` for 0.
 pub(crate) fn classify(reply: &Reply) -> Option<Error> {
+    if reply.code_is_zero() {
+        return None;
+    }
     let Some(code) = reply.code() else {
         return Some(crate::http::unexpected_reply(reply));
     };
-    if code == "0" {
-        return None;
-    }
     let (kind, retryable) = match code.as_str() {
         "-1" => (ErrorKind::Platform, true),
         "45009" => (ErrorKind::RateLimited, true),
