@@ -583,9 +583,10 @@ fn is_tidy(s: &str, one_line: bool) -> bool {
     true
 }
 
-/// The ASCII bytes Markdown treats as syntax, as a lookup table.
-const MD_SPECIAL: [bool; 128] = {
-    let mut table = [false; 128];
+/// The bytes Markdown treats as syntax (all ASCII), as a lookup table
+/// indexed by any byte.
+const MD_SPECIAL: [bool; 256] = {
+    let mut table = [false; 256];
     let special = b"\\`*_[]#<>|~";
     let mut i = 0;
     while i < special.len() {
@@ -596,7 +597,7 @@ const MD_SPECIAL: [bool; 128] = {
 };
 
 fn is_md_special(b: u8) -> bool {
-    b < 128 && MD_SPECIAL[b as usize]
+    MD_SPECIAL[usize::from(b)]
 }
 
 /// Escapes the characters Markdown treats as syntax.
