@@ -280,10 +280,12 @@ fn build_env(o: &TemplateOverrides) -> Result<Environment<'static>> {
         Some(s) => Value::from(first_line(s)),
         None => Value::from(v.to_string()),
     });
-    env.add_filter("limit", |v: Value, n: usize| match v.as_str() {
-        Some(s) if s.len() <= n => v,
-        Some(s) => Value::from(limit(s, n).into_owned()),
-        None => Value::from(limit(&v.to_string(), n).into_owned()),
+    env.add_filter("limit", |v: Value, n: usize| {
+        match v.as_str().map(|s| limit(s, n)) {
+            Some(std::borrow::Cow::Borrowed(_)) => v,
+            Some(std::borrow::Cow::Owned(cut)) => Value::from(cut),
+            None => Value::from(limit(&v.to_string(), n).into_owned()),
+        }
     });
     let entries = [
         (Format::Title, &o.title, DEFAULT_TITLE),

@@ -5,9 +5,9 @@
 //! values, then a VM step per node. These functions write what the sources
 //! in `template.rs` (`DEFAULT_TITLE` and the others) write, byte for byte
 //! after `tidy`; a property test renders random alerts both ways on every
-//! platform, format and language. The
-//! minijinja sources stay the documented definition (and what an override
-//! starts from); a change to one must be made to both.
+//! platform, format and language. The minijinja sources stay the documented
+//! definition (and what an override starts from); a change to one must be
+//! made to both.
 
 use std::fmt::Write as _;
 
@@ -43,8 +43,7 @@ impl<'a> View<'a> {
 
     /// `job.error` when set and not empty (`job and job.error`).
     fn error(&self) -> Option<&'a str> {
-        let alert: &'a Alert = self.alert;
-        alert
+        self.alert
             .job
             .as_ref()
             .and_then(|j| j.error.as_deref())
