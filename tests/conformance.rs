@@ -28,6 +28,11 @@ fn build(sandbox: &Sandbox, edit: impl Fn(&mut InstanceConfig)) -> Notifier {
     Notifier::from_config(&config).unwrap()
 }
 
+/// Sends the sample alert through instance `name`.
+async fn send_sample(n: &Notifier, name: &str) -> alertkit::Result<alertkit::Receipt> {
+    n.channel(name).unwrap().send(&Alert::sample()).await
+}
+
 fn received(sandbox: &Sandbox, name: &str) -> usize {
     match name {
         "dingtalk" => sandbox.dingtalk.accepted().len(),
@@ -42,7 +47,7 @@ async fn happy_path_on_every_channel() {
     let sandbox = Sandbox::start().await.unwrap();
     let n = build(&sandbox, |_| {});
     for name in CHANNELS {
-        let r = n.channel(name).unwrap().send(&Alert::sample()).await;
+        let r = send_sample(&n, name).await;
         assert!(r.is_ok(), "{name}: {r:?}");
         assert_eq!(received(&sandbox, name), 1, "{name}");
     }
@@ -66,12 +71,7 @@ async fn bad_credentials_are_permanent_on_every_channel() {
         ("feishu", ErrorKind::SignatureMismatch),
         ("email", ErrorKind::Unauthorized),
     ] {
-        let e = n
-            .channel(name)
-            .unwrap()
-            .send(&Alert::sample())
-            .await
-            .unwrap_err();
+        let e = send_sample(&n, name).await.unwrap_err();
         assert_eq!((e.kind(), e.is_retryable()), (kind, false), "{name}: {e}");
         assert_eq!(received(&sandbox, name), 0, "{name}");
     }
@@ -92,12 +92,7 @@ async fn platform_rate_limits_are_retryable_on_every_im_channel() {
         .feishu
         .push_fault(Fault::code(400, 9499, "too many request"));
     for name in ["dingtalk", "wecom", "feishu"] {
-        let e = n
-            .channel(name)
-            .unwrap()
-            .send(&Alert::sample())
-            .await
-            .unwrap_err();
+        let e = send_sample(&n, name).await.unwrap_err();
         assert_eq!(
             (e.kind(), e.is_retryable()),
             (ErrorKind::RateLimited, true),
@@ -183,17 +178,13 @@ async fn expired_tokens_are_refreshed_once_on_every_app_channel() {
     .unwrap();
     let n = Notifier::from_config(&config).unwrap();
     for name in ["dingtalk", "wecom", "feishu"] {
-        n.channel(name)
-            .unwrap()
-            .send(&Alert::sample())
-            .await
-            .unwrap();
+        send_sample(&n, name).await.unwrap();
     }
     sandbox.dingtalk.expire_tokens();
     sandbox.wecom.expire_tokens();
     sandbox.feishu.expire_tokens();
     for name in ["dingtalk", "wecom", "feishu"] {
-        let r = n.channel(name).unwrap().send(&Alert::sample()).await;
+        let r = send_sample(&n, name).await;
         assert!(r.is_ok(), "{name}: {r:?}");
     }
     assert_eq!(sandbox.dingtalk.token_fetches(), 2);
@@ -210,12 +201,7 @@ async fn dropped_connections_are_retryable_and_retried_on_every_im_channel() {
     // Without a retry policy: a transport error the caller may retry.
     let n = build(&sandbox, |_| {});
     for name in ["dingtalk", "wecom", "feishu"] {
-        let e = n
-            .channel(name)
-            .unwrap()
-            .send(&Alert::sample())
-            .await
-            .unwrap_err();
+        let e = send_sample(&n, name).await.unwrap_err();
         assert_eq!(
             (e.kind(), e.is_retryable()),
             (ErrorKind::Transport, true),
@@ -237,12 +223,7 @@ async fn dropped_connections_are_retryable_and_retried_on_every_im_channel() {
     sandbox.feishu.push_fault(Fault::Drop);
     let n = build(&sandbox, |i| i.policy = PolicyConfig::default());
     for name in ["dingtalk", "wecom", "feishu"] {
-        let receipt = n
-            .channel(name)
-            .unwrap()
-            .send(&Alert::sample())
-            .await
-            .unwrap();
+        let receipt = send_sample(&n, name).await.unwrap();
         assert_eq!(receipt.attempts, 2, "{name}");
         assert_eq!(received(&sandbox, name), 1, "{name}");
     }
