@@ -65,6 +65,10 @@ pub struct Alert {
     /// When the condition happened (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurred_at: Option<DateTime<Utc>>,
+    /// The host's own identity for dedup; when set, it alone makes the
+    /// [`fingerprint`](Alert::fingerprint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_key: Option<String>,
 }
 
 impl Alert {
@@ -81,7 +85,23 @@ impl Alert {
             links: Vec::new(),
             mentions: Vec::new(),
             occurred_at: None,
+            dedup_key: None,
         }
+    }
+
+    /// Sets the dedup key: alerts with the same key are one alert for the
+    /// group's repeat interval, whatever their title, and a resolved alert
+    /// with the key resolves the firing one.
+    ///
+    /// ```
+    /// use alertkit::Alert;
+    /// let a = Alert::new("orders-etl FAILED").dedup_key("flink/orders-etl");
+    /// let b = Alert::new("orders-etl FAILED (attempt 3)").dedup_key("flink/orders-etl").resolved();
+    /// assert_eq!(a.fingerprint(), b.fingerprint());
+    /// ```
+    pub fn dedup_key(mut self, key: impl Into<String>) -> Self {
+        self.dedup_key = Some(key.into());
+        self
     }
 
     /// Sets the body text.
@@ -188,7 +208,8 @@ impl Alert {
     }
 
     /// A stable identity of the alert's source, for dedup: SHA-256 over the
-    /// title, the labels (sorted) and the job id, as 16 hex digits. It does not
+    /// title, the labels (sorted) and the job id, as 16 hex digits (over the
+    /// [`dedup_key`](Alert::dedup_key) alone when one is set). It does not
     /// depend on state, body, time or process, so a firing alert and its
     /// resolution share one fingerprint.
     ///
@@ -201,11 +222,21 @@ impl Alert {
     /// ```
     pub fn fingerprint(&self) -> String {
         let mut h = Sha256::new();
+        if self.dedup_key.is_some() {
+            // A tag no title-based fingerprint starts with (a length prefix
+            // of u64::MAX), so a key never collides with a title.
+            h.update(u64::MAX.to_le_bytes());
+        }
         // Length-prefix every part so ("ab","c") and ("a","bc") differ.
         let mut part = |s: &str| {
             h.update((s.len() as u64).to_le_bytes());
             h.update(s.as_bytes());
         };
+        if let Some(key) = &self.dedup_key {
+            part(key);
+            let digest = h.finalize();
+            return digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        }
         part(&self.title);
         for (k, v) in &self.labels {
             part(k);

@@ -50,6 +50,8 @@ pub enum ErrorKind {
     Unsupported,
     /// A bug or unexpected condition inside alertkit or a channel (e.g. a panic).
     Internal,
+    /// The notifier was shut down and takes no more alerts.
+    ShutDown,
 }
 
 impl ErrorKind {
@@ -72,6 +74,7 @@ impl ErrorKind {
             ErrorKind::Platform => "platform",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Internal => "internal",
+            ErrorKind::ShutDown => "shut_down",
         }
     }
 

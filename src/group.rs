@@ -14,7 +14,7 @@ use tracing::Instrument;
 use crate::alert::Alert;
 use crate::channel::{AlertChannel, Preview, Receipt};
 use crate::error::{Error, ErrorKind};
-use crate::policy::{MemoryState, SharedState};
+use crate::policy::{Claim, MemoryState, SharedState};
 use chrono::Utc;
 
 /// Per-member time limit when none is set: long enough for retries and a
@@ -87,7 +87,7 @@ impl Member {
             .await
             .map_err(|_| limit);
         let d = Delivery::from_result(self, started.elapsed(), result);
-        if d.is_delivered() || self.fallbacks.is_empty() {
+        if d.is_delivered() || !self.fallbacks.iter().any(|f| f.enabled) {
             record_span(&d);
             return d;
         }
@@ -105,7 +105,8 @@ impl Member {
         mut d: Delivery,
     ) -> Delivery {
         let primary = d.error.take();
-        for fb in &self.fallbacks {
+        // A disabled fallback is as good as absent.
+        for fb in self.fallbacks.iter().filter(|f| f.enabled) {
             let limit = fb.timeout.unwrap_or(group_limit);
             let result = tokio::time::timeout(limit, fb.channel.send(alert))
                 .await
@@ -300,31 +301,34 @@ impl AlertGroup {
         let fingerprint = alert.fingerprint();
         let key = format!("dedup:{}:{fingerprint}", self.name);
         let now = Utc::now();
-        match state.last_delivery(&key).await {
-            Ok(Some((last_state, at))) if last_state == alert.state.as_str() => {
+        // One atomic claim: of many concurrent identical alerts exactly one
+        // is sent; the others are suppressed, naming the one in flight.
+        let previous = match state.claim(&key, alert.state.as_str(), now, interval).await {
+            Ok(Claim::Granted { previous }) => Some(previous),
+            Ok(Claim::Held { at }) => {
                 let age = (now - at).to_std().unwrap_or_default();
-                if age < interval {
-                    let note = format!(
-                        "suppressed: the same alert ({}, fingerprint {}) was delivered {} s ago; repeat_interval is {} s",
-                        alert.state.as_str(),
-                        fingerprint,
-                        age.as_secs(),
-                        interval.as_secs()
-                    );
-                    return DispatchReport::suppressed(self.name.clone(), &self.members, note);
-                }
+                let note = format!(
+                    "suppressed: the same alert ({}, fingerprint {}) was delivered or is being delivered since {} s ago; repeat_interval is {} s",
+                    alert.state.as_str(),
+                    fingerprint,
+                    age.as_secs(),
+                    interval.as_secs()
+                );
+                return DispatchReport::suppressed(self.name.clone(), &self.members, note);
             }
-            Ok(_) => {}
             // Dedup state unreachable: deliver (a duplicate beats a lost alert).
-            Err(e) => tracing::warn!(error = %e, "dedup state unavailable; sending"),
-        }
+            Err(e) => {
+                tracing::warn!(error = %e, "dedup state unavailable; sending");
+                None
+            }
+        };
         let report = self.dispatch_inner(alert).await;
-        if matches!(report.status, GroupStatus::Delivered | GroupStatus::Partial)
-            && let Err(e) = state
-                .record_delivery(&key, alert.state.as_str(), now, interval)
-                .await
+        // Only successful deliveries start the interval.
+        if let Some(previous) = previous
+            && !matches!(report.status, GroupStatus::Delivered | GroupStatus::Partial)
+            && let Err(e) = state.release(&key, now, previous, interval).await
         {
-            tracing::warn!(error = %e, "cannot record the delivery for dedup");
+            tracing::warn!(error = %e, "cannot release the dedup claim of a failed delivery");
         }
         report
     }

@@ -81,5 +81,5 @@ pub use config::{BuildContext, ChannelFactory, Config, GroupConfig, InstanceConf
 pub use error::{Error, ErrorKind, Result};
 pub use group::{AlertGroup, Delivery, DispatchReport, GroupStatus, Member, Outcome};
 pub use http::Http;
-pub use notifier::{GroupInfo, InstanceInfo, Notifier};
+pub use notifier::{GroupInfo, InstanceInfo, Notifier, TestSendOptions, Undelivered};
 pub use secrecy;

@@ -6,6 +6,7 @@
 //! while later dispatches see the change.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,9 @@ use crate::policy::{Limiter, MemoryState, SharedState};
 
 struct Instance {
     config: InstanceConfig,
+    /// The channel as the platform sees it, without retry or rate limit
+    /// (what [`Notifier::test_send_with`] uses by default).
+    raw: Arc<dyn AlertChannel>,
     channel: Arc<dyn AlertChannel>,
     updated_at: DateTime<Utc>,
 }
@@ -97,6 +101,104 @@ pub struct Notifier {
     state: RwLock<Arc<State>>,
     /// Serializes writers so no change is lost between snapshot and swap.
     write: Mutex<()>,
+    inflight: Arc<InFlight>,
+}
+
+/// Dispatches in progress, for [`Notifier::shutdown`] and for naming what a
+/// dropped dispatch lost.
+#[derive(Default)]
+struct InFlight {
+    closed: AtomicBool,
+    next: AtomicU64,
+    running: Mutex<HashMap<u64, Undelivered>>,
+    idle: tokio::sync::Notify,
+}
+
+/// An alert a dispatch had not finished delivering when the notifier shut
+/// down (see [`Notifier::shutdown`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Undelivered {
+    /// The group it was dispatched to.
+    pub group: String,
+    /// The alert's title.
+    pub title: String,
+    /// The alert's fingerprint.
+    pub fingerprint: String,
+    /// The enabled members it was being sent to.
+    pub instances: Vec<String>,
+}
+
+/// Removes a dispatch from [`InFlight`] when it ends; when it ends by being
+/// dropped (its task cancelled, its runtime shut down), logs what was lost.
+struct Tracked {
+    inflight: Arc<InFlight>,
+    id: u64,
+    finished: bool,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        let mut running = self
+            .inflight
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let entry = running.remove(&self.id);
+        let empty = running.is_empty();
+        drop(running);
+        if let (Some(u), false) = (entry, self.finished) {
+            tracing::error!(
+                group = %u.group,
+                title = %u.title,
+                fingerprint = %u.fingerprint,
+                instances = ?u.instances,
+                "a dispatch was dropped before it finished (task cancelled or runtime shut down): the alert may not have reached these instances"
+            );
+        }
+        if empty {
+            self.inflight.idle.notify_waiters();
+        }
+    }
+}
+
+/// How [`Notifier::test_send_with`] sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TestSendOptions {
+    /// The time limit for the whole test (default 10 s).
+    pub timeout: Duration,
+    /// Apply the instance's retry policy (default false: one attempt, so
+    /// the admin sees the platform's first answer at once).
+    pub retry: bool,
+    /// Wait in the instance's rate-limit queue (default false).
+    pub rate_limit: bool,
+}
+
+impl Default for TestSendOptions {
+    fn default() -> Self {
+        TestSendOptions {
+            timeout: Duration::from_secs(10),
+            retry: false,
+            rate_limit: false,
+        }
+    }
+}
+
+impl TestSendOptions {
+    /// Sets the time limit.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sends through the instance's policies (retry and rate limit) as a
+    /// dispatch would.
+    pub fn with_policies(mut self) -> Self {
+        self.retry = true;
+        self.rate_limit = true;
+        self
+    }
 }
 
 /// Called with every dispatch's alert and report (an audit table, metrics).
@@ -129,6 +231,7 @@ impl Notifier {
             hook: RwLock::new(None),
             state: RwLock::new(Arc::new(State::default())),
             write: Mutex::new(()),
+            inflight: Arc::default(),
         }
     }
 
@@ -199,9 +302,10 @@ impl Notifier {
         let raw = self
             .registry
             .build(&config, &self.http, &Default::default())?;
-        let channel = config.policy.apply(raw, &self.limiter);
+        let channel = config.policy.apply(raw.clone(), &self.limiter);
         Ok(Arc::new(Instance {
             config,
+            raw,
             channel,
             updated_at: now,
         }))
@@ -274,6 +378,20 @@ impl Notifier {
             )
             .with_instance(name));
         }
+        let mut users: Vec<&str> = next
+            .groups
+            .values()
+            .filter(|g| g.config.fallbacks.values().flatten().any(|i| i == name))
+            .map(|g| g.config.name.as_str())
+            .collect();
+        if !users.is_empty() {
+            users.sort_unstable();
+            return Err(Error::config(
+                "name",
+                format!("still a fallback in group(s) {}", users.join(", ")),
+            )
+            .with_instance(name));
+        }
         if next.instances.remove(name).is_none() {
             return Err(unknown_instance(name));
         }
@@ -293,6 +411,7 @@ impl Notifier {
         config.enabled = enabled;
         let inst = Arc::new(Instance {
             config,
+            raw: old.raw.clone(),
             channel: old.channel.clone(),
             updated_at: Utc::now(),
         });
@@ -376,29 +495,189 @@ impl Notifier {
     }
 
     /// Dispatches `alert` to the group named `group`.
+    ///
+    /// After [`shutdown`](Notifier::shutdown) began this fails at once with
+    /// [`ErrorKind::ShutDown`](crate::ErrorKind::ShutDown).
     pub async fn dispatch(&self, group: &str, alert: &Alert) -> Result<DispatchReport> {
-        let g = self.group(group).ok_or_else(|| unknown_group(group))?;
-        let report = g.dispatch(alert).await;
-        let hook = self.hook.read().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(hook) = hook {
-            hook(alert, &report);
+        if self.inflight.closed.load(Ordering::SeqCst) {
+            return Err(shut_down());
         }
+        let g = self.group(group).ok_or_else(|| unknown_group(group))?;
+        let mut tracked = self.track(&g, alert);
+        let report = g.dispatch(alert).await;
+        tracked.finished = true;
+        drop(tracked);
+        self.notify(alert, &report);
         Ok(report)
     }
 
+    fn notify(&self, alert: &Alert, report: &DispatchReport) {
+        let hook = self.hook.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(hook) = hook {
+            hook(alert, report);
+        }
+    }
+
+    fn track(&self, g: &AlertGroup, alert: &Alert) -> Tracked {
+        let id = self.inflight.next.fetch_add(1, Ordering::Relaxed);
+        let instances = if g.is_enabled() {
+            g.members()
+                .iter()
+                .filter(|m| m.is_enabled())
+                .map(|m| m.name().to_owned())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let u = Undelivered {
+            group: g.name().to_owned(),
+            title: alert.title.clone(),
+            fingerprint: alert.fingerprint(),
+            instances,
+        };
+        self.inflight
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, u);
+        Tracked {
+            inflight: self.inflight.clone(),
+            id,
+            finished: false,
+        }
+    }
+
+    /// Stops taking alerts and finishes what is in flight: dispatches still
+    /// running (their retries included) get until `deadline` to finish, and
+    /// every rate-limit queue sends its whole backlog at its next free slot
+    /// (as digests) instead of spreading it out. Returns the alerts whose
+    /// dispatch had not finished by then (empty when everything finished);
+    /// their callers still get their reports when the dispatches end or are
+    /// dropped. Later dispatches fail with
+    /// [`ErrorKind::ShutDown`](crate::ErrorKind::ShutDown).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::{Alert, Config, ErrorKind, Http, Notifier};
+    /// use alertkit::testkit::recording_registry;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    ///                                    "groups": [{"name": "g", "instances": ["ops"]}]}"#).unwrap();
+    /// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    /// let left = notifier.shutdown(Duration::from_secs(5)).await;
+    /// assert!(left.is_empty());
+    /// let e = notifier.dispatch("g", &Alert::new("late")).await.unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::ShutDown);
+    /// # });
+    /// ```
+    pub async fn shutdown(&self, deadline: Duration) -> Vec<Undelivered> {
+        self.inflight.closed.store(true, Ordering::SeqCst);
+        self.limiter.flush();
+        let wait = async {
+            loop {
+                let idle = self.inflight.idle.notified();
+                tokio::pin!(idle);
+                idle.as_mut().enable();
+                if self.running().is_empty() {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(deadline, wait).await;
+        let left = self.running();
+        if !left.is_empty() {
+            tracing::warn!(
+                undelivered = left.len(),
+                "shutdown deadline passed with dispatches still running"
+            );
+        }
+        left
+    }
+
+    /// Whether [`shutdown`](Notifier::shutdown) was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.inflight.closed.load(Ordering::SeqCst)
+    }
+
+    fn running(&self) -> Vec<Undelivered> {
+        let running = self
+            .inflight
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut ids: Vec<&u64> = running.keys().collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|id| running.get(id).cloned())
+            .collect()
+    }
+
     /// Sends [`Alert::sample`] to one instance, enabled or not, and returns
-    /// its delivery: the "test" button of an admin UI.
+    /// its delivery: the "test" button of an admin UI. Same as
+    /// [`test_send_with`](Notifier::test_send_with) with the default options
+    /// (one attempt, no rate-limit queue, 10 s).
     pub async fn test_send(&self, instance: &str) -> Result<Delivery> {
-        let channel = self
-            .channel(instance)
-            .ok_or_else(|| unknown_instance(instance))?;
-        let member = Member::new(instance, channel);
-        let started = Instant::now();
-        let limit = crate::group::DEFAULT_MEMBER_TIMEOUT;
-        let result = tokio::time::timeout(limit, member.channel().send(&Alert::sample()))
+        self.test_send_with(instance, TestSendOptions::default())
             .await
-            .map_err(|_| limit);
-        Ok(Delivery::from_result(&member, started.elapsed(), result))
+    }
+
+    /// Sends [`Alert::sample`] to one instance, enabled or not, as `options`
+    /// say, and returns its delivery. The report goes to the
+    /// [`on_dispatch`](Notifier::on_dispatch) hook like any dispatch's, with
+    /// the group name `test:<instance>`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::{Config, Http, Notifier, Outcome, TestSendOptions};
+    /// use alertkit::testkit::recording_registry;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}]}"#).unwrap();
+    /// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    /// let d = notifier
+    ///     .test_send_with("ops", TestSendOptions::default().timeout(Duration::from_secs(3)))
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(d.outcome, Outcome::Delivered);
+    /// # });
+    /// ```
+    pub async fn test_send_with(
+        &self,
+        instance: &str,
+        options: TestSendOptions,
+    ) -> Result<Delivery> {
+        let inst = self
+            .snapshot()
+            .instances
+            .get(instance)
+            .cloned()
+            .ok_or_else(|| unknown_instance(instance))?;
+        let channel = match (options.retry, options.rate_limit) {
+            (true, true) => inst.channel.clone(),
+            (false, false) => inst.raw.clone(),
+            (retry, rate_limit) => {
+                let mut policy = inst.config.policy.clone();
+                if !retry {
+                    policy.retry = crate::policy::Toggle::Off;
+                }
+                if !rate_limit {
+                    policy.rate_limit = crate::policy::Toggle::Off;
+                }
+                policy.apply(inst.raw.clone(), &self.limiter)
+            }
+        };
+        let member = Member::new(instance, channel);
+        let alert = Alert::sample();
+        let started = Instant::now();
+        let result = tokio::time::timeout(options.timeout, member.channel().send(&alert))
+            .await
+            .map_err(|_| options.timeout);
+        let delivery = Delivery::from_result(&member, started.elapsed(), result);
+        let report = DispatchReport::new(format!("test:{instance}"), vec![delivery.clone()]);
+        self.notify(&alert, &report);
+        Ok(delivery)
     }
 
     /// What `instance` would send for `alert`, without sending.
@@ -461,6 +740,26 @@ impl Notifier {
 
 fn unknown_instance(name: &str) -> Error {
     Error::config("name", format!("no instance named {name:?}")).with_instance(name)
+}
+
+fn shut_down() -> Error {
+    Error::new(
+        crate::ErrorKind::ShutDown,
+        "the notifier is shut down and takes no more alerts",
+    )
+    .with_retryable(false)
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        let queued = self.limiter.waiting_total();
+        if queued > 0 && !self.is_shut_down() {
+            tracing::error!(
+                queued,
+                "notifier dropped without shutdown while alerts waited in rate-limit queues; they are still sent while the runtime runs, but may be lost when it stops (call Notifier::shutdown)"
+            );
+        }
+    }
 }
 
 fn unknown_group(name: &str) -> Error {

@@ -88,6 +88,12 @@ async fn sliding_windows_in_redis() {
 }
 
 fn dispatcher(state: RedisState, fake: &FakeDingTalk, repeat: bool) -> Notifier {
+    let n = Notifier::with_state(recording_registry(), Http::new(), Arc::new(state));
+    n.apply(&dispatcher_config(fake, repeat)).unwrap();
+    n
+}
+
+fn dispatcher_config(fake: &FakeDingTalk, repeat: bool) -> Config {
     let mut policy = PolicyConfig::off();
     let mut rl = RateLimitPolicy::default();
     rl.rates = Some(vec![RateSpec {
@@ -99,16 +105,13 @@ fn dispatcher(state: RedisState, fake: &FakeDingTalk, repeat: bool) -> Notifier 
     if repeat {
         g.repeat_interval_secs = Some(300);
     }
-    let config = Config::default()
+    Config::default()
         .with_instance(
             InstanceConfig::new("ding", "dingtalk")
                 .param("webhook", fake.webhook("tok"))
                 .policy(policy),
         )
-        .with_group(g);
-    let n = Notifier::with_state(recording_registry(), Http::new(), Arc::new(state));
-    n.apply(&config).unwrap();
-    n
+        .with_group(g)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,4 +192,164 @@ async fn two_dispatchers_share_one_dedup_window() {
         GroupStatus::Delivered
     );
     assert_eq!(fake.accepted().len(), 2);
+}
+
+fn signal(r: &Redis, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &r.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+/// Redis killed mid-run: alerting goes on (this process's own budget), and
+/// picks Redis up again when a server is back on the same port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_redis_never_stops_alerting() {
+    let mut r = redis().await;
+    let fake = FakeDingTalk::start().await;
+    fake.add_robot("tok", RobotSpec::default());
+    let state = RedisState::connect(&r.url, "t4")
+        .await
+        .unwrap()
+        .timeout(Duration::from_millis(300));
+    let n = dispatcher(state, &fake, true);
+    let alert = |i: u32| Alert::new(format!("outage-{i}"));
+    assert_eq!(
+        n.dispatch("g", &alert(0)).await.unwrap().status,
+        GroupStatus::Delivered
+    );
+    r.child.kill().unwrap();
+    r.child.wait().unwrap();
+    for i in 1..4 {
+        let report = n.dispatch("g", &alert(i)).await.unwrap();
+        assert_eq!(report.status, GroupStatus::Delivered, "{report:?}");
+    }
+    // Dedup falls back to this process's records: a repeat is still suppressed.
+    assert_eq!(
+        n.dispatch("g", &alert(1)).await.unwrap().status,
+        GroupStatus::Suppressed
+    );
+    assert_eq!(fake.accepted().len(), 4);
+}
+
+/// Redis paused (SIGSTOP: connections open, no answers): each call gives
+/// up after the time limit and the alert goes out; resumed, Redis is used again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_never_stops_alerting() {
+    let r = redis().await;
+    let fake = FakeDingTalk::start().await;
+    fake.add_robot("tok", RobotSpec::default());
+    let state = Arc::new(
+        RedisState::connect(&r.url, "t5")
+            .await
+            .unwrap()
+            .timeout(Duration::from_millis(300)),
+    );
+    let n = Notifier::with_state(recording_registry(), Http::new(), state.clone());
+    n.apply(&dispatcher_config(&fake, false)).unwrap();
+    signal(&r, "-STOP");
+    let started = std::time::Instant::now();
+    let report = n.dispatch("g", &Alert::new("paused")).await.unwrap();
+    assert_eq!(report.status, GroupStatus::Delivered, "{report:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(state.in_outage());
+    signal(&r, "-CONT");
+    let mut back = false;
+    for i in 0..20 {
+        let report = n
+            .dispatch("g", &Alert::new(format!("resumed-{i}")))
+            .await
+            .unwrap();
+        assert_eq!(report.status, GroupStatus::Delivered);
+        if !state.in_outage() {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(back, "redis was used again after it resumed");
+}
+
+/// A host that chose fail-closed gets failures, not sends past an unknown budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_closed_is_a_choice() {
+    let mut r = redis().await;
+    let fake = FakeDingTalk::start().await;
+    fake.add_robot("tok", RobotSpec::default());
+    let state = RedisState::connect(&r.url, "t6")
+        .await
+        .unwrap()
+        .timeout(Duration::from_millis(300))
+        .fail_closed();
+    let n = Notifier::with_state(recording_registry(), Http::new(), Arc::new(state));
+    n.apply(&dispatcher_config(&fake, false)).unwrap();
+    r.child.kill().unwrap();
+    r.child.wait().unwrap();
+    let report = n.dispatch("g", &Alert::new("closed")).await.unwrap();
+    assert_eq!(report.status, GroupStatus::Failed, "{report:?}");
+    assert!(fake.accepted().is_empty());
+}
+
+/// An entry scored in the future (Redis's clock stepped back, a bad entry)
+/// never freezes a destination: it is dropped and the slot is taken.
+#[tokio::test]
+async fn a_future_entry_does_not_freeze_a_destination() {
+    let r = redis().await;
+    let s = RedisState::connect(&r.url, "t7").await.unwrap();
+    let client = redis::Client::open(r.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let (secs, _): (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    let future = (secs + 3600) * 1000;
+    let _: () = redis::cmd("ZADD")
+        .arg("t7:rl:k:0")
+        .arg(future)
+        .arg("bogus")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let got = s.acquire("k", &[Rate::per_minute(1)]).await.unwrap();
+    assert_eq!(got, Slot::Taken { remaining: 0 });
+    // A real wait is never longer than the window.
+    match s.acquire("k", &[Rate::per_minute(1)]).await.unwrap() {
+        Slot::Wait(w) => assert!(w <= Duration::from_secs(60), "{w:?}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// 100 concurrent identical alerts from two replicas: one delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_in_redis_is_atomic() {
+    let r = redis().await;
+    let fake = FakeDingTalk::start().await;
+    fake.add_robot("tok", RobotSpec::default());
+    let mk = || async {
+        let n = Notifier::with_state(
+            recording_registry(),
+            Http::new(),
+            Arc::new(RedisState::connect(&r.url, "t8").await.unwrap()),
+        );
+        n.apply(&dispatcher_config(&fake, true)).unwrap();
+        Arc::new(n)
+    };
+    let (a, b) = (mk().await, mk().await);
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let n = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { n.dispatch("g", &Alert::new("same")).await.unwrap() })
+        })
+        .collect();
+    let mut delivered = 0;
+    for t in tasks {
+        if t.await.unwrap().status == GroupStatus::Delivered {
+            delivered += 1;
+        }
+    }
+    assert_eq!(delivered, 1);
+    assert_eq!(fake.accepted().len(), 1);
 }

@@ -30,7 +30,7 @@ pub use rate_limit::{Limiter, RateLimitPolicy, RateLimited, RateSpec, digest};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_state::RedisState;
 pub use retry::{RetryPolicy, Retrying};
-pub use state::{MemoryState, SharedState, Slot};
+pub use state::{Claim, MemoryState, SharedState, Slot};
 
 use crate::channel::AlertChannel;
 

@@ -19,7 +19,7 @@
 //! [`ErrorKind::RateLimited`] error saying so; nothing is dropped silently.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -85,6 +85,7 @@ struct Queue {
 pub struct Limiter {
     state: Arc<dyn SharedState>,
     queues: Mutex<HashMap<String, Queue>>,
+    flushing: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -103,7 +104,24 @@ impl Limiter {
         Limiter {
             state,
             queues: Mutex::new(HashMap::new()),
+            flushing: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Alerts waiting in every destination's queue now.
+    pub fn waiting_total(&self) -> usize {
+        let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        queues
+            .values()
+            .map(|q| q.waiting.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// From now on, every queue sends its whole backlog at its next free
+    /// slot (as digests where digests are on) instead of spreading it over
+    /// the window: what a host shutting down wants.
+    pub fn flush(&self) {
+        self.flushing.store(true, Ordering::SeqCst);
     }
 
     /// Alerts waiting for `destination` now.
@@ -116,6 +134,12 @@ impl Limiter {
 
     fn submit(&self, key: &str, job: Job, bound: usize) -> Result<()> {
         let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        // A queue's worker runs on the runtime of the send that created it;
+        // when that runtime is gone (a sync host's `block_on`, a test
+        // runtime), the worker is too: start a new one on the caller's.
+        if queues.get(key).is_some_and(|q| q.tx.is_closed()) {
+            queues.remove(key);
+        }
         let q = queues.entry(key.to_owned()).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             let waiting = Arc::new(AtomicUsize::new(0));
@@ -124,6 +148,7 @@ impl Limiter {
                 self.state.clone(),
                 rx,
                 waiting.clone(),
+                self.flushing.clone(),
             ));
             Queue { tx, waiting }
         });
@@ -204,11 +229,23 @@ pub fn digest(alerts: &[&Alert]) -> Alert {
     d
 }
 
+/// The longest a worker sleeps on one `Wait` before asking the state again:
+/// a bad entry in a shared store or a clock step there must not freeze a
+/// destination until restart.
+const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// Whether two jobs go out through the same channel, so one digest message
+/// reaches exactly the recipients both alerts were meant for.
+fn same_channel(a: &Job, b: &Job) -> bool {
+    std::ptr::addr_eq(Arc::as_ptr(&a.channel), Arc::as_ptr(&b.channel))
+}
+
 async fn worker(
     key: String,
     state: Arc<dyn SharedState>,
     mut rx: mpsc::UnboundedReceiver<Job>,
     waiting: Arc<AtomicUsize>,
+    flushing: Arc<AtomicBool>,
 ) {
     let mut queue: VecDeque<Job> = VecDeque::new();
     loop {
@@ -227,7 +264,7 @@ async fn worker(
                 Ok(Slot::Taken { remaining }) => break Ok(remaining),
                 Ok(Slot::Wait(wait)) => {
                     // Keep collecting while waiting: that backlog is what gets coalesced.
-                    let sleep = tokio::time::sleep(wait);
+                    let sleep = tokio::time::sleep(wait.min(MAX_WAIT));
                     tokio::pin!(sleep);
                     loop {
                         tokio::select! {
@@ -248,8 +285,9 @@ async fn worker(
         let remaining = match slot {
             Ok(r) => r as usize,
             Err(e) => {
-                // The shared state is unreachable: fail the waiting alerts
-                // (retryable) rather than send past an unknown budget.
+                // The shared state failed and was configured to fail closed:
+                // fail the waiting alerts (retryable) rather than send past
+                // an unknown budget.
                 waiting.fetch_sub(queue.len(), Ordering::SeqCst);
                 for job in queue.drain(..) {
                     let _ = job.reply.send(Err(e.clone()));
@@ -257,18 +295,41 @@ async fn worker(
                 continue;
             }
         };
-        let (digest_on, max_text) = queue.front().map_or((false, 0), |j| (j.digest, j.max_text));
-        let take = if !digest_on || queue.len() <= remaining + 1 {
-            1
-        } else {
-            (queue.len() - remaining)
-                .min(digest_capacity(max_text))
-                .max(1)
-        };
-        let batch: Vec<Job> = queue.drain(..take.min(queue.len())).collect();
+        let batch = take_batch(&mut queue, remaining, flushing.load(Ordering::SeqCst));
         waiting.fetch_sub(batch.len(), Ordering::SeqCst);
         send_batch(batch).await;
     }
+}
+
+/// The next message's alerts: the oldest job, and, when the backlog
+/// outgrows the slots left (or the host is flushing), the following jobs of
+/// the same channel, up to a digest's capacity. Jobs of other channels
+/// sharing this destination's budget keep their place in the queue.
+fn take_batch(queue: &mut VecDeque<Job>, remaining: usize, flushing: bool) -> Vec<Job> {
+    let Some(first) = queue.pop_front() else {
+        return Vec::new();
+    };
+    let want = if !first.digest || (!flushing && queue.len() <= remaining) {
+        1
+    } else if flushing {
+        digest_capacity(first.max_text)
+    } else {
+        (queue.len() + 1 - remaining)
+            .min(digest_capacity(first.max_text))
+            .max(1)
+    };
+    let mut batch = vec![first];
+    let mut i = 0;
+    while batch.len() < want && i < queue.len() {
+        if same_channel(&batch[0], &queue[i]) {
+            if let Some(j) = queue.remove(i) {
+                batch.push(j);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    batch
 }
 
 async fn send_batch(mut batch: Vec<Job>) {

@@ -12,6 +12,9 @@ use tokio::time::Instant;
 use crate::channel::Rate;
 use crate::error::Result;
 
+/// A `keep` too long for the clock is kept this long instead.
+const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// The answer to a request for a send slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -45,19 +48,125 @@ pub trait SharedState: Send + Sync + std::fmt::Debug + 'static {
         at: DateTime<Utc>,
         keep: Duration,
     ) -> Result<()>;
+
+    /// Atomically: unless `state` was recorded under `key` less than
+    /// `interval` before `at`, records it at `at` (kept `interval`) and
+    /// grants the send; otherwise says when the record was made. Of many
+    /// concurrent identical claims exactly one is granted. A send that then
+    /// fails hands its claim back with [`release`](SharedState::release).
+    ///
+    /// The default is a read then a write, which is not atomic: stores that
+    /// can (both built-in ones do) override it.
+    async fn claim(
+        &self,
+        key: &str,
+        state: &str,
+        at: DateTime<Utc>,
+        interval: Duration,
+    ) -> Result<Claim> {
+        let previous = self.last_delivery(key).await?;
+        if let Some((s, t)) = &previous
+            && s == state
+            && (at - *t).to_std().unwrap_or_default() < interval
+        {
+            return Ok(Claim::Held { at: *t });
+        }
+        self.record_delivery(key, state, at, interval).await?;
+        Ok(Claim::Granted { previous })
+    }
+
+    /// Undoes a granted [`claim`](SharedState::claim) made at `at` whose
+    /// send failed: puts `previous` back (or removes the record), unless
+    /// another claim replaced it meanwhile.
+    async fn release(
+        &self,
+        key: &str,
+        at: DateTime<Utc>,
+        previous: Option<(String, DateTime<Utc>)>,
+        keep: Duration,
+    ) -> Result<()> {
+        let _ = at;
+        match previous {
+            Some((s, t)) => self.record_delivery(key, &s, t, keep).await,
+            None => {
+                self.record_delivery(key, "", at, Duration::from_millis(1))
+                    .await
+            }
+        }
+    }
 }
 
-/// The in-process default.
+/// The answer to [`SharedState::claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Claim {
+    /// Send it; `previous` is the record this claim replaced.
+    Granted {
+        /// The record before this claim, to restore if the send fails.
+        previous: Option<(String, DateTime<Utc>)>,
+    },
+    /// The same state was recorded at `at`, less than the interval ago (or
+    /// is being sent right now).
+    Held {
+        /// When the holding record was made.
+        at: DateTime<Utc>,
+    },
+}
+
+/// The in-process default. Dedup records expire after their `keep`, so a
+/// long-running host's memory stays flat over any number of distinct alerts.
 #[derive(Debug, Default)]
 pub struct MemoryState {
     windows: Mutex<HashMap<String, Vec<VecDeque<Instant>>>>,
-    deliveries: Mutex<HashMap<String, (String, DateTime<Utc>)>>,
+    deliveries: Mutex<Records>,
+}
+
+#[derive(Debug, Default)]
+struct Records {
+    map: HashMap<String, Record>,
+    /// Sweep expired records when the map grows past this.
+    sweep_at: usize,
+}
+
+#[derive(Debug)]
+struct Record {
+    state: String,
+    at: DateTime<Utc>,
+    expires: Instant,
+}
+
+impl Records {
+    fn live(&self, key: &str, now: Instant) -> Option<&Record> {
+        self.map.get(key).filter(|r| r.expires > now)
+    }
+
+    fn insert(&mut self, key: &str, record: Record, now: Instant) {
+        self.map.insert(key.to_owned(), record);
+        if self.map.len() > self.sweep_at {
+            self.map.retain(|_, r| r.expires > now);
+            // Amortized: the next sweep waits until the live set doubles.
+            self.sweep_at = (self.map.len() * 2).max(1024);
+        }
+    }
 }
 
 impl MemoryState {
     /// An empty store.
     pub fn new() -> Self {
         MemoryState::default()
+    }
+
+    /// Dedup records held now, expired ones not yet swept included.
+    pub fn dedup_records(&self) -> usize {
+        self.deliveries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .len()
+    }
+
+    fn records(&self) -> std::sync::MutexGuard<'_, Records> {
+        self.deliveries.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -95,11 +204,9 @@ impl SharedState for MemoryState {
 
     async fn last_delivery(&self, key: &str) -> Result<Option<(String, DateTime<Utc>)>> {
         Ok(self
-            .deliveries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned())
+            .records()
+            .live(key, Instant::now())
+            .map(|r| (r.state.clone(), r.at)))
     }
 
     async fn record_delivery(
@@ -107,12 +214,64 @@ impl SharedState for MemoryState {
         key: &str,
         state: &str,
         at: DateTime<Utc>,
-        _keep: Duration,
+        keep: Duration,
     ) -> Result<()> {
-        self.deliveries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_owned(), (state.to_owned(), at));
+        let now = Instant::now();
+        let record = Record {
+            state: state.to_owned(),
+            at,
+            expires: now.checked_add(keep).unwrap_or(now + YEAR),
+        };
+        self.records().insert(key, record, now);
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        key: &str,
+        state: &str,
+        at: DateTime<Utc>,
+        interval: Duration,
+    ) -> Result<Claim> {
+        let now = Instant::now();
+        let mut records = self.records();
+        let previous = records.live(key, now).map(|r| (r.state.clone(), r.at));
+        if let Some((s, t)) = &previous
+            && s == state
+            && (at - *t).to_std().unwrap_or_default() < interval
+        {
+            return Ok(Claim::Held { at: *t });
+        }
+        let record = Record {
+            state: state.to_owned(),
+            at,
+            expires: now.checked_add(interval).unwrap_or(now + YEAR),
+        };
+        records.insert(key, record, now);
+        Ok(Claim::Granted { previous })
+    }
+
+    async fn release(
+        &self,
+        key: &str,
+        at: DateTime<Utc>,
+        previous: Option<(String, DateTime<Utc>)>,
+        keep: Duration,
+    ) -> Result<()> {
+        let now = Instant::now();
+        let mut records = self.records();
+        if records.map.get(key).is_none_or(|r| r.at != at) {
+            return Ok(());
+        }
+        match previous {
+            Some((state, at)) => {
+                let expires = now.checked_add(keep).unwrap_or(now + YEAR);
+                records.insert(key, Record { state, at, expires }, now);
+            }
+            None => {
+                records.map.remove(key);
+            }
+        }
         Ok(())
     }
 }
