@@ -58,6 +58,10 @@ fn builder() -> reqwest::ClientBuilder {
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
         .tcp_nodelay(true)
+        // Never follow: a redirect would carry secret headers to another
+        // host, turn a POST into an empty GET, and skip the URL checks. A
+        // 3xx answer is a failure naming where it pointed.
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("alertkit/", env!("CARGO_PKG_VERSION")))
 }
 
@@ -307,6 +311,7 @@ pub fn redact_url(url: &Url) -> String {
 /// What a platform answered: status, the `Retry-After` it asked for, and
 /// the body parsed as JSON (`Null` when it was not JSON).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Reply {
     /// HTTP status.
     pub status: StatusCode,
@@ -314,9 +319,21 @@ pub struct Reply {
     pub retry_after: Option<Duration>,
     /// The body as JSON.
     pub body: serde_json::Value,
+    /// The `Location` of a redirect, redacted like every URL alertkit shows.
+    pub location: Option<String>,
 }
 
 impl Reply {
+    /// An answer with `status` and `body` (for channels' tests and fakes).
+    pub fn new(status: StatusCode, body: serde_json::Value) -> Self {
+        Reply {
+            status,
+            retry_after: None,
+            body,
+            location: None,
+        }
+    }
+
     /// The body's `errcode`/`code`/`StatusCode`, as a string (numbers and
     /// strings alike), the first one present.
     pub fn code(&self) -> Option<String> {
@@ -414,6 +431,9 @@ pub const MAX_REPLY: usize = 1 << 20;
 async fn read_reply(mut resp: reqwest::Response, url: &Url) -> Result<Reply> {
     let status = resp.status();
     let retry_after = parse_retry_after(resp.headers());
+    let location = status
+        .is_redirection()
+        .then(|| redacted_location(resp.headers(), url));
     // Chunk by chunk rather than `bytes()`: its future, held in every
     // send's, is several times larger, and this one stops at MAX_REPLY.
     // Platform answers mostly come in one chunk, parsed where it lies.
@@ -437,7 +457,17 @@ async fn read_reply(mut resp: reqwest::Response, url: &Url) -> Result<Reply> {
         status,
         retry_after,
         body,
+        location,
     })
+}
+
+/// A redirect's `Location`, resolved against the request URL and redacted.
+fn redacted_location(headers: &HeaderMap, url: &Url) -> String {
+    headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| url.join(v).ok())
+        .map_or_else(|| "(no usable Location)".to_owned(), |u| redact_url(&u))
 }
 
 /// `Retry-After: <seconds>` (HTTP dates are rare on these APIs and ignored).
@@ -469,6 +499,15 @@ pub fn transport_error(e: reqwest::Error, url: &Url) -> Error {
 /// JSON, or no code): retryable for 5xx, 408 and 429, permanent otherwise.
 pub fn unexpected_reply(reply: &Reply) -> Error {
     let s = reply.status.as_u16();
+    if reply.status.is_redirection() {
+        let to = reply.location.as_deref().unwrap_or("(no Location)");
+        return Error::new(
+            ErrorKind::Platform,
+            format!("redirected (HTTP {s}) to {to}; redirects are not followed"),
+        )
+        .with_code(format!("HTTP {s}"))
+        .with_retryable(false);
+    }
     let (kind, retryable) = match s {
         429 => (ErrorKind::RateLimited, true),
         408 => (ErrorKind::Timeout, true),
@@ -661,6 +700,7 @@ mod tests {
         let r = |body| Reply {
             status: StatusCode::OK,
             retry_after: None,
+            location: None,
             body,
         };
         assert_eq!(

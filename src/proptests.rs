@@ -57,11 +57,7 @@ fn arb_json() -> impl Strategy<Value = Value> {
 }
 
 fn reply(status: u16, body: Value) -> Reply {
-    Reply {
-        status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-        retry_after: None,
-        body,
-    }
+    Reply::new(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)
 }
 
 proptest! {

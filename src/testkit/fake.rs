@@ -30,6 +30,16 @@ pub enum Fault {
     /// Read the request, then close the connection without answering (the
     /// request is recorded with status 0).
     Drop,
+    /// Any status, headers and raw body: an HTML error page under 200, an
+    /// empty body, a redirect with its `Location` (recorded as not accepted).
+    Raw {
+        /// HTTP status.
+        status: u16,
+        /// Headers, e.g. `("location", "https://elsewhere/")`.
+        headers: Vec<(String, String)>,
+        /// The body as sent.
+        body: String,
+    },
 }
 
 impl Fault {
@@ -271,6 +281,7 @@ impl<P: Platform> Respond for Handler<P> {
         let query: BTreeMap<String, String> = req.url.query_pairs().into_owned().collect();
         let path = req.url.path().to_owned();
         let mut delay = None;
+        let mut raw = None;
         let fault = s
             .next_fault(&path)
             .and_then(|i| s.faults.remove(i))
@@ -285,10 +296,20 @@ impl<P: Platform> Respond for Handler<P> {
                 delay = Some(Duration::from_secs(3600));
                 s.platform.handle(req, &query)
             }
+            Some(Fault::Raw {
+                status,
+                headers,
+                body,
+            }) => {
+                raw = Some((headers, body));
+                (status, Value::Null)
+            }
             None => s.platform.handle(req, &query),
         };
-        let accepted =
-            (200..300).contains(&status) && !failed(&answer) && s.platform.is_message(&path);
+        let accepted = raw.is_none()
+            && (200..300).contains(&status)
+            && !failed(&answer)
+            && s.platform.is_message(&path);
         s.records.push(Recorded {
             query,
             headers: req
@@ -303,7 +324,16 @@ impl<P: Platform> Respond for Handler<P> {
             answer: answer.clone(),
             accepted,
         });
-        let mut t = ResponseTemplate::new(status).set_body_json(answer);
+        let mut t = match raw {
+            Some((headers, body)) => {
+                let mut t = ResponseTemplate::new(status).set_body_raw(body, "text/html");
+                for (k, v) in headers {
+                    t = t.insert_header(k.as_str(), v.as_str());
+                }
+                t
+            }
+            None => ResponseTemplate::new(status).set_body_json(answer),
+        };
         if let Some(d) = delay {
             t = t.set_delay(d);
         }

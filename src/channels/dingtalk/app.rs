@@ -130,9 +130,21 @@ impl App {
                 out.request();
                 match self.call("v1.0/robot/oToMessages/batchSend", &body).await {
                     Ok(reply) => {
-                        let invalid = ids(&reply.body, "invalidStaffIdList");
-                        let flow = ids(&reply.body, "flowControlledStaffIdList");
-                        out.delivered(pending.len() - invalid.len() - flow.len(), None);
+                        // Only ids of this batch count, each once: an answer
+                        // listing others (or one twice) cannot make a delivery
+                        // look partial or the count underflow.
+                        let mut invalid = ids(&reply.body, "invalidStaffIdList");
+                        invalid.retain(|id| pending.contains(id));
+                        invalid.sort_unstable();
+                        invalid.dedup();
+                        let mut flow = ids(&reply.body, "flowControlledStaffIdList");
+                        flow.retain(|id| pending.contains(id) && !invalid.contains(id));
+                        flow.sort_unstable();
+                        flow.dedup();
+                        out.delivered(
+                            pending.len().saturating_sub(invalid.len() + flow.len()),
+                            None,
+                        );
                         let note = (!invalid.is_empty())
                             .then(|| format!("invalid user ids: {}", invalid.join(", ")));
                         out.rejected(invalid, note);

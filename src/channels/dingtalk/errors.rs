@@ -12,7 +12,9 @@ const RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 /// Classifies an `errcode` answer of the robot and legacy APIs. `None` for 0.
 pub(crate) fn classify_errcode(reply: &Reply) -> Option<Error> {
     if reply.code_is_zero() {
-        return None;
+        // `errcode 0` under a non-2xx status is no success (a proxy, a
+        // broken gateway): the status wins.
+        return (!reply.status.is_success()).then(|| crate::http::unexpected_reply(reply));
     }
     let Some(code) = reply.code() else {
         return Some(crate::http::unexpected_reply(reply));
@@ -71,7 +73,9 @@ fn security_kind(lower: &str) -> ErrorKind {
 /// string `code`. `None` for success.
 pub(crate) fn classify_new_api(reply: &Reply) -> Option<Error> {
     if reply.status.is_success() {
-        return None;
+        // Success answers are JSON objects; an HTML page or an empty body
+        // under 200 (a proxy, a portal) is no delivery.
+        return (!reply.body.is_object()).then(|| crate::http::unexpected_reply(reply));
     }
     let Some(code) = reply
         .body
@@ -121,6 +125,7 @@ mod tests {
         Reply {
             status: StatusCode::OK,
             retry_after: None,
+            location: None,
             body,
         }
     }
@@ -233,6 +238,7 @@ mod tests {
         let r = |status: u16, code: &str| Reply {
             status: StatusCode::from_u16(status).unwrap(),
             retry_after: None,
+            location: None,
             body: json!({"code": code, "message": "m", "requestid": "r"}),
         };
         let k = |status, code| {
@@ -272,6 +278,7 @@ mod tests {
             classify_new_api(&Reply {
                 status: StatusCode::OK,
                 retry_after: None,
+                location: None,
                 body: json!({})
             })
             .is_none()

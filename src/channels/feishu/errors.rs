@@ -10,24 +10,24 @@ pub(crate) const TOKEN_CODES: [&str; 3] = ["99991663", "99991668", "99991661"];
 
 /// Classifies an answer by `code` (falling back to `StatusCode`). `None` for 0.
 pub(crate) fn classify(reply: &Reply) -> Option<Error> {
+    // Every answer Feishu documents carries an integer `code` (or, from
+    // old bots, `StatusCode`); `{}`, `true` or `19024.0` are not success.
     let code = reply
         .body
         .get("code")
         .or_else(|| reply.body.get("StatusCode"))
-        .and_then(|c| {
-            c.as_i64()
-                .map(|n| n.to_string())
-                .or_else(|| c.as_str().map(str::to_owned))
+        .and_then(|c| match c {
+            serde_json::Value::Number(n) => {
+                Some(n.as_i64().map_or_else(|| n.to_string(), |i| i.to_string()))
+            }
+            serde_json::Value::String(s) => Some(s.clone()),
+            _ => None,
         });
     let Some(code) = code else {
-        if reply.status.is_success() {
-            // Some success answers carry neither field (an empty `{}`).
-            return (!reply.body.is_object()).then(|| crate::http::unexpected_reply(reply));
-        }
         return Some(crate::http::unexpected_reply(reply));
     };
     if code == "0" {
-        return None;
+        return (!reply.status.is_success()).then(|| crate::http::unexpected_reply(reply));
     }
     let msg = reply.message();
     let lower = msg.to_lowercase();
@@ -70,6 +70,7 @@ mod tests {
         let r = Reply {
             status: StatusCode::from_u16(status).unwrap(),
             retry_after: None,
+            location: None,
             body,
         };
         classify(&r).map(|e| (e.kind(), e.is_retryable()))

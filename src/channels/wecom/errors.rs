@@ -11,7 +11,8 @@ pub(crate) const TOKEN_CODES: [&str; 4] = ["40014", "42001", "41001", "40001"];
 /// Classifies an `errcode` answer. `None` for 0.
 pub(crate) fn classify(reply: &Reply) -> Option<Error> {
     if reply.code_is_zero() {
-        return None;
+        // `errcode 0` under a non-2xx status is no success: the status wins.
+        return (!reply.status.is_success()).then(|| crate::http::unexpected_reply(reply));
     }
     let Some(code) = reply.code() else {
         return Some(crate::http::unexpected_reply(reply));
@@ -54,6 +55,7 @@ mod tests {
         let r = Reply {
             status: StatusCode::OK,
             retry_after: None,
+            location: None,
             body: json!({"errcode": code, "errmsg": "x, hint: [1688], from ip: 1.1.1.1, more info at https://open.work.weixin.qq.com/devtool/query?e=1"}),
         };
         let e = classify(&r).expect("error");
