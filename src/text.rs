@@ -1,5 +1,8 @@
 //! Size limits: truncating text on UTF-8 boundaries with a visible marker.
 
+use std::borrow::Cow;
+
+use crate::alert::{Alert, Mention};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Cuts `s` to at most `max` bytes on a char boundary, ending with
@@ -101,6 +104,207 @@ pub(crate) fn limit_chars(s: &str, n: usize) -> String {
     }
 }
 
+/// At most `max` bytes of `s` on a char boundary, ending in `…` when cut
+/// (for one-line parts: titles, names, field values).
+pub(crate) fn cut_line(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut cut = max.saturating_sub('…'.len_utf8());
+    while cut > 0 && !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &s[..cut])
+}
+
+/// The longest URL kept: a cut URL is a broken one, so longer ones are left out.
+const MAX_URL: usize = 2048;
+
+/// `alert` with every part bounded for a message of about `max` bytes, so
+/// that no single part (a 30 KB title, 60 long fields, hundreds of links or
+/// mentions) can make the message unsendable: the title to a tenth of the
+/// budget (64–512 bytes), fields to a third (each value cut with `…`, the
+/// rest summed up in a last "…" field), links and labels to a fifth and an
+/// eighth, mentions to an eighth (`@all` kept), the body to twice the budget
+/// (the channel's own fitting cuts it exactly, with its marker). Borrowed
+/// when everything is within bounds, which is the common case. The notes
+/// say what was cut.
+pub(crate) fn fit_alert(alert: &Alert, max: usize) -> (Cow<'_, Alert>, Vec<String>) {
+    let b = Budget::new(max);
+    if b.fits(alert) {
+        return (Cow::Borrowed(alert), Vec::new());
+    }
+    let mut notes = Vec::new();
+    let mut a = Alert::new(cut_line(&alert.title, b.title));
+    if a.title.len() < alert.title.len() {
+        notes.push(format!(
+            "title cut to {} of {} bytes",
+            a.title.len(),
+            alert.title.len()
+        ));
+    }
+    a.severity = alert.severity;
+    a.state = alert.state;
+    a.occurred_at = alert.occurred_at;
+    a.dedup_key = alert.dedup_key.clone();
+    if alert.body.len() > b.body {
+        a.body = truncate_marked(&alert.body, b.body).0;
+        notes.push(format!(
+            "body of {} bytes cut before rendering",
+            alert.body.len()
+        ));
+    } else {
+        a.body = alert.body.clone();
+    }
+    a.job = alert.job.as_ref().map(|j| {
+        let mut j = j.clone();
+        j.name = cut_line(&j.name, b.name);
+        j.id = j.id.map(|v| cut_line(&v, b.name));
+        j.cluster = j.cluster.map(|v| cut_line(&v, b.name));
+        j.error = j.error.map(|v| truncate_marked(&v, b.fields / 2).0);
+        if j.url.as_ref().is_some_and(|u| u.len() > MAX_URL) {
+            j.url = None;
+            notes.push("job URL left out: longer than 2048 bytes".to_owned());
+        }
+        j
+    });
+    let mut used = 0usize;
+    for (i, (k, v)) in alert.fields.iter().enumerate() {
+        let per = (b.fields / alert.fields.len().max(1)).max(128);
+        let (k, v) = (cut_line(k, b.name), cut_line(v, per));
+        used = used.saturating_add(k.len() + v.len());
+        // Room is kept for the closing "… N more fields omitted" row.
+        if used.saturating_add(40) > b.fields && i + 1 < alert.fields.len() || used > b.fields {
+            let left = alert.fields.len() - i;
+            a.fields
+                .push(("…".to_owned(), format!("{left} more fields omitted")));
+            notes.push(format!("{left} of {} fields omitted", alert.fields.len()));
+            break;
+        }
+        a.fields.push((k, v));
+    }
+    if a.fields.len() == alert.fields.len() && a.fields != alert.fields {
+        notes.push("long field values cut".to_owned());
+    }
+    let mut used = 0usize;
+    for (k, v) in &alert.labels {
+        let (k, v) = (cut_line(k, b.name), cut_line(v, b.name));
+        used = used.saturating_add(k.len() + v.len());
+        if used > b.labels {
+            notes.push("labels omitted past the message's budget".to_owned());
+            break;
+        }
+        a.labels.insert(k, v);
+    }
+    let (mut used, mut dropped) = (0usize, 0usize);
+    for l in &alert.links {
+        let title = cut_line(&l.title, b.name);
+        used = used.saturating_add(title.len() + l.url.len());
+        if l.url.len() > MAX_URL || used > b.links {
+            dropped += 1;
+            continue;
+        }
+        a.links.push(crate::alert::Link {
+            title,
+            url: l.url.clone(),
+        });
+    }
+    if dropped > 0 {
+        notes.push(format!(
+            "{dropped} of {} links omitted (too long, or past the message's budget)",
+            alert.links.len()
+        ));
+    }
+    let (mut used, mut dropped) = (0usize, 0usize);
+    for m in &alert.mentions {
+        let len = match m {
+            Mention::All => 0,
+            Mention::Mobile(x) | Mention::UserId(x) | Mention::Email(x) => x.len() + 16,
+        };
+        used = used.saturating_add(len);
+        if len > b.name || used > b.mentions {
+            dropped += 1;
+            continue;
+        }
+        a.mentions.push(m.clone());
+    }
+    if dropped > 0 {
+        notes.push(format!(
+            "{dropped} of {} mentions omitted past the message's budget",
+            alert.mentions.len()
+        ));
+    }
+    (Cow::Owned(a), notes)
+}
+
+/// Byte budgets of [`fit_alert`].
+struct Budget {
+    title: usize,
+    name: usize,
+    body: usize,
+    fields: usize,
+    labels: usize,
+    links: usize,
+    mentions: usize,
+}
+
+impl Budget {
+    fn new(max: usize) -> Self {
+        Budget {
+            title: (max / 10).clamp(64, 512),
+            name: 256,
+            body: max.saturating_mul(2),
+            fields: max / 3,
+            labels: max / 8,
+            links: max / 5,
+            mentions: max / 8,
+        }
+    }
+
+    /// Whether every part is within its budget (no copy needed).
+    fn fits(&self, a: &Alert) -> bool {
+        let short = |s: &str| s.len() <= self.name;
+        let fields: usize = a.fields.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let per = self.fields / a.fields.len().max(1);
+        let labels: usize = a.labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let links: usize = a.links.iter().map(|l| l.title.len() + l.url.len()).sum();
+        let mentions: usize = a
+            .mentions
+            .iter()
+            .map(|m| match m {
+                Mention::All => 0,
+                Mention::Mobile(x) | Mention::UserId(x) | Mention::Email(x) => x.len() + 16,
+            })
+            .sum();
+        a.title.len() <= self.title
+            && a.body.len() <= self.body
+            && fields <= self.fields
+            && a.fields
+                .iter()
+                .all(|(k, v)| short(k) && v.len() <= per.max(128))
+            && labels <= self.labels
+            && a.labels.iter().all(|(k, v)| short(k) && short(v))
+            && links <= self.links
+            && a.links
+                .iter()
+                .all(|l| short(&l.title) && l.url.len() <= MAX_URL)
+            && mentions <= self.mentions
+            && a.mentions.iter().all(|m| match m {
+                Mention::All => true,
+                Mention::Mobile(x) | Mention::UserId(x) | Mention::Email(x) => {
+                    x.len() + 16 <= self.name
+                }
+            })
+            && a.job.as_ref().is_none_or(|j| {
+                short(&j.name)
+                    && j.id.as_deref().is_none_or(short)
+                    && j.cluster.as_deref().is_none_or(short)
+                    && j.error.as_ref().is_none_or(|e| e.len() <= self.fields / 2)
+                    && j.url.as_ref().is_none_or(|u| u.len() <= MAX_URL)
+            })
+    }
+}
+
 fn marker(omitted: usize) -> String {
     format!("\n… (truncated, {omitted} bytes omitted)")
 }
@@ -135,6 +339,33 @@ mod tests {
                     prop_assert!(v["text"].as_str().unwrap().ends_with("@x"));
                 }
                 Err(e) => prop_assert_eq!(e.kind(), ErrorKind::PayloadTooLarge),
+            }
+        }
+
+        // Whatever the parts' sizes, the fitted alert is within every budget,
+        // and an alert already within them is borrowed as it is.
+        #[test]
+        fn fitted_alerts_are_within_budget(
+            title in 0usize..3000, fields in 0usize..80, value in 0usize..2000,
+            links in 0usize..60, url in 10usize..3000, mentions in 0usize..400,
+            max in 1000usize..20_000,
+        ) {
+            let mut a = Alert::new("t".repeat(title)).body("b".repeat(title * 3));
+            for i in 0..fields {
+                a = a.field(format!("f{i}"), "v".repeat(value));
+            }
+            for i in 0..links {
+                a = a.link(format!("l{i}"), "u".repeat(url));
+            }
+            for i in 0..mentions {
+                a = a.mention(Mention::UserId(format!("user{i}")));
+            }
+            let (fitted, notes) = fit_alert(&a, max);
+            let b = Budget::new(max);
+            prop_assert!(b.fits(&fitted));
+            match fitted {
+                Cow::Borrowed(_) => prop_assert!(notes.is_empty() && b.fits(&a)),
+                Cow::Owned(_) => prop_assert!(!notes.is_empty() || !b.fits(&a)),
             }
         }
 

@@ -18,7 +18,7 @@ use crate::http::{Reply, TokenCache, join_url, redact_url, send_json, token_head
 /// Users per batchSend call (§2.2).
 pub(crate) const BATCH: usize = 20;
 /// Largest `msgParam` the group API accepts (§2.2).
-const MAX_PARAM: usize = 15_000;
+pub(crate) const MAX_PARAM: usize = 15_000;
 const TOKEN_HEADER: &str = "x-acs-dingtalk-access-token";
 
 pub(crate) struct App {

@@ -15,7 +15,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::http::{Reply, TokenCache, join_url, redact_url, send_json};
 
 /// Legacy content limit (§2.3).
-const MAX_CONTENT: usize = 5_000;
+pub(crate) const MAX_CONTENT: usize = 5_000;
 
 pub(crate) struct Conversation {
     pub client: reqwest::Client,

@@ -368,23 +368,22 @@ impl DingTalk {
             self.templates
                 .render_many([Format::Title, body_format], alert, KIND)?;
         let mentions = self.mentions(alert);
-        // Keyword: present in what DingTalk scans, or appended visibly.
-        let keyword = match self.keywords.first() {
-            Some(first)
-                if !self
-                    .keywords
-                    .iter()
-                    .any(|k| body.contains(k.as_str()) || title.contains(k.as_str())) =>
-            {
-                Some(first.clone())
-            }
-            _ => None,
+        // Keyword: present in what DingTalk scans, or appended visibly. One
+        // found only in the body may be cut off by fitting: `fit` appends it
+        // then.
+        let in_title = self.keywords.iter().any(|k| title.contains(k.as_str()));
+        let in_body = self.keywords.iter().any(|k| body.contains(k.as_str()));
+        let (keyword, keyword_if_cut) = match self.keywords.first() {
+            Some(first) if !in_title && !in_body => (Some(first.clone()), None),
+            Some(first) if !in_title => (None, Some(first.clone())),
+            _ => (None, None),
         };
         Ok(Rendered {
             title,
             body,
             mentions,
             keyword,
+            keyword_if_cut,
             links: alert.links_with_job("Job"),
         })
     }
@@ -392,8 +391,20 @@ impl DingTalk {
     /// The robot payload for `alert` and the notes about it, within
     /// [`MAX_BODY`] bytes once serialized.
     pub(crate) fn robot_payload(&self, alert: &Alert) -> Result<(Vec<u8>, Vec<String>)> {
-        let r = self.render(alert)?;
-        r.robot_body(self.msg_type, MAX_BODY)
+        let (alert, mut notes) = crate::text::fit_alert(alert, MAX_BODY);
+        let r = self.render(&alert)?;
+        let (body, more) = r.robot_body(self.msg_type, MAX_BODY)?;
+        notes.extend(more);
+        Ok((body, notes))
+    }
+
+    /// The most text one message of this mode carries.
+    fn max_text(&self) -> usize {
+        match &self.api {
+            Api::Robot(_) => MAX_BODY,
+            Api::App(_) => app::MAX_PARAM,
+            Api::Conversation(_) => conversation::MAX_CONTENT,
+        }
     }
 }
 
@@ -403,6 +414,9 @@ pub(crate) struct Rendered<'a> {
     pub body: String,
     pub mentions: Mentions,
     pub keyword: Option<String>,
+    /// The keyword to append should fitting cut the body (where the only
+    /// keyword was).
+    pub keyword_if_cut: Option<String>,
     /// Borrowed from the alert.
     pub links: Vec<(&'a str, &'a str)>,
 }
@@ -438,7 +452,13 @@ impl Rendered<'_> {
             .iter()
             .map(|m| format!("DingTalk cannot mention {m}"))
             .collect();
-        let fitted = crate::text::fit_json(&self.body, suffix, max, make)?;
+        let mut fitted = crate::text::fit_json(&self.body, suffix, max, &make)?;
+        if fitted.omitted > 0
+            && let Some(k) = &self.keyword_if_cut
+        {
+            // The body's keyword may be in the part cut off: append it.
+            fitted = crate::text::fit_json(&self.body, &format!("{suffix}\n\n{k}"), max, &make)?;
+        }
         if fitted.omitted > 0 {
             notes.push(format!(
                 "text truncated to fit {max} bytes ({} bytes omitted)",
@@ -516,8 +536,16 @@ impl AlertChannel for DingTalk {
             }
             // The app modes' futures (token fetch, batches) are boxed of
             // their own so that the robot's, sent most, stays small.
-            Api::App(a) => Box::pin(a.send(&self.render(alert)?, self.msg_type)).await,
-            Api::Conversation(c) => Box::pin(c.send(&self.render(alert)?, self.msg_type)).await,
+            Api::App(a) => {
+                let (alert, notes) = crate::text::fit_alert(alert, self.max_text());
+                let receipt = Box::pin(a.send(&self.render(&alert)?, self.msg_type)).await?;
+                Ok(notes.into_iter().fold(receipt, Receipt::with_note))
+            }
+            Api::Conversation(c) => {
+                let (alert, notes) = crate::text::fit_alert(alert, self.max_text());
+                let receipt = Box::pin(c.send(&self.render(&alert)?, self.msg_type)).await?;
+                Ok(notes.into_iter().fold(receipt, Receipt::with_note))
+            }
         }
     }
 
@@ -557,8 +585,14 @@ impl AlertChannel for DingTalk {
                 })?;
                 Ok(vec![Preview::new(r.target(), value)])
             }
-            Api::App(a) => a.preview(&self.render(alert)?, self.msg_type),
-            Api::Conversation(c) => c.preview(&self.render(alert)?, self.msg_type),
+            Api::App(a) => {
+                let (alert, _) = crate::text::fit_alert(alert, self.max_text());
+                a.preview(&self.render(&alert)?, self.msg_type)
+            }
+            Api::Conversation(c) => {
+                let (alert, _) = crate::text::fit_alert(alert, self.max_text());
+                c.preview(&self.render(&alert)?, self.msg_type)
+            }
         }
     }
 }

@@ -256,7 +256,38 @@ impl Feishu {
         max: usize,
         wrap: &Wrap,
     ) -> Result<(&'static str, Vec<u8>, Receipt)> {
+        let (alert, notes) = crate::text::fit_alert(alert, max);
+        let (mut msg_type, mut bytes, mut receipt, cut_keyword) =
+            self.message_once(&alert, max, wrap, false)?;
+        if cut_keyword {
+            // The only keyword was in the body, and fitting may have cut it:
+            // add it where it cannot be cut.
+            (msg_type, bytes, receipt, _) = self.message_once(&alert, max, wrap, true)?;
+        }
+        receipt.notes.extend(notes);
+        Ok((msg_type, bytes, receipt))
+    }
+
+    /// [`message`](Self::message) for an alert already bounded; with
+    /// `force_keyword`, the first keyword is added even when the body holds
+    /// one. The last value says whether the body's keyword may have been cut.
+    fn message_once(
+        &self,
+        alert: &Alert,
+        max: usize,
+        wrap: &Wrap,
+        force_keyword: bool,
+    ) -> Result<(&'static str, Vec<u8>, Receipt, bool)> {
         let mut receipt = Receipt::new();
+        let missing = |texts: &[&str]| -> Option<String> {
+            if force_keyword {
+                self.keywords.first().cloned()
+            } else {
+                self.missing_keyword(texts).map(str::to_owned)
+            }
+        };
+        // Whether a keyword is in a part fitting never cuts.
+        let mut kept_keyword = self.keywords.is_empty();
         let m = self.mentions(alert, &mut receipt);
         let (body_format, platform) = match self.msg_type {
             MsgType::Interactive => (Format::Markdown, "feishu_card"),
@@ -276,7 +307,10 @@ impl Feishu {
                 if m.all {
                     suffix.push_str(" <at user_id=\"all\">所有人</at>");
                 }
-                if let Some(k) = self.missing_keyword(&[&text]) {
+                let first_line = text.lines().next().unwrap_or("");
+                kept_keyword |= self.missing_keyword(&[first_line]).is_none();
+                if let Some(k) = missing(&[&text]) {
+                    kept_keyword = true;
                     suffix.push_str(&format!("\n{k}"));
                 }
                 let f = fit_json(&text, &suffix, max, |t| {
@@ -292,7 +326,9 @@ impl Feishu {
                     .map_or("", |(_, rest)| rest)
                     .trim()
                     .to_owned();
-                let keyword = self.missing_keyword(&[&text, &title]).map(str::to_owned);
+                kept_keyword |= self.missing_keyword(&[&title]).is_none();
+                let keyword = missing(&[&text, &title]);
+                kept_keyword |= keyword.is_some();
                 let locale = if lang == Lang::Zh { "zh_cn" } else { "en_us" };
                 let links: Vec<Value> = alert
                     .links_with_job("Job")
@@ -342,10 +378,13 @@ impl Feishu {
                 let fields: Vec<card::Field> =
                     facts.iter().map(|(k, v)| card::Field::new(k, v)).collect();
                 let keyword = {
-                    let mut texts = vec![body.as_str(), title.as_str()];
+                    let mut texts = vec![title.as_str()];
                     texts.extend(facts.iter().flat_map(|(k, v)| [*k, *v]));
-                    self.missing_keyword(&texts).map(str::to_owned)
+                    kept_keyword |= self.missing_keyword(&texts).is_none();
+                    texts.push(body.as_str());
+                    missing(&texts)
                 };
+                kept_keyword |= keyword.is_some();
                 let template = card_colour(alert);
                 let buttons: Vec<card::Button> = alert
                     .links_with_job("Job")
@@ -396,7 +435,8 @@ impl Feishu {
                 fitted.omitted
             ));
         }
-        Ok((msg_type, fitted.bytes, receipt))
+        let cut_keyword = fitted.omitted > 0 && !kept_keyword;
+        Ok((msg_type, fitted.bytes, receipt, cut_keyword))
     }
 
     /// The bot body: `msg_type` + `content` (or `card`), signed when a secret is set.

@@ -228,7 +228,9 @@ impl WeCom {
 
     /// The app message (without recipients) and notes.
     fn app_message(&self, alert: &Alert) -> Result<(Map<String, Value>, Receipt)> {
-        let mut receipt = Receipt::new();
+        let (alert, notes) = crate::text::fit_alert(alert, APP_MAX);
+        let alert = &*alert;
+        let mut receipt = notes.into_iter().fold(Receipt::new(), Receipt::with_note);
         if !alert.mentions.is_empty() {
             receipt =
                 receipt.with_note("application messages cannot mention anyone; mentions dropped");
@@ -289,7 +291,9 @@ impl WeCom {
 
     /// The robot payload and notes.
     fn bot_message(&self, alert: &Alert, o: &BotOptions) -> Result<(BotMessage, Receipt)> {
-        let mut receipt = Receipt::new();
+        let (alert, notes) = crate::text::fit_alert(alert, BOT_MARKDOWN_MAX);
+        let alert = &*alert;
+        let mut receipt = notes.into_iter().fold(Receipt::new(), Receipt::with_note);
         let (mut users, mut mobiles, mut all) = (o.users.clone(), o.mobiles.clone(), o.all);
         for m in &alert.mentions {
             match m {
