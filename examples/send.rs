@@ -42,7 +42,15 @@ fn parse_args() -> Result<Args, String> {
 fn load_config(path: &str) -> Result<Config, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     if path.ends_with(".toml") {
-        toml::from_str(&text).map_err(|e| format!("{path}: {e}"))
+        // The TOML error's own Display quotes the source line, which may
+        // hold a secret: say where, and what was expected, only.
+        let value: serde_json::Value = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map_or(0, |s| {
+                text[..s.start.min(text.len())].lines().count().max(1)
+            });
+            format!("{path}: line {line}: {}", e.message())
+        })?;
+        Config::from_value(value).map_err(|e| format!("{path}: {e}"))
     } else {
         Config::from_json(&text).map_err(|e| format!("{path}: {e}"))
     }
@@ -104,6 +112,17 @@ async fn futures_join(notifier: &Notifier, group: &str, alerts: &[Alert]) -> Vec
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Warnings (an `accept_invalid_certs`, a shared state falling back) go
+    // to stderr; RUST_LOG=debug shows every delivery.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(
+            std::env::var("RUST_LOG")
+                .ok()
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(tracing::Level::WARN),
+        )
+        .init();
     match run().await {
         Ok((reports, many)) => {
             let json = if many {

@@ -34,6 +34,7 @@ use sha2::{Digest, Sha256};
 /// assert_eq!(minimal.severity, Severity::Error);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Alert {
     /// One-line summary; the message title on every platform.
@@ -303,6 +304,7 @@ impl AlertState {
 
 /// The job an alert is about (a Flink job, a scheduler task).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct JobInfo {
     /// Job name.
@@ -535,6 +537,7 @@ lowercase_enum_serde!(AlertState, AlertState::Firing => "firing", AlertState::Re
 
 /// A titled link: a button on cards, an anchor in markdown and HTML.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Link {
     /// Text shown.

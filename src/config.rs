@@ -49,10 +49,25 @@ impl Config {
         self
     }
 
-    /// Parses JSON.
+    /// Parses JSON. Errors name the field's path and the expected type,
+    /// never the value found there (it may be a secret).
     pub fn from_json(text: &str) -> Result<Self> {
         let de = &mut serde_json::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| path_error("", e))
+    }
+
+    /// Reads a config already parsed by any serde format (TOML, YAML, a
+    /// database row) into a JSON value, with the same field-path errors as
+    /// [`from_json`](Config::from_json).
+    ///
+    /// ```
+    /// use alertkit::Config;
+    /// let v = serde_json::json!({"instances": [{"name": "a", "type": "recording", "timeout_ms": "nope"}]});
+    /// let e = Config::from_value(v).unwrap_err();
+    /// assert_eq!(e.field(), Some("instances[0].timeout_ms"));
+    /// ```
+    pub fn from_value(value: serde_json::Value) -> Result<Self> {
+        serde_path_to_error::deserialize(value).map_err(|e| path_error("", e))
     }
 }
 
@@ -81,7 +96,11 @@ pub struct InstanceConfig {
     #[serde(default, skip_serializing_if = "TemplateOverrides::is_empty")]
     pub templates: TemplateOverrides,
     /// Time limit for one send, in milliseconds (the group's otherwise).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::params::opt_num"
+    )]
     pub timeout_ms: Option<u64>,
     /// Retry and rate-limit policies (both on by default, with the platform's limits).
     #[serde(default, skip_serializing_if = "PolicyConfig::is_default")]
@@ -196,12 +215,20 @@ pub struct GroupConfig {
     pub templates: TemplateOverrides,
     /// Per-member time limit in milliseconds (default 300,000: it covers
     /// retries and rate-limit waits).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::params::opt_num"
+    )]
     pub timeout_ms: Option<u64>,
     /// With this set (seconds), an alert with the same fingerprint and state
     /// as one delivered less than this long ago is suppressed; a state change
     /// (firing → resolved) always goes out. Off by default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::params::opt_num"
+    )]
     pub repeat_interval_secs: Option<u64>,
     /// Fallback instances per member, tried in order when the member fails
     /// for good: `{"ops-ding": ["ops-mail"]}`.
@@ -324,7 +351,7 @@ impl<'a> BuildContext<'a> {
 /// message, so it is taken from there.
 fn path_error<E: std::fmt::Display>(prefix: &str, e: serde_path_to_error::Error<E>) -> Error {
     let path = e.path().to_string();
-    let inner = e.into_inner().to_string();
+    let inner = scrub(&e.into_inner().to_string());
     let mut parts: Vec<&str> = Vec::new();
     if !prefix.is_empty() {
         parts.push(prefix);
@@ -342,6 +369,36 @@ fn path_error<E: std::fmt::Display>(prefix: &str, e: serde_path_to_error::Error<
         parts.join(".")
     };
     Error::config(field, inner)
+}
+
+/// A serde message without the value it quotes: `invalid type: string
+/// "http://user:PASS@proxy:3128", expected …` becomes `invalid type:
+/// string, expected …` (the value may be a secret in the wrong place).
+pub(crate) fn scrub(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find(" \"") {
+        out.push_str(&rest[..i]);
+        // The quoted value ends at the last `"` before ", expected" (or the end).
+        let after = &rest[i + 2..];
+        let end = after
+            .find("\", expected")
+            .or_else(|| after.rfind('"'))
+            .map_or(after.len(), |e| e + 1);
+        rest = &after[end.min(after.len())..];
+    }
+    out.push_str(rest);
+    // Numbers are quoted in backticks: `invalid type: integer `123`, ...`.
+    for what in ["integer `", "floating point `"] {
+        while let Some(i) = out.find(what) {
+            let start = i + what.len() - 1;
+            let end = out[start + 1..]
+                .find('`')
+                .map_or(out.len(), |e| start + e + 2);
+            out.replace_range(start.saturating_sub(1)..end, "");
+        }
+    }
+    out
 }
 
 /// The first backquoted name in a serde message (`missing field `webhook``).
@@ -462,6 +519,10 @@ impl Registry {
                     ),
                 ))
             })?;
+        if cfg.timeout_ms == Some(0) {
+            return Err(err(Error::config("timeout_ms", "must be at least 1")));
+        }
+        cfg.policy.validate().map_err(err)?;
         let merged = cfg.templates.or(group_templates);
         let templates = Templates::with_overrides(&merged).map_err(err)?;
         let ctx = BuildContext::new(&cfg.name, kind, &cfg.params, http, templates);
@@ -481,6 +542,18 @@ impl Registry {
 pub(crate) fn check_group(group: &GroupConfig, known: &dyn Fn(&str) -> bool) -> Result<()> {
     if group.name.trim().is_empty() {
         return Err(Error::config("name", "group name is empty"));
+    }
+    if group.timeout_ms == Some(0) {
+        return Err(Error::config(
+            format!("groups[{:?}].timeout_ms", group.name),
+            "must be at least 1",
+        ));
+    }
+    if group.repeat_interval_secs == Some(0) {
+        return Err(Error::config(
+            format!("groups[{:?}].repeat_interval_secs", group.name),
+            "must be at least 1 (leave it out to turn dedup off)",
+        ));
     }
     let mut seen = BTreeMap::new();
     for (i, name) in group.instances.iter().enumerate() {
@@ -520,6 +593,32 @@ pub(crate) fn check_group(group: &GroupConfig, known: &dyn Fn(&str) -> bool) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serde_messages_lose_the_values_they_quote() {
+        assert_eq!(
+            scrub(r#"invalid type: string "http://user:PASS@proxy:3128", expected a map"#),
+            "invalid type: string, expected a map"
+        );
+        assert_eq!(
+            scrub("invalid type: integer `123456`, expected a string"),
+            "invalid type: integer, expected a string"
+        );
+        assert_eq!(
+            scrub("unknown field `severty`, expected one of `title`"),
+            "unknown field `severty`, expected one of `title`"
+        );
+        let e = Config::from_json(
+            r#"{"instances": [{"name": "a", "type": "x", "params": {}, "timeout_ms": {"p": 1}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.field(), Some("instances[0].timeout_ms"));
+        let e = Config::from_json(
+            r#"{"instances": [{"name": "a", "type": "x", "enabled": "s3cr3t-value"}]}"#,
+        )
+        .unwrap_err();
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+    }
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]

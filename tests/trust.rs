@@ -341,3 +341,121 @@ async fn a_disabled_fallback_is_not_used_and_a_fallback_cannot_be_removed() {
     let names: BTreeSet<_> = n.instances().into_iter().map(|i| i.name).collect();
     assert!(names.contains("backup"));
 }
+
+fn build(instance: serde_json::Value) -> alertkit::Result<Notifier> {
+    let config = Config::from_value(json!({"instances": [instance]}))?;
+    Notifier::from_config_with(&config, recording_registry(), Http::new())
+}
+
+#[test]
+fn values_that_cannot_work_are_refused_at_build_time() {
+    let cases = [
+        (
+            json!({"name": "a", "type": "recording", "timeout_ms": 0}),
+            "timeout_ms",
+        ),
+        (
+            json!({"name": "a", "type": "recording", "policy": {"rate_limit": {"rates": [{"count": 0, "per_ms": 1000}]}}}),
+            "policy.rate_limit.rates[0]",
+        ),
+        (
+            json!({"name": "a", "type": "recording", "policy": {"rate_limit": {"queue_bound": 0}}}),
+            "policy.rate_limit.queue_bound",
+        ),
+        (
+            json!({"name": "a", "type": "recording", "policy": {"retry": {"max_attempts": 1000}}}),
+            "policy.retry.max_attempts",
+        ),
+        (
+            json!({"name": "a", "type": "recording", "policy": {"retry": {"min_delay_ms": 0}}}),
+            "policy.retry.min_delay_ms",
+        ),
+        (
+            json!({"name": "a", "type": "email", "params": {"host": "127.0.0.1", "port": 0,
+                   "from": "a@example.test", "to": ["b@example.test"], "tls": "none", "allow_plaintext": true}}),
+            "params.port",
+        ),
+    ];
+    for (instance, field) in cases {
+        let e = build(instance.clone()).unwrap_err();
+        assert_eq!(e.field(), Some(field), "{instance}: {e}");
+        assert_eq!(e.kind(), alertkit::ErrorKind::InvalidConfig);
+    }
+    let mut g = GroupConfig::new("g", ["a"]);
+    g.timeout_ms = Some(0);
+    let e = Notifier::from_config_with(
+        &Config::default()
+            .with_instance(InstanceConfig::new("a", "recording"))
+            .with_group(g),
+        recording_registry(),
+        Http::new(),
+    )
+    .unwrap_err();
+    assert!(e.field().unwrap().ends_with("timeout_ms"), "{e}");
+}
+
+#[test]
+fn numbers_may_be_strings_everywhere() {
+    build(json!({"name": "a", "type": "recording", "timeout_ms": "5000",
+                 "policy": {"retry": {"max_attempts": "3", "min_delay_ms": "10"},
+                            "rate_limit": {"queue_bound": "10", "rates": [{"count": "2", "per_ms": "1000"}]}}}))
+    .unwrap();
+    build(json!({"name": "a", "type": "dingtalk",
+                 "params": {"webhook": "https://oapi.dingtalk.com/robot/send?access_token=t",
+                            "flow_control_retries": "2"}}))
+    .unwrap();
+    build(json!({"name": "a", "type": "email", "params": {"host": "127.0.0.1", "port": "2525",
+                 "from": "a@example.test", "to": ["b@example.test"], "tls": "none", "allow_plaintext": true,
+                 "pool_size": "2"}}))
+    .unwrap();
+    let e = build(json!({"name": "a", "type": "recording", "timeout_ms": "soon"})).unwrap_err();
+    assert_eq!(e.field(), Some("instances[0].timeout_ms"), "{e}");
+}
+
+#[test]
+fn an_alert_with_an_unknown_field_is_refused() {
+    let e = serde_json::from_str::<Alert>(r#"{"title": "x", "severty": "critical"}"#).unwrap_err();
+    assert!(e.to_string().contains("severty"), "{e}");
+    let e = serde_json::from_str::<Alert>(
+        r#"{"title": "x", "job": {"name": "j", "stauts": "FAILED"}}"#,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("stauts"), "{e}");
+}
+
+/// The admin "Test" button: one attempt, no queue, its own deadline, and
+/// the report reaches the dispatch hook.
+#[tokio::test]
+async fn test_send_answers_fast_and_reports_to_the_hook() {
+    use alertkit::testkit::dingtalk::Fault;
+    let fake = FakeDingTalk::start().await;
+    fake.add_robot("tok", RobotSpec::default());
+    let n = Notifier::from_config(&robot_config(&fake, PolicyConfig::default())).unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    n.on_dispatch(move |_, r| s.lock().unwrap().push(r.group.clone()));
+    for _ in 0..3 {
+        fake.push_fault(Fault::errcode(-1, "系统繁忙"));
+    }
+    let started = std::time::Instant::now();
+    let d = n.test_send("ding").await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!((d.outcome, d.attempts), (Outcome::Failed, 1));
+    assert_eq!(*seen.lock().unwrap(), vec!["test:ding".to_owned()]);
+    // With the instance's policies, as a dispatch would send.
+    let d = n
+        .test_send_with(
+            "ding",
+            alertkit::TestSendOptions::default()
+                .with_policies()
+                .timeout(Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.outcome, Outcome::Delivered, "{d:?}");
+    assert!(d.attempts >= 2, "{d:?}");
+}

@@ -93,6 +93,17 @@ impl PolicyConfig {
         }
     }
 
+    /// Refuses settings that cannot work, naming the field.
+    pub fn validate(&self) -> crate::Result<()> {
+        if let Toggle::On(r) = &self.retry {
+            r.validate()?;
+        }
+        if let Toggle::On(r) = &self.rate_limit {
+            r.validate()?;
+        }
+        Ok(())
+    }
+
     /// Whether both are at their defaults (for skipping in serialization).
     pub fn is_default(&self) -> bool {
         *self == PolicyConfig::default()

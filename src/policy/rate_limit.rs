@@ -37,7 +37,8 @@ use crate::error::{Error, ErrorKind, Result};
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct RateLimitPolicy {
-    /// Alerts that may wait per destination before sends are refused (default 10,000).
+    /// Alerts that may wait per destination before sends are refused (default 10,000; at least 1).
+    #[serde(deserialize_with = "crate::params::num")]
     pub queue_bound: usize,
     /// Coalesce a backlog into digest messages (default true). Off, alerts
     /// wait for a slot each.
@@ -60,10 +61,39 @@ impl Default for RateLimitPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateSpec {
-    /// Messages per window.
+    /// Messages per window (at least 1).
+    #[serde(deserialize_with = "crate::params::num")]
     pub count: u32,
-    /// The window, in milliseconds.
+    /// The window, in milliseconds (at least 1).
+    #[serde(deserialize_with = "crate::params::num")]
     pub per_ms: u64,
+}
+
+impl RateLimitPolicy {
+    /// Refuses settings that cannot work, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.queue_bound == 0 {
+            return Err(Error::config(
+                "policy.rate_limit.queue_bound",
+                "must be at least 1",
+            ));
+        }
+        for (i, r) in self.rates.iter().flatten().enumerate() {
+            if r.count == 0 || r.per_ms == 0 {
+                return Err(Error::config(
+                    format!("policy.rate_limit.rates[{i}]"),
+                    "count and per_ms must be at least 1",
+                ));
+            }
+        }
+        if self.rates.as_ref().is_some_and(Vec::is_empty) {
+            return Err(Error::config(
+                "policy.rate_limit.rates",
+                "an empty list limits nothing: leave it out for the platform's rates, or set rate_limit = false",
+            ));
+        }
+        Ok(())
+    }
 }
 
 struct Job {

@@ -17,14 +17,18 @@ use crate::error::Result;
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct RetryPolicy {
-    /// Attempts in all, the first included (default 4).
+    /// Attempts in all, the first included (default 4; 1 to 20).
+    #[serde(deserialize_with = "crate::params::num")]
     pub max_attempts: u32,
-    /// First backoff, in milliseconds (default 500).
+    /// First backoff, in milliseconds (default 500; at least 1).
+    #[serde(deserialize_with = "crate::params::num")]
     pub min_delay_ms: u64,
-    /// Longest backoff, in milliseconds (default 30,000).
+    /// Longest backoff, in milliseconds (default 30,000; at least `min_delay_ms`).
+    #[serde(deserialize_with = "crate::params::num")]
     pub max_delay_ms: u64,
     /// Never start an attempt later than this after the first, in
-    /// milliseconds (default 120,000).
+    /// milliseconds (default 120,000; at least 1).
+    #[serde(deserialize_with = "crate::params::num")]
     pub max_elapsed_ms: u64,
     /// Randomize backoffs so that many senders do not retry in step (default true).
     pub jitter: bool,
@@ -42,7 +46,37 @@ impl Default for RetryPolicy {
     }
 }
 
+/// The most attempts a retry policy may make: past this, retries hide a
+/// permanent problem and hold the member for minutes.
+pub const MAX_ATTEMPTS: u32 = 20;
+
 impl RetryPolicy {
+    /// Refuses settings that cannot work, naming the field.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |field: &str, msg: String| {
+            Err(crate::Error::config(format!("policy.retry.{field}"), msg))
+        };
+        if !(1..=MAX_ATTEMPTS).contains(&self.max_attempts) {
+            return bad(
+                "max_attempts",
+                format!("must be 1 to {MAX_ATTEMPTS}, got {}", self.max_attempts),
+            );
+        }
+        if self.min_delay_ms == 0 {
+            return bad("min_delay_ms", "must be at least 1".into());
+        }
+        if self.max_delay_ms < self.min_delay_ms {
+            return bad(
+                "max_delay_ms",
+                format!("must be at least min_delay_ms ({})", self.min_delay_ms),
+            );
+        }
+        if self.max_elapsed_ms == 0 {
+            return bad("max_elapsed_ms", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
     fn backoff(&self) -> impl Iterator<Item = Duration> + use<> {
         let mut b = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(self.min_delay_ms))

@@ -75,9 +75,9 @@ pub(crate) struct Params {
     #[serde(default, alias = "chatIds")]
     pub chat_ids: Vec<String>,
     /// How often flow-controlled users are tried again within one send.
-    #[serde(default = "two")]
+    #[serde(default = "two", deserialize_with = "crate::params::num")]
     pub flow_control_retries: u32,
-    #[serde(default = "one_second")]
+    #[serde(default = "one_second", deserialize_with = "crate::params::num")]
     pub flow_control_wait_ms: u64,
 
     // transport

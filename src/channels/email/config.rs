@@ -78,7 +78,7 @@ pub(crate) struct Params {
     #[serde(default)]
     pub hello_name: Option<String>,
     /// Idle connections kept per instance (default 4).
-    #[serde(default = "four")]
+    #[serde(default = "four", deserialize_with = "crate::params::num")]
     pub pool_size: usize,
 
     // Dinky

@@ -51,7 +51,7 @@ pub(crate) struct Params {
         default,
         alias = "agentId",
         alias = "agentid",
-        deserialize_with = "agent_id"
+        deserialize_with = "crate::params::opt_num"
     )]
     pub agent_id: Option<i64>,
     #[serde(default, alias = "users", alias = "touser", deserialize_with = "ids")]
@@ -114,24 +114,4 @@ fn ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .collect())
-}
-
-/// Dinky stores `agentId` as a number or a string.
-fn agent_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Id {
-        N(i64),
-        S(String),
-    }
-    match Option::<Id>::deserialize(d)? {
-        None => Ok(None),
-        Some(Id::N(n)) => Ok(Some(n)),
-        Some(Id::S(s)) if s.trim().is_empty() => Ok(None),
-        Some(Id::S(s)) => {
-            s.trim().parse().map(Some).map_err(|_| {
-                serde::de::Error::custom(format!("agent_id must be a number, got {s:?}"))
-            })
-        }
-    }
 }
