@@ -471,10 +471,18 @@ fn redacted_location(headers: &HeaderMap, url: &Url) -> String {
 }
 
 /// `Retry-After: <seconds>` (HTTP dates are rare on these APIs and ignored).
+/// A server's word is capped at [`MAX_SERVER_WAIT`].
 pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s).min(MAX_SERVER_WAIT))
 }
+
+/// The longest wait or lifetime a server's answer can set (a `Retry-After`,
+/// a token's `expires_in`): a day. Larger values are taken as this.
+pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(86_400);
 
 /// A reqwest error as an alertkit error, without the URL (it may hold a token).
 pub fn transport_error(e: reqwest::Error, url: &Url) -> Error {
@@ -569,7 +577,7 @@ pub fn token_from(
         .unwrap_or(7200);
     Ok((
         SecretString::from(token.to_owned()),
-        Duration::from_secs(ttl),
+        Duration::from_secs(ttl).min(MAX_SERVER_WAIT),
     ))
 }
 
@@ -603,10 +611,13 @@ impl TokenCache {
             return Ok(t.value.clone());
         }
         let (value, ttl) = fetch().await?;
-        let keep = ttl.saturating_sub(TOKEN_MARGIN.min(ttl / 10));
+        let keep = ttl
+            .min(MAX_SERVER_WAIT)
+            .saturating_sub(TOKEN_MARGIN.min(ttl / 10));
+        let now = tokio::time::Instant::now();
         *slot = Some(CachedToken {
             value: value.clone(),
-            refresh_at: tokio::time::Instant::now() + keep,
+            refresh_at: now.checked_add(keep).unwrap_or(now),
         });
         Ok(value)
     }

@@ -130,8 +130,10 @@ impl AlertChannel for Retrying {
             let Some(next) = backoff.next() else {
                 return Err(e.with_attempts(attempt));
             };
+            // A server's wait is its word, not ours: saturate, and give up
+            // rather than sleep past the policy's time limit.
             let wait = next.max(e.retry_after().unwrap_or_default());
-            if started.elapsed() + wait > limit {
+            if started.elapsed().saturating_add(wait) > limit {
                 return Err(e.with_attempts(attempt));
             }
             tracing::warn!(
