@@ -193,6 +193,13 @@ impl Alert {
 
     /// The links a message shows: the job's page first (titled `job_title`,
     /// unless the alert lists that URL itself), then the alert's own links.
+    /// The links that may be shown as links or buttons: `http(s)` only.
+    pub(crate) fn web_links_with_job<'a>(&'a self, job_title: &'a str) -> Vec<(&'a str, &'a str)> {
+        let mut v = self.links_with_job(job_title);
+        v.retain(|(_, url)| crate::template::is_web_url(url));
+        v
+    }
+
     pub(crate) fn links_with_job<'a>(&'a self, job_title: &'a str) -> Vec<(&'a str, &'a str)> {
         let mut v = Vec::with_capacity(self.links.len() + 1);
         if let Some(url) = self.job.as_ref().and_then(|j| j.url.as_deref())
@@ -573,6 +580,17 @@ pub enum Mention {
     UserId(String),
     /// An e-mail address.
     Email(String),
+}
+
+/// Whether a mention's id is a plain id (letters, digits, `_ . @ + -`, at
+/// most 128 bytes): anything else could carry markup into the message
+/// (`ou_x"></at><at id=all>`) and is refused.
+pub(crate) fn is_plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.@+-".contains(&b))
 }
 
 #[cfg(test)]

@@ -242,11 +242,15 @@ proptest! {
     #[test]
     fn md_escape_matches_the_reference(s in "[a-z \\\\`*_\\[\\]#<>|~告警✅\\n]{0,40}|\\PC{0,40}") {
         let mut reference = String::new();
-        for c in s.chars() {
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
             if "\\`*_[]#<>|~".contains(c) {
                 reference.push('\\');
             }
             reference.push(c);
+            if c == '<' || (c == ']' && chars.peek() == Some(&'(')) {
+                reference.push('\u{200B}');
+            }
         }
         prop_assert_eq!(crate::template::md_escape(&s), reference);
     }

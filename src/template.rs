@@ -28,7 +28,8 @@
 //! | `lang` | string | `en` or `zh` |
 //! | `t` | map | translated words: `t.job`, `t.status`, `t.error`, ... |
 //!
-//! Filters: `md_escape` (escape Markdown punctuation), `human_duration`
+//! Filters: `md_escape` (escape Markdown punctuation, break tags and
+//! links), `neutralize` (break tags and links only: for bodies), `human_duration`
 //! (seconds → `1h 2m 3s`), `first_line`, `limit(n)` (at most n characters,
 //! with `…`). Undefined variables are errors (strict mode), every render has
 //! a fuel limit so a runaway loop fails instead of hanging, and templates are
@@ -187,10 +188,10 @@ const DEFAULT_TEXT: &str = r#"{% if resolved %}[{{ state_label }}]{% else %}[{{ 
 
 const DEFAULT_MARKDOWN: &str = r#"{% if platform == "feishu_card" -%}
 {# A Feishu card shows the title in its header, facts as fields and links as buttons. #}
-{{ body }}
+{{ body | neutralize }}
 {%- if job and job.error %}
 
-**{{ t.error }}**: {{ job.error | first_line | limit(300) }}
+**{{ t.error }}**: {{ job.error | first_line | limit(300) | md_escape }}
 {%- endif %}
 {%- else -%}
 {% if platform == "wecom" -%}
@@ -199,7 +200,7 @@ const DEFAULT_MARKDOWN: &str = r#"{% if platform == "feishu_card" -%}
 ### {{ "✅" if resolved else severity_icon }} {{ title | md_escape }}
 {%- endif %}
 {% if body %}
-{{ body }}
+{{ body | neutralize }}
 {% endif %}
 {{ facts_markdown }}
 {%- if job and job.error %}
@@ -217,7 +218,7 @@ const DEFAULT_HTML: &str = r#"<div style="font-family:-apple-system,'PingFang SC
 {% for f in facts %}<tr><th align="left">{{ f[0] }}</th><td>{{ f[1] }}</td></tr>
 {% endfor %}</table>
 {% endif %}{% if job and job.error %}<p><b>{{ t.error }}</b></p><pre style="white-space:pre-wrap">{{ job.error | limit(4000) }}</pre>
-{% endif %}{% for link in links %}<a href="{{ link.url }}">{{ link.title }}</a>{% if not loop.last %} | {% endif %}{% endfor %}
+{% endif %}{% for link in links %}{% if link.url is web_url %}<a href="{{ link.url }}">{{ link.title }}</a>{% else %}{{ link.title }}: {{ link.url }}{% endif %}{% if not loop.last %} | {% endif %}{% endfor %}
 </div>"#;
 
 /// A compiled set of the four templates. Cheap to clone; the built-in set is
@@ -274,6 +275,12 @@ fn build_env(o: &TemplateOverrides) -> Result<Environment<'static>> {
         Some(s) => Value::from(md_escape(s)),
         None => Value::from(md_escape(&v.to_string())),
     });
+    env.add_filter("neutralize", |v: Value| match v.as_str() {
+        Some(s) if !needs_neutralizing(s) => v,
+        Some(s) => Value::from(neutralize(s).into_owned()),
+        None => Value::from(neutralize(&v.to_string()).into_owned()),
+    });
+    env.add_test("web_url", |v: &str| is_web_url(v));
     env.add_filter("human_duration", |secs: i64| human_duration(secs));
     env.add_filter("first_line", |v: Value| match v.as_str() {
         Some(s) if !s.contains(['\n', '\r']) => v,
@@ -602,25 +609,126 @@ fn is_md_special(b: u8) -> bool {
     MD_SPECIAL[usize::from(b)]
 }
 
-/// Escapes the characters Markdown treats as syntax.
+/// A zero-width space: put after a `<` or between `]` and `(`, it breaks a
+/// tag (`<at id=all>`, `<@user>`, `<font>`) or a link (`[x](url)`,
+/// `![img](url)`) on every platform's parser, whether or not it honours
+/// backslash escapes, and shows nothing.
+pub const BREAK: char = '\u{200B}';
+
+/// Escapes the characters Markdown treats as syntax with a backslash, and
+/// breaks tags and links with a zero-width space (see [`BREAK`]), so that
+/// no alert text becomes a mention, a link or markup on a platform that
+/// ignores backslashes.
+///
+/// ```
+/// assert_eq!(alertkit::template::md_escape("a_b <at id=all>"), "a\\_b \\<\u{200B}at id=all\\>");
+/// ```
 pub fn md_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     push_md_escaped(&mut out, s);
     out
 }
 
+/// [`md_escape`], borrowing `s` when there is nothing to escape.
+pub(crate) fn md_escape_cow(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(is_md_special) {
+        std::borrow::Cow::Owned(md_escape(s))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 fn push_md_escaped(out: &mut String, s: &str) {
     // The special characters are ASCII, so cutting at them never splits a
     // character: copy the runs between them whole.
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
+    for (i, &b) in bytes.iter().enumerate() {
         if is_md_special(b) {
             out.push_str(&s[start..i]);
             out.push('\\');
-            start = i;
+            out.push(char::from(b));
+            if b == b'<' || (b == b']' && bytes.get(i + 1) == Some(&b'(')) {
+                out.push(BREAK);
+            }
+            start = i + 1;
         }
     }
     out.push_str(&s[start..]);
+}
+
+/// Whether [`neutralize`] changes `s`.
+fn needs_neutralizing(s: &str) -> bool {
+    s.as_bytes().contains(&b'<') || s.contains("](")
+}
+
+/// Alert text for a Markdown body, its formatting kept but its tags and
+/// links broken with a zero-width space ([`BREAK`]): `<at id=all>`,
+/// `<@user>`, `<font>` and `[x](url)` / `![img](url)` show as text.
+///
+/// ```
+/// use alertkit::template::neutralize;
+/// assert_eq!(neutralize("**bold** <at id=all></at> [x](https://evil)"),
+///            "**bold** <\u{200B}at id=all><\u{200B}/at> [x]\u{200B}(https://evil)");
+/// assert_eq!(neutralize("plain"), "plain");
+/// ```
+pub fn neutralize(s: &str) -> std::borrow::Cow<'_, str> {
+    if !needs_neutralizing(s) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    push_neutralized(&mut out, s);
+    std::borrow::Cow::Owned(out)
+}
+
+/// [`neutralize`] on an owned string, without a copy when nothing changes.
+pub(crate) fn neutralized(s: String) -> String {
+    if needs_neutralizing(&s) {
+        neutralize(&s).into_owned()
+    } else {
+        s
+    }
+}
+
+pub(crate) fn push_neutralized(out: &mut String, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let cut = b == b'<' || (b == b']' && bytes.get(i + 1) == Some(&b'('));
+        if cut {
+            out.push_str(&s[start..=i]);
+            out.push(BREAK);
+            start = i + 1;
+        }
+    }
+    out.push_str(&s[start..]);
+}
+
+/// Whether `url` may be a link: `http`/`https` only (a `javascript:` or
+/// `data:` URL is shown as text, never as a link or button).
+pub fn is_web_url(url: &str) -> bool {
+    let lower = url
+        .trim_start()
+        .get(..8)
+        .unwrap_or(url)
+        .to_ascii_lowercase();
+    lower.starts_with("https://") || lower.starts_with("http://")
+}
+
+/// `url` with the characters that end a Markdown link destination
+/// (`(`, `)`, space, `<`, `>`) percent-encoded.
+fn push_link_url(out: &mut String, url: &str) {
+    for c in url.chars() {
+        match c {
+            '(' => out.push_str("%28"),
+            ')' => out.push_str("%29"),
+            ' ' => out.push_str("%20"),
+            '<' => out.push_str("%3C"),
+            '>' => out.push_str("%3E"),
+            '\n' | '\r' | '\t' => {}
+            c => out.push(c),
+        }
+    }
 }
 
 /// The `first_line` filter: `s` up to its first line break.
@@ -868,15 +976,24 @@ fn write_facts_text(out: &mut String, facts: &[(&str, &str)]) {
     }
 }
 
-/// `links` as `[title](url)` joined by ` | `.
+/// `links` as `[title](url)` joined by ` | `; the URL's delimiters
+/// percent-encoded; a URL that is not `http(s)` as escaped text.
 fn write_links_markdown(out: &mut String, links: &[(&str, &str)]) {
     for (i, (title, url)) in links.iter().enumerate() {
         if i > 0 {
             out.push_str(" | ");
         }
-        out.push('[');
-        push_md_escaped(out, title);
-        out.extend(["](", url, ")"]);
+        if is_web_url(url) {
+            out.push('[');
+            push_md_escaped(out, title);
+            out.push_str("](");
+            push_link_url(out, url);
+            out.push(')');
+        } else {
+            push_md_escaped(out, title);
+            out.push_str(": ");
+            push_md_escaped(out, url);
+        }
     }
 }
 
@@ -1264,7 +1381,7 @@ mod tests {
         let md = Templates::default()
             .render(Format::Markdown, &a, "dingtalk")
             .unwrap();
-        assert!(md.contains(r"a\*b\_\[c\](d)"), "{md}");
+        assert!(md.contains("a\\*b\\_\\[c\\]\u{200B}(d)"), "{md}");
         assert!(md.contains(r"- **k\|**: \`x\`"), "{md}");
     }
 
@@ -1364,7 +1481,8 @@ mod tests {
             "+12345-01-01 00:00:00 UTC"
         );
         assert_eq!(md_escape("a_b*[x]|~"), "a\\_b\\*\\[x\\]\\|\\~");
-        assert_eq!(md_escape("作业 <失败>"), "作业 \\<失败\\>");
+        assert_eq!(md_escape("作业 <失败>"), "作业 \\<\u{200B}失败\\>");
+        assert_eq!(md_escape("[x](y)"), "\\[x\\]\u{200B}(y)");
         assert_eq!(md_escape("plain 文本"), "plain 文本");
         assert_eq!(human_duration(0), "0s");
         assert_eq!(human_duration(59), "59s");

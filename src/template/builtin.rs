@@ -14,8 +14,9 @@ use std::fmt::Write as _;
 use chrono::Utc;
 
 use super::{
-    Format, Labels, Lang, Times, Words, facts, first_line, limit, push_md_escaped, words,
-    write_facts_markdown, write_facts_text, write_links_markdown, write_links_text,
+    Format, Labels, Lang, Times, Words, facts, first_line, is_web_url, limit, push_md_escaped,
+    push_neutralized, words, write_facts_markdown, write_facts_text, write_links_markdown,
+    write_links_text,
 };
 use crate::alert::Alert;
 
@@ -97,9 +98,10 @@ impl<'a> View<'a> {
 
     fn feishu_card(&self, out: &mut String) {
         // The template starts with a line break, which `tidy` trims.
-        out.push_str(&self.alert.body);
+        push_neutralized(out, &self.alert.body);
         if let Some(e) = self.error() {
-            out.extend(["\n\n**", self.t.error, "**: ", &limit(first_line(e), 300)]);
+            out.extend(["\n\n**", self.t.error, "**: "]);
+            push_md_escaped(out, &limit(first_line(e), 300));
         }
     }
 
@@ -124,7 +126,9 @@ impl<'a> View<'a> {
         push_md_escaped(out, &a.title);
         out.push('\n');
         if !a.body.is_empty() {
-            out.extend(["\n", &a.body, "\n"]);
+            out.push('\n');
+            push_neutralized(out, &a.body);
+            out.push('\n');
         }
         out.push('\n');
         write_facts_markdown(out, &facts(a, self.t, &self.times));
@@ -186,11 +190,17 @@ impl<'a> View<'a> {
             if i > 0 {
                 out.push_str(" | ");
             }
-            out.push_str("<a href=\"");
-            esc(out, url);
-            out.push_str("\">");
-            esc(out, title);
-            out.push_str("</a>");
+            if is_web_url(url) {
+                out.push_str("<a href=\"");
+                esc(out, url);
+                out.push_str("\">");
+                esc(out, title);
+                out.push_str("</a>");
+            } else {
+                esc(out, title);
+                out.push_str(": ");
+                esc(out, url);
+            }
         }
         out.push_str("\n</div>");
     }

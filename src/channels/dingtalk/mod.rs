@@ -349,6 +349,9 @@ impl DingTalk {
         for mention in &alert.mentions {
             match mention {
                 Mention::All => m.all = true,
+                Mention::Mobile(x) | Mention::UserId(x) if !crate::alert::is_plain_id(x) => m
+                    .unsupported
+                    .push("a mention that is not a plain id".to_owned()),
                 Mention::Mobile(x) if !m.mobiles.contains(x) => m.mobiles.push(x.clone()),
                 Mention::UserId(x) if !m.user_ids.contains(x) => m.user_ids.push(x.clone()),
                 Mention::Email(x) => m.unsupported.push(format!("email {x}")),
@@ -367,6 +370,13 @@ impl DingTalk {
         let [title, body] =
             self.templates
                 .render_many([Format::Title, body_format], alert, KIND)?;
+        // Text is shown as it is; alert text still never carries markup.
+        let title = crate::template::neutralized(title);
+        let body = if body_format == Format::Text {
+            crate::template::neutralized(body)
+        } else {
+            body
+        };
         let mentions = self.mentions(alert);
         // Keyword: present in what DingTalk scans, or appended visibly. One
         // found only in the body may be cut off by fitting: `fit` appends it
@@ -384,7 +394,12 @@ impl DingTalk {
             mentions,
             keyword,
             keyword_if_cut,
-            links: alert.links_with_job("Job"),
+            // Buttons: http(s) only (the markdown shows others as text).
+            links: alert
+                .web_links_with_job("Job")
+                .into_iter()
+                .map(|(t, u)| (crate::template::neutralize(t), u))
+                .collect(),
         })
     }
 
@@ -417,8 +432,8 @@ pub(crate) struct Rendered<'a> {
     /// The keyword to append should fitting cut the body (where the only
     /// keyword was).
     pub keyword_if_cut: Option<String>,
-    /// Borrowed from the alert.
-    pub links: Vec<(&'a str, &'a str)>,
+    /// Borrowed from the alert (titles copied only when neutralized).
+    pub links: Vec<(std::borrow::Cow<'a, str>, &'a str)>,
 }
 
 impl Rendered<'_> {

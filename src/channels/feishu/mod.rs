@@ -223,6 +223,9 @@ impl Feishu {
         for mention in &alert.mentions {
             match mention {
                 Mention::All => m.all = true,
+                Mention::UserId(u) if !crate::alert::is_plain_id(u) => receipt
+                    .notes
+                    .push("a mention that is not a plain user id was left out".to_owned()),
                 Mention::UserId(u) if !m.users.contains(u) => m.users.push(u.clone()),
                 Mention::Mobile(x) => receipt
                     .notes
@@ -296,10 +299,12 @@ impl Feishu {
         let [title, rendered] =
             self.templates
                 .render_many([Format::Title, body_format], alert, platform)?;
+        let title = crate::template::neutralized(title);
         let lang = self.templates.lang();
         let (msg_type, fitted) = match self.msg_type {
             MsgType::Text => {
-                let text = rendered;
+                // Feishu parses `<at user_id=...>` in text: alert text may not.
+                let text = crate::template::neutralized(rendered);
                 let mut suffix = String::new();
                 for u in &m.users {
                     suffix.push_str(&format!(" <at user_id=\"{u}\"></at>"));
@@ -319,7 +324,7 @@ impl Feishu {
                 ("text", f)
             }
             MsgType::Post => {
-                let text = rendered;
+                let text = crate::template::neutralized(rendered);
                 // The first line is the title, shown as the post's title.
                 let text = text
                     .split_once('\n')
@@ -331,11 +336,11 @@ impl Feishu {
                 kept_keyword |= keyword.is_some();
                 let locale = if lang == Lang::Zh { "zh_cn" } else { "en_us" };
                 let links: Vec<Value> = alert
-                    .links_with_job("Job")
+                    .web_links_with_job("Job")
                     .into_iter()
                     .flat_map(|(t, u)| {
                         [
-                            json!({"tag": "a", "text": t, "href": u}),
+                            json!({"tag": "a", "text": crate::template::neutralize(t), "href": u}),
                             json!({"tag": "text", "text": "  "}),
                         ]
                     })
@@ -386,11 +391,16 @@ impl Feishu {
                 };
                 kept_keyword |= keyword.is_some();
                 let template = card_colour(alert);
-                let buttons: Vec<card::Button> = alert
-                    .links_with_job("Job")
-                    .into_iter()
+                let links = alert.web_links_with_job("Job");
+                let titles: Vec<_> = links
+                    .iter()
+                    .map(|(t, _)| crate::template::neutralize(t))
+                    .collect();
+                let buttons: Vec<card::Button> = links
+                    .iter()
+                    .zip(&titles)
                     .enumerate()
-                    .map(|(i, (t, u))| card::Button::new(t, u, i == 0))
+                    .map(|(i, ((_, u), t))| card::Button::new(t, u, i == 0))
                     .collect();
                 let mut at_line = String::new();
                 for u in &m.users {
@@ -648,6 +658,10 @@ mod card {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             use serde::ser::SerializeStruct;
             let (name, value) = self.content;
+            let (name, value) = (
+                crate::template::md_escape_cow(name),
+                crate::template::md_escape_cow(value),
+            );
             let mut st = s.serialize_struct("FieldText", 2)?;
             st.serialize_field("tag", self.tag)?;
             st.serialize_field("content", &format_args!("**{name}**\n{value}"))?;

@@ -237,17 +237,31 @@ impl WeCom {
         }
         let fitted = |format, platform: &str| -> Result<(String, usize)> {
             let text = self.templates.render(format, alert, platform)?;
+            let text = if format == Format::Text {
+                crate::template::neutralized(text)
+            } else {
+                text
+            };
             Ok(fit_text(&text, "", APP_MAX))
         };
         let first_link = alert
             .job
             .as_ref()
             .and_then(|j| j.url.clone())
-            .or_else(|| alert.links.first().map(|l| l.url.clone()));
+            .or_else(|| alert.links.first().map(|l| l.url.clone()))
+            .filter(|u| crate::template::is_web_url(u));
         let (msg, omitted) = match (self.msg_type, first_link) {
             (MsgType::Textcard, Some(url)) => {
-                let title = self.templates.render(Format::Title, alert, KIND)?;
-                let text = self.templates.render(Format::Text, alert, KIND)?;
+                let title = crate::template::neutralized(self.templates.render(
+                    Format::Title,
+                    alert,
+                    KIND,
+                )?);
+                let text = crate::template::neutralized(self.templates.render(
+                    Format::Text,
+                    alert,
+                    KIND,
+                )?);
                 // The body without its first line (the title, shown above).
                 let desc = text.split_once('\n').map_or("", |(_, rest)| rest).trim();
                 let card = json!({"title": crate::text::limit_chars(&title, 128),
@@ -298,6 +312,9 @@ impl WeCom {
         for m in &alert.mentions {
             match m {
                 Mention::All => all = true,
+                Mention::UserId(x) | Mention::Mobile(x) if !crate::alert::is_plain_id(x) => {
+                    receipt = receipt.with_note("a mention that is not a plain id was left out")
+                }
                 Mention::UserId(u) if !users.contains(u) => users.push(u.clone()),
                 Mention::Mobile(x) if !mobiles.contains(x) => mobiles.push(x.clone()),
                 Mention::Email(e) => {
@@ -313,7 +330,11 @@ impl WeCom {
         }
         let (body, omitted, max) = match msg_type {
             MsgType::Text | MsgType::Textcard => {
-                let mut text = self.templates.render(Format::Text, alert, KIND)?;
+                let mut text = crate::template::neutralized(self.templates.render(
+                    Format::Text,
+                    alert,
+                    KIND,
+                )?);
                 if let Some(k) = &o.keyword {
                     text = format!("{k}\n{text}");
                 }
