@@ -73,6 +73,17 @@ mod builtin;
 /// any honest template, and a runaway loop stops after ~100k steps.
 pub const FUEL: u64 = 100_000;
 
+/// The most one render may write, in bytes (4 MiB): a template that writes
+/// more (a loop printing a large body, a huge `join`) fails with a
+/// [`ErrorKind::Template`] error as soon as it passes this, while
+/// rendering, rather than after. The string-building filters (`join`,
+/// `replace`, `indent`) refuse results past it before building them.
+///
+/// Not bounded per operation: the `~`, `+` and `*` operators (minijinja caps
+/// one string repetition at 100 MB); a template that concatenates a string
+/// to itself over and over can still build large strings within its fuel.
+pub const MAX_RENDER: usize = 4 << 20;
+
 /// The text formats a channel can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -281,6 +292,7 @@ fn build_env(o: &TemplateOverrides) -> Result<Environment<'static>> {
         None => Value::from(neutralize(&v.to_string()).into_owned()),
     });
     env.add_test("web_url", |v: &str| is_web_url(v));
+    add_bounded_filters(&mut env);
     env.add_filter("human_duration", |secs: i64| human_duration(secs));
     env.add_filter("first_line", |v: Value| match v.as_str() {
         Some(s) if !s.contains(['\n', '\r']) => v,
@@ -309,6 +321,124 @@ fn build_env(o: &TemplateOverrides) -> Result<Environment<'static>> {
         })?;
     }
     Ok(env)
+}
+
+fn too_large(what: &str) -> minijinja::Error {
+    minijinja::Error::new(
+        minijinja::ErrorKind::InvalidOperation,
+        format!("{what} would be larger than the render limit of {MAX_RENDER} bytes"),
+    )
+}
+
+/// `join`, `replace` and `indent` as minijinja has them, refusing a result
+/// over [`MAX_RENDER`] before building it.
+fn add_bounded_filters(env: &mut Environment<'static>) {
+    use minijinja::State;
+    use minijinja::value::{Kwargs, StringInput};
+    env.add_filter(
+        "join",
+        |state: &mut State,
+         value: &Value,
+         joiner: Option<StringInput<'_>>,
+         attribute: Option<&str>,
+         kwargs: Kwargs|
+         -> std::result::Result<Value, minijinja::Error> {
+            let sep = joiner.as_ref().map_or(0, |j| j.as_str().len());
+            if let Ok(items) = value.try_iter() {
+                let mut total = 0usize;
+                for (i, item) in items.enumerate() {
+                    let len = item
+                        .as_str()
+                        .map_or_else(|| item.to_string().len(), str::len);
+                    total = total
+                        .saturating_add(len)
+                        .saturating_add(if i > 0 { sep } else { 0 });
+                    if total > MAX_RENDER {
+                        return Err(too_large("join"));
+                    }
+                }
+            }
+            minijinja::filters::join(state, value, joiner, attribute, kwargs)
+        },
+    );
+    env.add_filter(
+        "replace",
+        |state: &mut State,
+         value: StringInput<'_>,
+         from: StringInput<'_>,
+         to: StringInput<'_>|
+         -> std::result::Result<Value, minijinja::Error> {
+            let (s, f, t) = (value.as_str(), from.as_str(), to.as_str());
+            let n = if f.is_empty() {
+                s.chars().count().saturating_add(1)
+            } else {
+                s.matches(f).count()
+            };
+            let grown = n.saturating_mul(t.len().saturating_sub(f.len()));
+            if s.len().saturating_add(grown) > MAX_RENDER {
+                return Err(too_large("replace"));
+            }
+            minijinja::filters::replace(state, value, from, to)
+        },
+    );
+    env.add_filter(
+        "indent",
+        |value: StringInput<'_>,
+         width: Option<usize>,
+         first: Option<bool>,
+         blank: Option<bool>,
+         kwargs: Kwargs|
+         -> std::result::Result<Value, minijinja::Error> {
+            let w = width
+                .or_else(|| kwargs.get::<Option<usize>>("width").ok().flatten())
+                .unwrap_or(4);
+            let lines = value.as_str().lines().count().saturating_add(1);
+            if value.as_str().len().saturating_add(lines.saturating_mul(w)) > MAX_RENDER {
+                return Err(too_large("indent"));
+            }
+            minijinja::filters::indent(value, width, first, blank, kwargs)
+        },
+    );
+}
+
+/// An output that fails once more than [`MAX_RENDER`] bytes were written.
+struct Capped {
+    out: Vec<u8>,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len().saturating_add(buf.len()) > MAX_RENDER {
+            return Err(std::io::Error::other("render limit"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Renders `tmpl` into at most [`MAX_RENDER`] bytes.
+fn render_capped(
+    tmpl: &minijinja::Template<'_, '_>,
+    ctx: &minijinja::Value,
+) -> std::result::Result<String, String> {
+    let mut w = Capped {
+        out: Vec::with_capacity(1024),
+    };
+    match tmpl.render_captured_to(ctx.clone(), &mut w) {
+        Ok(_) => String::from_utf8(w.out).map_err(|_| "the output is not UTF-8".to_owned()),
+        Err(e)
+            if w.out.len() + 1 >= MAX_RENDER || e.kind() == minijinja::ErrorKind::WriteFailure =>
+        {
+            Err(format!(
+                "the output would be larger than the render limit of {MAX_RENDER} bytes"
+            ))
+        }
+        Err(e) => Err(describe(&e)),
+    }
 }
 
 fn describe(e: &minijinja::Error) -> String {
@@ -412,8 +542,8 @@ impl Templates {
             .env
             .get_template(format.name())
             .map_err(|e| Error::new(ErrorKind::Template, describe(&e)).with_retryable(false))?;
-        let out = tmpl.render(ctx.clone()).map_err(|e| {
-            Error::new(ErrorKind::Template, describe(&e))
+        let out = render_capped(&tmpl, ctx).map_err(|e| {
+            Error::new(ErrorKind::Template, e)
                 .with_field(format!("templates.{}", format.name()))
                 .with_retryable(false)
         })?;
@@ -478,8 +608,8 @@ impl JsonTemplate {
                 let t = self.env.get_template(&pointer).map_err(|e| {
                     Error::new(ErrorKind::Template, describe(&e)).with_retryable(false)
                 })?;
-                *s = t.render(ctx.clone()).map_err(|e| {
-                    Error::new(ErrorKind::Template, describe(&e))
+                *s = render_capped(&t, ctx).map_err(|e| {
+                    Error::new(ErrorKind::Template, e)
                         .with_field(pointer)
                         .with_retryable(false)
                 })?;

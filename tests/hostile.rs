@@ -46,7 +46,11 @@ fn retrying() -> PolicyConfig {
 async fn an_endless_retry_after_neither_panics_nor_waits() {
     let fake = FakeDingTalk::start().await;
     fake.add_robot("tok", RobotSpec::default());
-    let ch = channel_with("dingtalk", json!({"webhook": fake.webhook("tok")}), retrying());
+    let ch = channel_with(
+        "dingtalk",
+        json!({"webhook": fake.webhook("tok")}),
+        retrying(),
+    );
     fake.push_fault(Fault::Raw {
         status: 429,
         headers: vec![("retry-after".into(), "18446744073709551615".into())],
@@ -80,4 +84,58 @@ async fn an_endless_token_lifetime_does_not_panic() {
     );
     // The fake does not know the token "forever": the send refreshes once.
     let _ = ch.send(&Alert::new("t")).await;
+}
+
+async fn robot_with_markdown(source: &str) -> (Notifier, FakeDingTalk) {
+    let fake = FakeDingTalk::start().await;
+    fake.add_robot("tok", RobotSpec::default());
+    let config = Config::from_value(json!({"instances": [
+        {"name": "r", "type": "dingtalk", "params": {"webhook": fake.webhook("tok")},
+         "templates": {"markdown": source}, "policy": {"retry": false, "rate_limit": false}}],
+        "groups": [{"name": "g", "instances": ["r"]}]}))
+    .unwrap();
+    (Notifier::from_config(&config).unwrap(), fake)
+}
+
+/// `{{ range(100000)|join('x' * 100000000) }}` (38 characters) once aborted
+/// the host on allocation: now that member fails with a template error.
+#[tokio::test]
+async fn a_huge_join_fails_the_member_not_the_host() {
+    let (n, fake) = robot_with_markdown("{{ range(100000)|join('x' * 100000000) }}").await;
+    let r = n.dispatch("g", &Alert::new("t")).await.unwrap();
+    let e = r.deliveries[0].error.as_ref().expect("failed");
+    assert_eq!(e.kind(), ErrorKind::Template, "{e}");
+    assert!(e.message().contains("render limit"), "{e}");
+    assert!(fake.requests().is_empty());
+}
+
+/// A loop printing a large body is stopped at the render limit, while
+/// rendering (it would write gigabytes).
+#[tokio::test]
+async fn output_is_capped_while_rendering() {
+    let (n, _fake) =
+        robot_with_markdown("{% for i in range(100000) %}{{ body }}{% endfor %}").await;
+    let started = std::time::Instant::now();
+    let r = n
+        .dispatch("g", &Alert::new("t").body("b".repeat(30_000)))
+        .await
+        .unwrap();
+    let e = r.deliveries[0].error.as_ref().expect("failed");
+    assert_eq!(e.kind(), ErrorKind::Template, "{e}");
+    assert!(e.message().contains("render limit"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    for source in [
+        "{{ ('x' * 1000000)|replace('x', 'yyyyyyyyyy') }}",
+        "{{ ('x\n' * 1000000)|indent(100) }}",
+    ] {
+        let (n, _fake) = robot_with_markdown(source).await;
+        let e = n.preview("r", &Alert::new("t")).unwrap_err();
+        assert!(e.message().contains("render limit"), "{source}: {e}");
+    }
+    // Within the limit, the filters work as minijinja's.
+    let (n, fake) =
+        robot_with_markdown("{{ ['a', 'b']|join('-') }} {{ 'ab'|replace('b', 'c') }}").await;
+    let r = n.dispatch("g", &Alert::new("t")).await.unwrap();
+    assert_eq!(r.deliveries[0].outcome, alertkit::Outcome::Delivered);
+    assert_eq!(fake.accepted()[0].body["markdown"]["text"], "a-b ac");
 }
