@@ -126,8 +126,9 @@ impl std::fmt::Debug for InstanceConfig {
     }
 }
 
-/// A param value as `Debug` may show it.
-pub(crate) fn redact_param(key: &str, value: &serde_json::Value) -> serde_json::Value {
+/// Whether a param's name says its value is a secret (`secret`,
+/// `password`, `token`, `key`, `sign`, `auth`, `credential`, headers).
+pub(crate) fn is_secret_name(key: &str) -> bool {
     const SECRET_WORDS: [&str; 9] = [
         "header",
         "secret",
@@ -140,7 +141,12 @@ pub(crate) fn redact_param(key: &str, value: &serde_json::Value) -> serde_json::
         "credential",
     ];
     let lower = key.to_ascii_lowercase();
-    if SECRET_WORDS.iter().any(|w| lower.contains(w)) {
+    SECRET_WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// A param value as `Debug` may show it.
+pub(crate) fn redact_param(key: &str, value: &serde_json::Value) -> serde_json::Value {
+    if is_secret_name(key) {
         return serde_json::Value::String("[REDACTED]".into());
     }
     match value {
@@ -526,15 +532,21 @@ impl Registry {
         let merged = cfg.templates.or(group_templates);
         let templates = Templates::with_overrides(&merged).map_err(err)?;
         let ctx = BuildContext::new(&cfg.name, kind, &cfg.params, http, templates);
-        factory.build(&ctx).map_err(|e| {
+        let secrets = crate::secrets::secrets_of(cfg);
+        let scrub = |e: Error| {
+            let list: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            e.map_message(|m| crate::http::scrub(m, &list))
+        };
+        let channel = factory.build(&ctx).map_err(|e| {
             // A factory's errors are config errors by definition: nothing was sent.
             let e = if e.kind() == ErrorKind::Template {
                 e
             } else {
                 e.with_retryable(false)
             };
-            err(e)
-        })
+            err(scrub(e))
+        })?;
+        Ok(crate::secrets::Scrubbed::wrap(channel, secrets))
     }
 }
 

@@ -151,6 +151,13 @@ impl Error {
         Error::new(ErrorKind::InvalidConfig, message).with_field(field)
     }
 
+    /// The same error with its message passed through `f` (to take a
+    /// secret out of a platform's text).
+    pub fn map_message(mut self, f: impl FnOnce(&str) -> String) -> Self {
+        self.0.message = f(&self.0.message);
+        self
+    }
+
     /// Sets the platform's raw error code (`errcode`, `code`, SMTP reply code).
     pub fn with_code(mut self, code: impl Into<String>) -> Self {
         self.0.code = Some(code.into());

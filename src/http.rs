@@ -294,7 +294,11 @@ pub fn redact_url(url: &Url) -> String {
     if let Some(segments) = url.path_segments() {
         for seg in segments {
             out.push('/');
-            out.push_str(if after_hook { "REDACTED" } else { seg });
+            out.push_str(if after_hook || looks_like_token(seg) {
+                "REDACTED"
+            } else {
+                seg
+            });
             after_hook |= seg == "hook";
         }
     }
@@ -304,6 +308,92 @@ pub fn redact_url(url: &Url) -> String {
         first = false;
         out.push_str(&k);
         out.push_str("=REDACTED");
+    }
+    out
+}
+
+/// Whether a path segment looks like a credential rather than a name:
+/// Slack's `/services/T000/B000/<24 random characters>`, Telegram's
+/// `bot123456:AAH…`, a key in the path. Long (20+) runs of letters and
+/// digits that mix digits with letters or cases, or hold a `:`.
+pub fn looks_like_token(seg: &str) -> bool {
+    let s = seg.trim();
+    if s.len() < 16 {
+        return false;
+    }
+    let charset = s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.:%=+".contains(&b));
+    if !charset {
+        return false;
+    }
+    let digits = s.bytes().any(|b| b.is_ascii_digit());
+    let upper = s.bytes().any(|b| b.is_ascii_uppercase());
+    let lower = s.bytes().any(|b| b.is_ascii_lowercase());
+    let separators = s.bytes().filter(|b| b"-_.".contains(b)).count();
+    // Words joined by separators (`send-alert-to-ops-team`) are names.
+    let wordy = separators * 8 >= s.len();
+    (s.contains(':') && digits)
+        || (s.len() >= 20 && !wordy && (digits && (upper || lower) || upper && lower))
+}
+
+/// The most of a platform's message kept in an error (1 KiB).
+pub const MAX_MESSAGE: usize = 1024;
+
+/// `text` with credentials taken out: values of `key=`/`token=`/`sign=`
+/// style pairs, long random-looking runs (tokens, signatures, base64 of
+/// `AUTH PLAIN`), and every one of `secrets` (at least 4 bytes long), then
+/// cut to [`MAX_MESSAGE`]. For messages a platform echoes back.
+///
+/// ```
+/// let s = alertkit::http::scrub("invalid access_token=abc123, sign: Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eA==", &["hunter22"]);
+/// assert_eq!(s, "invalid access_token=REDACTED, sign: REDACTED");
+/// ```
+pub fn scrub(text: &str, secrets: &[&str]) -> String {
+    let mut s = text.to_owned();
+    for secret in secrets.iter().filter(|x| x.len() >= 4) {
+        if s.contains(secret) {
+            s = s.replace(secret, "REDACTED");
+        }
+    }
+    let word_char = |c: char| c.is_ascii_alphanumeric() || "+/=_-.%".contains(c);
+    let mut out = String::with_capacity(s.len());
+    // Set after `token=` / `sign:`: the next word is its value.
+    let mut redact_next = false;
+    for word in s.split_inclusive(|c: char| !word_char(c)) {
+        let (body, delim) = match word.char_indices().last() {
+            Some((j, c)) if !word_char(c) => (&word[..j], &word[j..]),
+            _ => (word, ""),
+        };
+        if body.is_empty() {
+            // Only a delimiter (the space in `sign: value`): the flag stays.
+            out.push_str(delim);
+            continue;
+        }
+        let random = body.len() >= 24
+            && body.bytes().any(|b| b.is_ascii_digit() || b == b'+')
+            && body.bytes().any(|b| b.is_ascii_alphabetic());
+        out.push_str(if redact_next || random {
+            "REDACTED"
+        } else {
+            body
+        });
+        out.push_str(delim);
+        let lower = body.to_ascii_lowercase();
+        redact_next = (delim == "=" || delim == ":")
+            && [
+                "token", "key", "sign", "secret", "password", "passwd", "auth", "ticket",
+            ]
+            .iter()
+            .any(|w| lower.ends_with(w));
+    }
+    if out.len() > MAX_MESSAGE {
+        let mut cut = MAX_MESSAGE;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
     }
     out
 }
@@ -363,13 +453,15 @@ impl Reply {
             })
     }
 
-    /// The body's `errmsg`/`msg`/`message`/`StatusMessage`.
+    /// The body's `errmsg`/`msg`/`message`/`StatusMessage`, with anything
+    /// that looks like a credential taken out and cut to [`MAX_MESSAGE`]
+    /// (see [`scrub`]): platforms echo parts of the request in errors.
     pub fn message(&self) -> String {
-        ["errmsg", "msg", "message", "StatusMessage"]
+        let raw = ["errmsg", "msg", "message", "StatusMessage"]
             .iter()
             .find_map(|k| self.body.get(*k)?.as_str())
-            .unwrap_or("")
-            .to_owned()
+            .unwrap_or("");
+        scrub(raw, &[])
     }
 }
 

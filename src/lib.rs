@@ -70,6 +70,7 @@ pub(crate) mod params;
 pub mod policy;
 #[cfg(test)]
 mod proptests;
+mod secrets;
 pub mod template;
 pub mod testkit;
 pub(crate) mod text;

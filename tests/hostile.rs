@@ -139,3 +139,112 @@ async fn output_is_capped_while_rendering() {
     assert_eq!(r.deliveries[0].outcome, alertkit::Outcome::Delivered);
     assert_eq!(fake.accepted()[0].body["markdown"]["text"], "a-b ac");
 }
+
+/// A Slack-style webhook with its token in the path: never shown whole in
+/// `Debug`, errors or previews.
+#[tokio::test]
+async fn path_tokens_are_redacted_everywhere() {
+    let secret = "XyZ0123456789abcdefGHIJKL";
+    let url = format!("http://127.0.0.1:9/services/T0001/B0001/{secret}");
+    let cfg = InstanceConfig::new("slack", "webhook")
+        .param("url", url.as_str())
+        .policy(PolicyConfig::off());
+    assert!(!format!("{cfg:?}").contains(secret), "{cfg:?}");
+    let n = Notifier::from_config(&Config::default().with_instance(cfg)).unwrap();
+    let previews = n.preview("slack", &Alert::new("t")).unwrap();
+    assert!(
+        !previews[0].target.contains(secret),
+        "{}",
+        previews[0].target
+    );
+    let e = n
+        .channel("slack")
+        .unwrap()
+        .send(&Alert::new("t"))
+        .await
+        .unwrap_err();
+    assert!(!e.to_string().contains(secret), "{e}");
+    assert!(!format!("{e:?}").contains(secret), "{e:?}");
+}
+
+/// A platform that echoes the request's credentials in its error message.
+#[tokio::test]
+async fn platform_messages_lose_echoed_credentials() {
+    let fake = FakeDingTalk::start().await;
+    fake.add_robot(
+        "tok0123456789abcdef",
+        RobotSpec {
+            secret: Some("SECabcdef0123456789".into()),
+            keywords: vec![],
+        },
+    );
+    let ch = channel_with(
+        "dingtalk",
+        json!({"webhook": fake.webhook("tok0123456789abcdef"), "secret": "SECabcdef0123456789"}),
+        PolicyConfig::off(),
+    );
+    fake.push_fault(Fault::errcode(
+        310000,
+        &format!(
+            "sign not match, access_token=tok0123456789abcdef, secret SECabcdef0123456789, sign: dGhpcyBpcyBhIHNpZ25hdHVyZSBvZiB0aGUgcmVxdWVzdA== {}",
+            "x".repeat(5000)
+        ),
+    ));
+    let e = ch.send(&Alert::new("t")).await.unwrap_err();
+    let text = e.to_string();
+    for leaked in ["tok0123456789abcdef", "SECabcdef0123456789", "dGhpcyBpcyBh"] {
+        assert!(!text.contains(leaked), "{leaked} in {text}");
+    }
+    assert!(e.message().len() <= 1100, "capped: {}", e.message().len());
+    assert!(
+        text.contains("sign not match"),
+        "the message is kept: {text}"
+    );
+}
+
+/// A channel that echoes its credentials, as an SMTP server echoing
+/// `AUTH PLAIN` would: the core takes them out of whatever any channel says.
+#[tokio::test]
+async fn any_channel_error_loses_its_instance_secrets() {
+    use alertkit::{BuildContext, Error, Receipt, Registry, async_trait};
+    use base64::Engine as _;
+    #[derive(Debug)]
+    struct Echo(String, String);
+    #[async_trait]
+    impl AlertChannel for Echo {
+        async fn send(&self, _: &Alert) -> alertkit::Result<Receipt> {
+            let blob = base64::engine::general_purpose::STANDARD
+                .encode(format!("\0{}\0{}", self.0, self.1));
+            Err(Error::new(
+                ErrorKind::Unauthorized,
+                format!(
+                    "535 5.7.8 authentication failed for AUTH PLAIN {blob} (password {})",
+                    self.1
+                ),
+            ))
+        }
+    }
+    let mut registry = Registry::default();
+    registry.register("echo", |ctx: &BuildContext<'_>| {
+        let p = ctx.raw_params();
+        let s = |k: &str| p[k].as_str().unwrap().to_owned();
+        Ok(Arc::new(Echo(s("username"), s("password"))) as Arc<dyn AlertChannel>)
+    });
+    let config = Config::from_value(json!({"instances": [{"name": "e", "type": "echo",
+        "params": {"username": "alerts", "password": "hunter2-pw"},
+        "policy": {"retry": false, "rate_limit": false}}]}))
+    .unwrap();
+    let n = Notifier::from_config_with(&config, registry, alertkit::Http::new()).unwrap();
+    let e = n
+        .channel("e")
+        .unwrap()
+        .send(&Alert::new("t"))
+        .await
+        .unwrap_err();
+    let blob = base64::engine::general_purpose::STANDARD.encode("\0alerts\0hunter2-pw");
+    assert!(
+        !e.message().contains("hunter2-pw") && !e.message().contains(&blob),
+        "{e}"
+    );
+    assert!(e.message().starts_with("535 5.7.8"), "{e}");
+}
