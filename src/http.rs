@@ -356,7 +356,7 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
             s = s.replace(secret, "REDACTED");
         }
     }
-    let word_char = |c: char| c.is_ascii_alphanumeric() || "+/=_-.%".contains(c);
+    let word_char = |c: char| c.is_ascii_alphanumeric() || "+/_-.%".contains(c);
     let mut out = String::with_capacity(s.len());
     // Set after `token=` / `sign:`: the next word is its value.
     let mut redact_next = false;
@@ -366,19 +366,21 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
             _ => (word, ""),
         };
         if body.is_empty() {
-            // Only a delimiter (the space in `sign: value`): the flag stays.
-            out.push_str(delim);
+            // Base64 padding of a redacted value goes with it; any other
+            // lone delimiter (the space in `sign: value`) keeps the flag.
+            if !(delim == "=" && out.ends_with("REDACTED")) {
+                out.push_str(delim);
+            }
             continue;
         }
         let random = body.len() >= 24
             && body.bytes().any(|b| b.is_ascii_digit() || b == b'+')
             && body.bytes().any(|b| b.is_ascii_alphabetic());
-        out.push_str(if redact_next || random {
-            "REDACTED"
-        } else {
-            body
-        });
-        out.push_str(delim);
+        let redact = redact_next || random;
+        out.push_str(if redact { "REDACTED" } else { body });
+        if !(redact && delim == "=") {
+            out.push_str(delim);
+        }
         let lower = body.to_ascii_lowercase();
         redact_next = (delim == "=" || delim == ":")
             && [
