@@ -120,14 +120,7 @@ impl Http {
         if let Some(c) = cache.get(&key) {
             return Ok(c.clone());
         }
-        let mut proxy = reqwest::Proxy::all(p.url.as_str()).map_err(|e| {
-            Error::config("proxy.url", "not a usable proxy URL").with_source(e.without_url())
-        })?;
-        if let Some(user) = &p.username {
-            let pass = p.password.as_ref().map(|s| s.expose_secret()).unwrap_or("");
-            proxy = proxy.basic_auth(user, pass);
-        }
-        let client = builder().proxy(proxy).build().map_err(|e| {
+        let client = builder().proxy(proxy_of(p)?).build().map_err(|e| {
             Error::new(
                 ErrorKind::InvalidConfig,
                 "cannot build a proxied HTTP client",
@@ -137,6 +130,42 @@ impl Http {
         cache.insert(key, client.clone());
         Ok(client)
     }
+}
+
+/// A client of its own that follows redirects only when they keep the
+/// method and body (307, 308) and stay on the first URL's scheme, host and
+/// port, at most 5 times (a webhook's `follow_redirects = "same_origin"`).
+pub fn same_origin_client(proxy: Option<&ProxyConfig>) -> Result<reqwest::Client> {
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        let keeps_body = matches!(attempt.status().as_u16(), 307 | 308);
+        let same = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        if keeps_body && same && attempt.previous().len() <= 5 {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    });
+    let mut b = builder().redirect(policy);
+    if let Some(p) = proxy {
+        b = b.proxy(proxy_of(p)?);
+    }
+    b.build().map_err(|e| {
+        Error::new(ErrorKind::InvalidConfig, "cannot build an HTTP client").with_source(e)
+    })
+}
+
+fn proxy_of(p: &ProxyConfig) -> Result<reqwest::Proxy> {
+    let mut proxy = reqwest::Proxy::all(p.url.as_str()).map_err(|e| {
+        Error::config("proxy.url", "not a usable proxy URL").with_source(e.without_url())
+    })?;
+    if let Some(user) = &p.username {
+        let pass = p.password.as_ref().map(|s| s.expose_secret()).unwrap_or("");
+        proxy = proxy.basic_auth(user, pass);
+    }
+    Ok(proxy)
 }
 
 /// A token-cache key for `kind`, app id and secret that does not hold the

@@ -5,6 +5,7 @@
     feature = "dingtalk",
     feature = "feishu",
     feature = "wecom",
+    feature = "email",
     feature = "testkit"
 ))]
 
@@ -247,4 +248,167 @@ async fn any_channel_error_loses_its_instance_secrets() {
         "{e}"
     );
     assert!(e.message().starts_with("535 5.7.8"), "{e}");
+}
+
+/// A loopback SMTP server that greets, answers EHLO, then misbehaves at
+/// MAIL FROM as `mail_from` says.
+async fn bad_smtp(endless: bool) -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut lines = BufReader::new(r).lines();
+                let _ = w.write_all(b"220 bad.example ESMTP\r\n").await;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let upper = line.to_ascii_uppercase();
+                    if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                        let _ = w.write_all(b"250 bad.example\r\n").await;
+                    } else if upper.starts_with("MAIL FROM") {
+                        if endless {
+                            // One line that never ends, as fast as the client reads.
+                            let chunk = vec![b'x'; 64 * 1024];
+                            let _ = w.write_all(b"250-").await;
+                            for _ in 0..100_000 {
+                                if w.write_all(&chunk).await.is_err() {
+                                    return;
+                                }
+                            }
+                        } else {
+                            // A tarpit: never answer.
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                        }
+                    } else {
+                        let _ = w.write_all(b"250 ok\r\n").await;
+                    }
+                }
+            });
+        }
+    });
+    (port, task)
+}
+
+fn mail_channel(port: u16) -> Arc<dyn AlertChannel> {
+    channel_with(
+        "email",
+        json!({"host": "127.0.0.1", "port": port, "tls": "none", "from": "a@example.test",
+               "to": ["b@example.test"], "timeout_ms": 1000}),
+        PolicyConfig::off(),
+    )
+}
+
+/// An endless reply line is cut off at a size limit, not read until the
+/// process runs out of memory (6.4 GB offered here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_smtp_reply_is_cut_off() {
+    let (port, server) = bad_smtp(true).await;
+    let started = std::time::Instant::now();
+    let e = mail_channel(port).send(&Alert::new("t")).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!e.to_string().contains("xxxxxxxx"), "{e}");
+    server.abort();
+}
+
+/// A tarpit at MAIL FROM holds the member for its own time limit only.
+#[tokio::test]
+async fn an_smtp_tarpit_is_bounded_by_the_channel_timeout() {
+    let (port, server) = bad_smtp(false).await;
+    let started = std::time::Instant::now();
+    let e = mail_channel(port).send(&Alert::new("t")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    server.abort();
+}
+
+/// Redirects: never followed by default (a secret header would reach the
+/// target, and a 302 would turn the POST into an empty GET); a webhook may
+/// opt in to same-origin 307/308 only.
+#[tokio::test]
+async fn webhook_redirects_are_refused_or_same_origin_only() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    let other = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/moved"))
+        .respond_with(ResponseTemplate::new(307).insert_header("location", "/new"))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/found"))
+        .respond_with(ResponseTemplate::new(302).insert_header("location", "/new"))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/away"))
+        .respond_with(
+            ResponseTemplate::new(307).insert_header("location", format!("{}/steal", other.uri())),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/new"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&other)
+        .await;
+    let hook = |p: &str, follow: Option<&str>| {
+        let mut params =
+            json!({"url": format!("{}{p}", server.uri()), "headers": {"X-Api-Key": "k-secret"}});
+        if let Some(f) = follow {
+            params["follow_redirects"] = json!(f);
+        }
+        channel_with("webhook", params, PolicyConfig::off())
+    };
+    // Default: a 3xx is a failure naming where it pointed.
+    let e = hook("/moved", None)
+        .send(&Alert::new("t"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("redirect"), "{e}");
+    // Opted in: a same-origin 307 keeps the POST and its body.
+    hook("/moved", Some("same_origin"))
+        .send(&Alert::new("t"))
+        .await
+        .unwrap();
+    let at_new: Vec<_> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/new")
+        .collect();
+    assert_eq!(at_new.len(), 1);
+    assert_eq!(at_new[0].method.as_str(), "POST");
+    assert!(!at_new[0].body.is_empty(), "the body was kept");
+    // Never a 302 (it would become a GET), never another origin.
+    assert!(
+        hook("/found", Some("same_origin"))
+            .send(&Alert::new("t"))
+            .await
+            .is_err()
+    );
+    assert!(
+        hook("/away", Some("same_origin"))
+            .send(&Alert::new("t"))
+            .await
+            .is_err()
+    );
+    assert!(
+        other.received_requests().await.unwrap().is_empty(),
+        "the key never left"
+    );
 }

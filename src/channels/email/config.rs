@@ -77,6 +77,10 @@ pub(crate) struct Params {
     /// The name sent in EHLO (default: this machine's host name).
     #[serde(default)]
     pub hello_name: Option<String>,
+    /// The time limit of each SMTP step (connect, TLS, AUTH, a command), in
+    /// milliseconds (default 15,000); a whole transaction gets twice this.
+    #[serde(default, deserialize_with = "crate::params::opt_num")]
+    pub timeout_ms: Option<u64>,
     /// Idle connections kept per instance (default 4).
     #[serde(default = "four", deserialize_with = "crate::params::num")]
     pub pool_size: usize,

@@ -14,6 +14,7 @@
 //! | `ca_file` | PEM file of a private CA to trust |
 //! | `accept_invalid_certs` | explicit opt-in to skip certificate checks (default false) |
 //! | `pool_size` | idle connections kept for reuse (default 4) |
+//! | `timeout_ms` | time limit of each SMTP step (default 15,000); a whole transaction gets twice this |
 //!
 //! Dinky's params load as they are: `receivers`, `receiverCcs`, `serverHost`,
 //! `serverPort`, `sender`, `enableSmtpAuth`, `user`, `password`,
@@ -69,6 +70,10 @@ use crate::template::{Format, JsonTemplate, Templates};
 
 /// The type name.
 pub const KIND: &str = "email";
+
+/// The text one mail is built for (1 MiB): an alert's parts are bounded to
+/// it before rendering.
+const MAX_TEXT: usize = 1 << 20;
 
 pub(crate) fn register(r: &mut Registry) {
     r.register(KIND, |ctx: &BuildContext<'_>| {
@@ -248,7 +253,13 @@ impl Email {
                 tls_params,
                 credentials,
                 hello,
-                timeout: Duration::from_secs(15),
+                timeout: match p.timeout_ms {
+                    Some(0) => {
+                        return Err(Error::config("params.timeout_ms", "must be at least 1"));
+                    }
+                    Some(ms) => Duration::from_millis(ms),
+                    None => Duration::from_secs(15),
+                },
                 pool_size: p.pool_size,
                 idle: Mutex::new(Vec::new()),
             },
@@ -263,6 +274,9 @@ impl Email {
     }
 
     fn parts(&self, alert: &Alert) -> Result<message::Parts> {
+        // A 50 MB alert is cut before rendering: no mail carries that.
+        let (alert, _) = crate::text::fit_alert(alert, MAX_TEXT);
+        let alert = &*alert;
         let html_format = matches!(self.format, EmailFormat::Html | EmailFormat::Attachment);
         let [title, text, html] = if html_format {
             self.templates

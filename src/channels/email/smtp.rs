@@ -24,6 +24,78 @@ use crate::error::{Error, ErrorKind, Result};
 /// Connections idle longer than this are not reused (servers drop them).
 const IDLE_LIMIT: Duration = Duration::from_secs(50);
 
+/// The most a server may send between two of our writes (one reply, or
+/// the TLS handshake): RFC 5321 allows 512 octets a line; this is generous.
+/// A server answering with an endless line is cut off here instead of
+/// growing the client's buffer until the process aborts.
+pub(crate) const MAX_READ_PER_REPLY: usize = 256 * 1024;
+
+/// A TCP stream that fails a read once the server has sent more than
+/// [`MAX_READ_PER_REPLY`] bytes since the client last wrote. It sits below
+/// TLS, so it bounds what a server sends in clear and encrypted alike.
+#[derive(Debug)]
+struct Budgeted {
+    tcp: tokio::net::TcpStream,
+    read_since_write: usize,
+}
+
+impl tokio::io::AsyncRead for Budgeted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut self.tcp).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &poll {
+            let got = buf.filled().len() - before;
+            self.read_since_write = self.read_since_write.saturating_add(got);
+            if self.read_since_write > MAX_READ_PER_REPLY {
+                return std::task::Poll::Ready(Err(std::io::Error::other(format!(
+                    "the server sent more than {MAX_READ_PER_REPLY} bytes in one reply"
+                ))));
+            }
+        }
+        poll
+    }
+}
+
+impl tokio::io::AsyncWrite for Budgeted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.tcp).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &poll
+            && *n > 0
+        {
+            self.read_since_write = 0;
+        }
+        poll
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+impl lettre::transport::smtp::client::AsyncTokioStream for Budgeted {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.tcp.peer_addr()
+    }
+}
+
 pub(crate) struct Smtp {
     pub host: String,
     pub port: u16,
@@ -138,7 +210,11 @@ impl Smtp {
                 tcp.set_nodelay(true).map_err(|e| {
                     Error::new(ErrorKind::Transport, "cannot set TCP_NODELAY").with_source(e)
                 })?;
-                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
+                let stream = Budgeted {
+                    tcp,
+                    read_since_write: 0,
+                };
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
                     .await
                     .map_err(|e| smtp_error(e, "no SMTP greeting"))?
             }
@@ -194,6 +270,28 @@ impl Smtp {
     /// closed fails at MAIL FROM, before anything was accepted, and the
     /// transaction is tried once more on a new connection.
     pub async fn send(&self, from: &Address, rcpts: &[Address], message: &str) -> Result<Outcome> {
+        // Every command, MAIL FROM included, within the time limit: a
+        // tarpit holds this member for `timeout`, never for the group's.
+        let limit = self.timeout.saturating_mul(2);
+        tokio::time::timeout(limit, self.send_inner(from, rcpts, message))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the SMTP server did not finish the transaction in {} s",
+                        limit.as_secs()
+                    ),
+                ))
+            })
+    }
+
+    async fn send_inner(
+        &self,
+        from: &Address,
+        rcpts: &[Address],
+        message: &str,
+    ) -> Result<Outcome> {
         let reused = self.checkout();
         let was_reused = reused.is_some();
         let mut conn = match reused {

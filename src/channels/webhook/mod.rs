@@ -51,6 +51,10 @@ use crate::template::JsonTemplate;
 /// The type name.
 pub const KIND: &str = "webhook";
 
+/// The text one request is built for (1 MiB): an alert's parts are
+/// bounded to it before rendering or serializing.
+const MAX_TEXT: usize = 1 << 20;
+
 pub(crate) fn register(r: &mut Registry) {
     r.register(KIND, |ctx: &BuildContext<'_>| {
         Ok(Arc::new(Webhook::build(ctx)?) as Arc<dyn AlertChannel>)
@@ -82,6 +86,20 @@ struct Params {
     allow_http: bool,
     #[serde(default)]
     proxy: Option<ProxyConfig>,
+    /// `"none"` (default: a 3xx is a failure) or `"same_origin"`: follow
+    /// 307/308 redirects (method and body kept) within the URL's own
+    /// scheme, host and port, at most 5.
+    #[serde(default)]
+    follow_redirects: Redirects,
+}
+
+/// Which redirects a webhook follows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Redirects {
+    #[default]
+    None,
+    SameOrigin,
 }
 
 #[derive(Deserialize)]
@@ -248,7 +266,10 @@ impl Webhook {
             ));
         }
         Ok(Webhook {
-            client: ctx.http().client_for(p.proxy.as_ref())?,
+            client: match p.follow_redirects {
+                Redirects::None => ctx.http().client_for(p.proxy.as_ref())?,
+                Redirects::SameOrigin => crate::http::same_origin_client(p.proxy.as_ref())?,
+            },
             url,
             method,
             headers,
@@ -315,6 +336,8 @@ impl Webhook {
 #[async_trait]
 impl AlertChannel for Webhook {
     async fn send(&self, alert: &Alert) -> Result<Receipt> {
+        let (alert, _) = crate::text::fit_alert(alert, MAX_TEXT);
+        let alert = &*alert;
         let (client, method, headers) = (&self.client, self.method.clone(), self.headers.clone());
         let reply = match &self.body {
             // The alert itself, serialized straight into the request body.
@@ -335,6 +358,8 @@ impl AlertChannel for Webhook {
     }
 
     fn preview(&self, alert: &Alert) -> Result<Vec<Preview>> {
+        let (alert, _) = crate::text::fit_alert(alert, MAX_TEXT);
+        let alert = &*alert;
         Ok(vec![Preview::new(
             crate::http::redact_url(&self.url),
             self.payload(alert)?,
