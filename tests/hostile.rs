@@ -251,15 +251,45 @@ async fn any_channel_error_loses_its_instance_secrets() {
 }
 
 /// A loopback SMTP server that greets, answers EHLO, then misbehaves at
-/// MAIL FROM as `mail_from` says.
-async fn bad_smtp(endless: bool) -> (u16, tokio::task::JoinHandle<()>) {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+/// MAIL FROM: an endless reply line, or no answer at all. With `tls`, it
+/// speaks implicit TLS.
+async fn bad_smtp_on(
+    endless: bool,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> (u16, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let task = tokio::spawn(async move {
         while let Ok((sock, _)) = listener.accept().await {
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let (r, mut w) = sock.into_split();
+                match tls {
+                    Some(config) => {
+                        if let Ok(s) = tokio_rustls::TlsAcceptor::from(config).accept(sock).await {
+                            misbehave(s, endless).await;
+                        }
+                    }
+                    None => misbehave(sock, endless).await,
+                }
+            });
+        }
+    });
+    (port, task)
+}
+
+async fn bad_smtp(endless: bool) -> (u16, tokio::task::JoinHandle<()>) {
+    bad_smtp_on(endless, None).await
+}
+
+async fn misbehave<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    sock: S,
+    endless: bool,
+) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    {
+        {
+            {
+                let (r, mut w) = tokio::io::split(sock);
                 let mut lines = BufReader::new(r).lines();
                 let _ = w.write_all(b"220 bad.example ESMTP\r\n").await;
                 while let Ok(Some(line)) = lines.next_line().await {
@@ -284,10 +314,9 @@ async fn bad_smtp(endless: bool) -> (u16, tokio::task::JoinHandle<()>) {
                         let _ = w.write_all(b"250 ok\r\n").await;
                     }
                 }
-            });
+            }
         }
-    });
-    (port, task)
+    }
 }
 
 fn mail_channel(port: u16) -> Arc<dyn AlertChannel> {
@@ -312,6 +341,7 @@ async fn an_endless_smtp_reply_is_cut_off() {
         started.elapsed()
     );
     assert!(!e.to_string().contains("xxxxxxxx"), "{e}");
+    assert!(e.to_string().contains("in one reply"), "{e}");
     server.abort();
 }
 
@@ -411,4 +441,33 @@ async fn webhook_redirects_are_refused_or_same_origin_only() {
         other.received_requests().await.unwrap().is_empty(),
         "the key never left"
     );
+}
+
+/// The same endless line inside implicit TLS: the budget sits below TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_smtp_reply_inside_tls_is_cut_off() {
+    let pki = alertkit::testkit::Pki::generate().unwrap();
+    let dir = std::env::temp_dir().join(format!("alertkit-bad-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = pki.write_to(&dir).unwrap();
+    let (port, server) = bad_smtp_on(true, Some(Arc::new(pki.server_config().unwrap()))).await;
+    let ch = channel_with(
+        "email",
+        json!({"host": "localhost", "port": port, "tls": "implicit", "from": "a@example.test",
+               "to": ["b@example.test"], "timeout_ms": 1000, "ca_file": files.ca}),
+        PolicyConfig::off(),
+    );
+    let started = std::time::Instant::now();
+    let e = ch.send(&Alert::new("t")).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        !e.to_string().contains("handshake"),
+        "TLS itself worked: {e}"
+    );
+    server.abort();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -97,8 +97,10 @@ impl Pki {
         Ok(files)
     }
 
-    /// A rustls server configuration presenting the server certificate.
-    pub(crate) fn server_config(&self) -> std::io::Result<rustls::ServerConfig> {
+    /// A rustls server configuration presenting the server certificate
+    /// (for a TLS fake of your own: wrap accepted sockets with
+    /// `tokio_rustls::TlsAcceptor::from(Arc::new(config))`).
+    pub fn server_config(&self) -> std::io::Result<rustls::ServerConfig> {
         use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
         let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         rustls::ServerConfig::builder_with_provider(provider)

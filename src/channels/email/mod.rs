@@ -48,6 +48,7 @@
 mod config;
 mod message;
 mod smtp;
+mod tls;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -178,25 +179,35 @@ impl Email {
         if accept_invalid {
             tracing::warn!(instance = ctx.name(), host = %host, "TLS certificates of this SMTP server are accepted without verification");
         }
-        let tls_params =
-            if tls == TlsMode::None {
-                None
-            } else {
+        let ca_pem = match p.ca_file.as_deref().filter(|s| !s.is_empty()) {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                Error::config("params.ca_file", format!("cannot read {path:?}: {e}"))
+            })?),
+            None => None,
+        };
+        // Implicit TLS runs over alertkit's own rustls session (shared
+        // config, bounded reads); STARTTLS is lettre's upgrade.
+        let (tls_params, tls_config) = match tls {
+            TlsMode::None => (None, None),
+            TlsMode::Implicit => (
+                None,
+                Some(tls::client_config(ca_pem.as_deref(), accept_invalid)?),
+            ),
+            TlsMode::Starttls => {
                 let mut b = TlsParameters::builder(host.clone())
                     .dangerous_accept_invalid_certs(accept_invalid);
-                if let Some(path) = p.ca_file.as_deref().filter(|s| !s.is_empty()) {
-                    let pem = std::fs::read(path).map_err(|e| {
-                        Error::config("params.ca_file", format!("cannot read {path:?}: {e}"))
-                    })?;
-                    let cert = Certificate::from_pem(&pem).map_err(|e| {
+                if let Some(pem) = &ca_pem {
+                    let cert = Certificate::from_pem(pem).map_err(|e| {
                         Error::config("params.ca_file", format!("not a PEM certificate: {e}"))
                     })?;
                     b = b.add_root_certificate(cert);
                 }
-                Some(b.build_rustls().map_err(|e| {
+                let params = b.build_rustls().map_err(|e| {
                     Error::config("params.ca_file", format!("cannot set up TLS: {e}"))
-                })?)
-            };
+                })?;
+                (Some(params), None)
+            }
+        };
         let auth_on = p.enable_smtp_auth.unwrap_or(true);
         let credentials = match (&p.username, &p.password) {
             (Some(u), Some(pw)) if auth_on && !u.is_empty() => Some((u.clone(), pw.clone())),
@@ -251,6 +262,7 @@ impl Email {
                 port,
                 tls,
                 tls_params,
+                tls_config,
                 credentials,
                 hello,
                 timeout: match p.timeout_ms {

@@ -101,6 +101,8 @@ pub(crate) struct Smtp {
     pub port: u16,
     pub tls: TlsMode,
     pub tls_params: Option<TlsParameters>,
+    /// The rustls config of implicit TLS.
+    pub tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
     pub credentials: Option<(String, SecretString)>,
     pub hello: ClientId,
     pub timeout: Duration,
@@ -176,45 +178,61 @@ impl Smtp {
             })?
     }
 
-    async fn connect_inner(&self) -> Result<AsyncSmtpConnection> {
-        let mut conn = match self.tls {
-            TlsMode::Implicit => AsyncSmtpConnection::connect_tokio1(
-                (self.host.as_str(), self.port),
-                Some(self.timeout),
-                &self.hello,
-                self.tls_params.clone(),
-                None,
+    /// A TCP connection to the server, Nagle off, its reads budgeted.
+    async fn tcp(&self) -> Result<Budgeted> {
+        let tcp = tokio::time::timeout(
+            self.timeout,
+            tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::Timeout,
+                format!("cannot connect to {}:{} in time", self.host, self.port),
             )
-            .await
-            .map_err(|e| smtp_error(e, "cannot open an implicit-TLS connection"))?,
-            TlsMode::Starttls | TlsMode::None => {
-                let tcp = tokio::time::timeout(
-                    self.timeout,
-                    tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
+        })?
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Transport,
+                format!("cannot connect to {}:{}", self.host, self.port),
+            )
+            .with_source(e)
+        })?;
+        // Requests and answers alternate: never wait for Nagle.
+        tcp.set_nodelay(true).map_err(|e| {
+            Error::new(ErrorKind::Transport, "cannot set TCP_NODELAY").with_source(e)
+        })?;
+        Ok(Budgeted {
+            tcp,
+            read_since_write: 0,
+        })
+    }
+
+    async fn connect_inner(&self) -> Result<AsyncSmtpConnection> {
+        let tcp = self.tcp().await?;
+        let mut conn = match self.tls {
+            TlsMode::Implicit => {
+                let config = self
+                    .tls_config
+                    .clone()
+                    .ok_or_else(|| Error::new(ErrorKind::Internal, "no TLS config"))?;
+                let name =
+                    rustls::pki_types::ServerName::try_from(self.host.clone()).map_err(|_| {
+                        Error::config("params.host", "not a host name or address for TLS")
+                    })?;
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| super::tls::handshake_error(&self.host, self.port, &e))?;
+                AsyncSmtpConnection::connect_with_transport(
+                    Box::new(super::tls::TlsTransport(tls)),
+                    &self.hello,
                 )
                 .await
-                .map_err(|_| {
-                    Error::new(
-                        ErrorKind::Timeout,
-                        format!("cannot connect to {}:{} in time", self.host, self.port),
-                    )
-                })?
-                .map_err(|e| {
-                    Error::new(
-                        ErrorKind::Transport,
-                        format!("cannot connect to {}:{}", self.host, self.port),
-                    )
-                    .with_source(e)
-                })?;
-                // Requests and answers alternate: never wait for Nagle.
-                tcp.set_nodelay(true).map_err(|e| {
-                    Error::new(ErrorKind::Transport, "cannot set TCP_NODELAY").with_source(e)
-                })?;
-                let stream = Budgeted {
-                    tcp,
-                    read_since_write: 0,
-                };
-                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+                .map_err(|e| smtp_error(e, "no SMTP greeting"))?
+            }
+            TlsMode::Starttls | TlsMode::None => {
+                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
                     .await
                     .map_err(|e| smtp_error(e, "no SMTP greeting"))?
             }
