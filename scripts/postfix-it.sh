@@ -9,6 +9,8 @@
 #   scripts/postfix-it.sh check   [DIR]  smoke test with Python's smtplib (stdlib only)
 #   scripts/postfix-it.sh burst   [DIR] [-n 500] [--mode submission|smtps|plain]
 #                                        smtplib baseline: N alert mails over one connection
+#   scripts/postfix-it.sh test    [DIR]  start, check, alertkit's email tests against it
+#                                        (tests/postfix.rs) and the smtplib baseline, stop
 #
 # DIR defaults to <repo>/target/postfix-it. Everything (config, queue, data,
 # Maildirs, TLS, logs, Dovecot's base_dir) lives under DIR; the system's
@@ -42,7 +44,7 @@ DIR_ARG="${1:-$DEFAULT_DIR}"
 [ $# -ge 1 ] && shift
 
 case "$CMD" in
-    start|stop|restart|status|check|burst) ;;
+    start|stop|restart|status|check|burst|test) ;;
     -h|--help|help) usage ;;
     *) echo "postfix-it: unknown command '$CMD'" >&2; usage ;;
 esac
@@ -469,4 +471,14 @@ case "$CMD" in
            exec "$PY" "$TPL/check.py" "$ENV_FILE" ;;
     burst) [ -f "$ENV_FILE" ] || die "$ENV_FILE not found: run 'scripts/postfix-it.sh start $DIR' first"
            exec "$PY" "$TPL/burst.py" --env "$ENV_FILE" "$@" ;;
+    test)
+        # Whatever happens below, the servers are stopped (by PID).
+        trap '"${BASH_SOURCE[0]}" stop "$DIR" >/dev/null 2>&1 || true' EXIT
+        "${BASH_SOURCE[0]}" start "$DIR"
+        "$PY" "$TPL/check.py" "$ENV_FILE"
+        (cd "$SCRIPT_DIR/.." && POSTFIX_IT_ENV="$ENV_FILE" cargo test --all-features --test postfix \
+            -- --ignored --test-threads=1 --nocapture)
+        echo "smtplib baseline (one connection, STARTTLS + AUTH):"
+        "$PY" "$TPL/burst.py" --env "$ENV_FILE" -n 500
+        ;;
 esac

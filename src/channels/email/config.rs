@@ -81,6 +81,10 @@ pub(crate) struct Params {
     /// milliseconds (default 15,000); a whole transaction gets twice this.
     #[serde(default, deserialize_with = "crate::params::opt_num")]
     pub timeout_ms: Option<u64>,
+    /// SMTP sessions this instance may have open at once (default 4); a
+    /// burst waits for one of them.
+    #[serde(default, deserialize_with = "crate::params::opt_num")]
+    pub max_connections: Option<usize>,
     /// Idle connections kept per instance (default 4).
     #[serde(default = "four", deserialize_with = "crate::params::num")]
     pub pool_size: usize,

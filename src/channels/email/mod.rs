@@ -13,7 +13,9 @@
 //! | `format` | `html` (default), `text`, `table`, `attachment`, `table_attachment` |
 //! | `ca_file` | PEM file of a private CA to trust |
 //! | `accept_invalid_certs` | explicit opt-in to skip certificate checks (default false) |
-//! | `pool_size` | idle connections kept for reuse (default 4) |
+//! | `max_connections` | SMTP sessions open at once (default 4): a burst waits for one instead of opening hundreds |
+//! | `pool_size` | idle connections kept for reuse (default 4, at most `max_connections`) |
+//! | `hello_name` | the EHLO name (default: this host's name when fully qualified, else the connection's address as `[a.b.c.d]`) |
 //! | `timeout_ms` | time limit of each SMTP step (default 15,000); a whole transaction gets twice this |
 //!
 //! Dinky's params load as they are: `receivers`, `receiverCcs`, `serverHost`,
@@ -56,7 +58,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lettre::Address;
 use lettre::message::Mailbox;
-use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use serde_json::{Value, json};
 
@@ -71,6 +72,10 @@ use crate::template::{Format, JsonTemplate, Templates};
 
 /// The type name.
 pub const KIND: &str = "email";
+
+/// The waits before sending again to recipients a server deferred (4xx)
+/// while it accepted the others.
+const DEFERRED_RETRIES: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(3)];
 
 /// The text one mail is built for (1 MiB): an alert's parts are bounded to
 /// it before rendering.
@@ -193,20 +198,14 @@ impl Email {
                 None,
                 Some(tls::client_config(ca_pem.as_deref(), accept_invalid)?),
             ),
-            TlsMode::Starttls => {
-                let mut b = TlsParameters::builder(host.clone())
-                    .dangerous_accept_invalid_certs(accept_invalid);
-                if let Some(pem) = &ca_pem {
-                    let cert = Certificate::from_pem(pem).map_err(|e| {
-                        Error::config("params.ca_file", format!("not a PEM certificate: {e}"))
-                    })?;
-                    b = b.add_root_certificate(cert);
-                }
-                let params = b.build_rustls().map_err(|e| {
-                    Error::config("params.ca_file", format!("cannot set up TLS: {e}"))
-                })?;
-                (Some(params), None)
-            }
+            TlsMode::Starttls => (
+                Some(tls::starttls_params(
+                    &host,
+                    ca_pem.as_deref(),
+                    accept_invalid,
+                )?),
+                None,
+            ),
         };
         let auth_on = p.enable_smtp_auth.unwrap_or(true);
         let credentials = match (&p.username, &p.password) {
@@ -252,6 +251,16 @@ impl Email {
             .filter(|s| !s.trim().is_empty())
             .map(|s| JsonTemplate::compile(Value::String(s), "params.subject", ctx.templates()))
             .transpose()?;
+        let max_connections = match p.max_connections {
+            Some(0) => {
+                return Err(Error::config(
+                    "params.max_connections",
+                    "must be at least 1",
+                ));
+            }
+            Some(n) => n,
+            None => smtp::MAX_CONNECTIONS,
+        };
         let hello = match p.hello_name.filter(|h| !h.is_empty()) {
             Some(h) => ClientId::Domain(h),
             None => ClientId::default(),
@@ -272,8 +281,9 @@ impl Email {
                     Some(ms) => Duration::from_millis(ms),
                     None => Duration::from_secs(15),
                 },
-                pool_size: p.pool_size,
+                pool_size: p.pool_size.min(max_connections),
                 idle: Mutex::new(Vec::new()),
+                sessions: tokio::sync::Semaphore::new(max_connections),
             },
             from,
             to,
@@ -333,7 +343,7 @@ impl Email {
 impl AlertChannel for Email {
     async fn send(&self, alert: &Alert) -> Result<Receipt> {
         let (formatted, id) = message::build(&self.from, &self.to, &self.cc, self.parts(alert)?)?;
-        let outcome = self
+        let mut outcome = self
             .smtp
             .send(&self.from.email, &self.envelope, &formatted)
             .await?;
@@ -341,13 +351,51 @@ impl AlertChannel for Email {
         if let Some(id) = id {
             receipt = receipt.with_message_id(id);
         }
-        for (addr, why) in outcome.refused {
-            receipt = receipt
-                .with_note(format!("{addr} refused: {why}"))
-                .with_rejected([addr]);
-        }
         if !outcome.message.is_empty() {
             receipt = receipt.with_note(format!("server: {}", outcome.message));
+        }
+        // Recipients deferred (4xx) while others took the message are sent
+        // again on their own, the same message (same Message-ID); those
+        // that took it are never sent twice.
+        for wait in DEFERRED_RETRIES {
+            let deferred: Vec<Address> = outcome
+                .refused
+                .iter()
+                .filter(|(_, _, temporary)| *temporary)
+                .map(|(a, _, _)| a.clone())
+                .collect();
+            if deferred.is_empty() {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+            outcome.refused.retain(|(_, _, temporary)| !temporary);
+            receipt.requests += 1;
+            match self
+                .smtp
+                .send(&self.from.email, &deferred, &formatted)
+                .await
+            {
+                Ok(again) => outcome.refused.extend(again.refused),
+                Err(e) => {
+                    let why = e.to_string();
+                    outcome.refused.extend(
+                        deferred
+                            .into_iter()
+                            .map(|a| (a, why.clone(), e.is_retryable())),
+                    );
+                }
+            }
+        }
+        for (addr, why, temporary) in outcome.refused {
+            let note = if temporary {
+                format!(
+                    "{addr} still deferred after {} tries: {why}",
+                    DEFERRED_RETRIES.len() + 1
+                )
+            } else {
+                format!("{addr} refused: {why}")
+            };
+            receipt = receipt.with_note(note).with_rejected([addr.to_string()]);
         }
         Ok(receipt)
     }

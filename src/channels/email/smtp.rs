@@ -21,6 +21,10 @@ use secrecy::{ExposeSecret, SecretString};
 use super::config::TlsMode;
 use crate::error::{Error, ErrorKind, Result};
 
+/// The longest wait for a plaintext server's greeting before suggesting
+/// the port speaks implicit TLS.
+const GREETING_WAIT: Duration = Duration::from_secs(10);
+
 /// Connections idle longer than this are not reused (servers drop them).
 const IDLE_LIMIT: Duration = Duration::from_secs(50);
 
@@ -108,11 +112,20 @@ pub(crate) struct Smtp {
     pub timeout: Duration,
     pub pool_size: usize,
     pub idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    /// One permit per SMTP session this instance may have open at once
+    /// (`max_connections`): a burst waits for a session instead of opening
+    /// hundreds the server refuses with 421.
+    pub sessions: tokio::sync::Semaphore,
 }
+
+/// The default of `max_connections`: few sessions, each reused.
+pub(crate) const MAX_CONNECTIONS: usize = 4;
 
 /// What the server said about one transaction.
 pub(crate) struct Outcome {
-    pub refused: Vec<(String, String)>,
+    /// Refused recipients: address, the server's words, and whether the
+    /// refusal was temporary (4xx).
+    pub refused: Vec<(Address, String, bool)>,
     pub message: String,
 }
 
@@ -163,7 +176,9 @@ impl Smtp {
     /// timeout as a whole (a TLS listener answering a plaintext client, or
     /// the reverse, would otherwise wait forever for a greeting).
     async fn connect(&self) -> Result<AsyncSmtpConnection> {
-        tokio::time::timeout(self.timeout, self.connect_inner())
+        // Each step has `timeout`; the greeting check inside fires first.
+        let limit = self.timeout.saturating_mul(2);
+        tokio::time::timeout(limit, self.connect_inner())
             .await
             .map_err(|_| {
                 Error::new(
@@ -172,7 +187,7 @@ impl Smtp {
                         "no SMTP session with {}:{} within {} s (is `tls` right for this port?)",
                         self.host,
                         self.port,
-                        self.timeout.as_secs()
+                        limit.as_secs()
                     ),
                 )
             })?
@@ -208,8 +223,22 @@ impl Smtp {
         })
     }
 
+    /// The EHLO name: the configured one, else this host's name when it is
+    /// fully qualified, else the connection's own address as a literal
+    /// (`[192.0.2.1]`): relays refuse a bare short name.
+    fn hello_for(&self, local: Option<std::net::SocketAddr>) -> ClientId {
+        match (&self.hello, local) {
+            (ClientId::Domain(d), Some(addr)) if !d.contains('.') => match addr.ip() {
+                std::net::IpAddr::V4(ip) => ClientId::Ipv4(ip),
+                std::net::IpAddr::V6(ip) => ClientId::Ipv6(ip),
+            },
+            (h, _) => h.clone(),
+        }
+    }
+
     async fn connect_inner(&self) -> Result<AsyncSmtpConnection> {
         let tcp = self.tcp().await?;
+        let hello = self.hello_for(tcp.tcp.local_addr().ok());
         let mut conn = match self.tls {
             TlsMode::Implicit => {
                 let config = self
@@ -226,15 +255,33 @@ impl Smtp {
                     .map_err(|e| super::tls::handshake_error(&self.host, self.port, &e))?;
                 AsyncSmtpConnection::connect_with_transport(
                     Box::new(super::tls::TlsTransport(tls)),
-                    &self.hello,
+                    &hello,
                 )
                 .await
                 .map_err(|e| smtp_error(e, "no SMTP greeting"))?
             }
             TlsMode::Starttls | TlsMode::None => {
-                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
-                    .await
-                    .map_err(|e| smtp_error(e, "no SMTP greeting"))?
+                // A TLS port waits for our ClientHello and never greets:
+                // say so soon rather than time out on every retry.
+                let wait = self.timeout.min(GREETING_WAIT);
+                tokio::time::timeout(
+                    wait,
+                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello),
+                )
+                .await
+                .map_err(|_| {
+                    Error::new(
+                        ErrorKind::Transport,
+                        format!(
+                            "{}:{} sent no SMTP greeting in {} s: is it an implicit-TLS port (then set tls = \"implicit\")?",
+                            self.host,
+                            self.port,
+                            wait.as_secs()
+                        ),
+                    )
+                    .with_retryable(false)
+                })?
+                .map_err(|e| smtp_error(e, "no SMTP greeting"))?
             }
         };
         if self.tls == TlsMode::Starttls {
@@ -254,15 +301,36 @@ impl Smtp {
                 .tls_params
                 .clone()
                 .ok_or_else(|| Error::new(ErrorKind::Internal, "no TLS parameters"))?;
-            conn.starttls(params, &self.hello)
-                .await
-                .map_err(|e| smtp_error(e, "STARTTLS failed"))?;
+            conn.starttls(params, &hello).await.map_err(|e| {
+                // A certificate or handshake failure does not fix itself.
+                let mut e = smtp_error(e, "STARTTLS failed");
+                if e.kind() == ErrorKind::Transport {
+                    e = e.with_retryable(false);
+                }
+                e
+            })?;
         }
         if let Some((user, password)) = &self.credentials {
             let creds = Credentials::new(user.clone(), password.expose_secret().to_owned());
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds)
+            if let Err(e) = conn
+                .auth(&[Mechanism::Plain, Mechanism::Login], &creds)
                 .await
-                .map_err(|e| smtp_error(e, "authentication failed"))?;
+            {
+                let plain_without_auth = self.tls == TlsMode::None && !conn.is_encrypted();
+                let mut e = smtp_error(e, "authentication failed");
+                if plain_without_auth && e.message().contains("No compatible authentication") {
+                    e = Error::new(
+                        ErrorKind::Unauthorized,
+                        format!(
+                            "{}:{} offers no AUTH in clear: servers offer it only after STARTTLS; set tls = \"starttls\"",
+                            self.host, self.port
+                        ),
+                    )
+                    .with_retryable(false);
+                }
+                conn.abort().await;
+                return Err(e);
+            }
         }
         Ok(conn)
     }
@@ -288,9 +356,15 @@ impl Smtp {
     /// closed fails at MAIL FROM, before anything was accepted, and the
     /// transaction is tried once more on a new connection.
     pub async fn send(&self, from: &Address, rcpts: &[Address], message: &str) -> Result<Outcome> {
-        // Every command, MAIL FROM included, within the time limit: a
-        // tarpit holds this member for `timeout`, never for the group's.
-        let limit = self.timeout.saturating_mul(2);
+        // Wait for a session of our own (bounded by the member's time limit
+        // around this call), then run the whole transaction, MAIL FROM
+        // included, within its time limit: a tarpit holds this member for
+        // `timeout`, never for the group's.
+        let _permit =
+            self.sessions.acquire().await.map_err(|_| {
+                Error::new(ErrorKind::Internal, "the SMTP session limit was closed")
+            })?;
+        let limit = self.timeout.saturating_mul(3);
         tokio::time::timeout(limit, self.send_inner(from, rcpts, message))
             .await
             .unwrap_or_else(|_| {
@@ -370,20 +444,43 @@ impl Smtp {
                 if first_code.is_none() {
                     first_code = e.status().map(|c| c.to_string());
                 }
-                if e.is_transient() && transient.is_none() {
+                let temporary = e.is_transient();
+                if temporary && transient.is_none() {
                     transient = Some(smtp_error(e, "recipient deferred"));
                 }
-                refused.push((rcpt.to_string(), text));
+                refused.push((rcpt.clone(), text, temporary));
             }
         }
         if refused.len() == rcpts.len() {
             let _ = conn.command(Rset).await;
             return Err(transient.unwrap_or_else(|| {
-                let why: Vec<String> = refused.iter().map(|(a, e)| format!("{a}: {e}")).collect();
-                Error::new(
-                    ErrorKind::InvalidRecipient,
-                    format!("every recipient was refused ({})", why.join("; ")),
-                )
+                let why: Vec<String> = refused
+                    .iter()
+                    .map(|(a, e, _)| format!("{a}: {e}"))
+                    .collect();
+                let why = why.join("; ");
+                // Postfix defers HELO, client and relay checks to RCPT time:
+                // a policy refusal is not a list of bad addresses.
+                let lower = why.to_ascii_lowercase();
+                let policy = [
+                    "helo command rejected",
+                    "client host rejected",
+                    "relay access denied",
+                    "sender address rejected",
+                    "authentication required",
+                ]
+                .iter()
+                .find(|p| lower.contains(*p));
+                match policy {
+                    Some(p) => Error::new(
+                        ErrorKind::Unauthorized,
+                        format!("the server's policy refused this client or sender ({p}): {why}"),
+                    ),
+                    None => Error::new(
+                        ErrorKind::InvalidRecipient,
+                        format!("every recipient was refused ({why})"),
+                    ),
+                }
                 .with_code(first_code.unwrap_or_else(|| "550".to_owned()))
                 .with_retryable(false)
             }));

@@ -83,6 +83,43 @@ fn build(ca_pem: Option<&[u8]>, accept_invalid: bool) -> Result<ClientConfig> {
         .with_no_client_auth())
 }
 
+/// lettre's STARTTLS parameters for `host` and a trust setting, built once
+/// per process (building loads the platform's trust store) and shared by
+/// every instance with the same host and setting.
+pub(crate) fn starttls_params(
+    host: &str,
+    ca_pem: Option<&[u8]>,
+    accept_invalid: bool,
+) -> Result<lettre::transport::smtp::client::TlsParameters> {
+    use lettre::transport::smtp::client::{Certificate, TlsParameters};
+    type Params = HashMap<(String, [u8; 32], bool), TlsParameters>;
+    static PARAMS: OnceLock<Mutex<Params>> = OnceLock::new();
+    let mut digest = [0u8; 32];
+    if let Some(pem) = ca_pem {
+        digest.copy_from_slice(&Sha256::digest(pem));
+    }
+    let key = (host.to_owned(), digest, accept_invalid);
+    let params = PARAMS.get_or_init(Default::default);
+    if let Some(p) = params.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(p.clone());
+    }
+    let mut b =
+        TlsParameters::builder(host.to_owned()).dangerous_accept_invalid_certs(accept_invalid);
+    if let Some(pem) = ca_pem {
+        let cert = Certificate::from_pem(pem)
+            .map_err(|e| Error::config("params.ca_file", format!("not a PEM certificate: {e}")))?;
+        b = b.add_root_certificate(cert);
+    }
+    let built = b
+        .build_rustls()
+        .map_err(|e| Error::config("params.ca_file", format!("cannot set up TLS: {e}")))?;
+    params
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, built.clone());
+    Ok(built)
+}
+
 /// Accepts any certificate (`accept_invalid_certs`, Dinky's
 /// `smtpSslTrust = "*"`), still checking the handshake's signatures.
 #[derive(Debug)]
@@ -190,9 +227,15 @@ pub(crate) fn handshake_error(host: &str, port: u16, e: &std::io::Error) -> Erro
     let why = e
         .get_ref()
         .map_or_else(|| e.to_string(), ToString::to_string);
+    // A plaintext server answers the ClientHello with its "220" greeting.
+    let hint = if why.contains("corrupt message") || why.contains("InvalidContentType") {
+        " (the server answered in clear: is it a STARTTLS or plain port? then set tls = \"starttls\")"
+    } else {
+        ""
+    };
     Error::new(
         ErrorKind::Transport,
-        format!("TLS handshake with {host}:{port} failed: {why}"),
+        format!("TLS handshake with {host}:{port} failed: {why}{hint}"),
     )
     .with_retryable(false)
 }
