@@ -28,3 +28,7 @@ command -v redis-server >/dev/null || { echo "redis-server is required for the s
 
 cargo test --all-features --all-targets
 cargo test --all-features --doc
+
+# Email against a real Postfix 3.7 + Dovecot SASL on 127.0.0.1 (installed
+# from Debian when missing, configured under target/, stopped by PID).
+scripts/postfix-it.sh test target/postfix-it
