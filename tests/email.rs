@@ -455,9 +455,13 @@ async fn one_pooled_connection_serves_many_sends() {
         .unwrap()
         .replace("\r\n", "\n");
     assert!(
-        m.ends_with("\n\n.leading dot line\n..two dots"),
+        m.trim_end().ends_with("\n\n.leading dot line\n..two dots"),
         "dot-stuffed on the wire, intact on arrival: {m:?}"
     );
+    // `text` format: one text/plain part, as documented (no multipart).
+    let raw = String::from_utf8_lossy(&server.messages()[4].1).to_string();
+    assert!(raw.contains("Content-Type: text/plain"), "{raw}");
+    assert!(!raw.contains("multipart/"), "{raw}");
 }
 
 #[test]
@@ -641,4 +645,54 @@ async fn auth_is_offered_only_after_starttls_and_injection_is_cut_off() {
         "connection closed, nothing answered"
     );
     assert!(smtp.messages().is_empty());
+}
+
+/// The attachment's name in Content-Type is RFC 2231 (with an ASCII
+/// fallback), never an encoded-word inside quotes; the spreadsheet shows
+/// the job URL and labels, and its header row speaks the instance's language.
+#[tokio::test]
+async fn attachment_names_and_spreadsheet_rows() {
+    let server = Server::start("plain", None, &[]);
+    let ch = channel(
+        json!({"host": "127.0.0.1", "port": server.port, "tls": "none",
+                            "from": "alerts@corp.example", "to": ["ops@corp.example"],
+                            "format": "table_attachment"}),
+    );
+    let alert = Alert::new("作业 orders-etl 失败")
+        .job(
+            JobInfo::new("orders-etl")
+                .status(JobStatus::Failed)
+                .url("https://flink.example/#/job/running/a1"),
+        )
+        .label("env", "prod");
+    ch.send(&alert).await.unwrap();
+    let raw = String::from_utf8_lossy(&server.messages()[0].1).to_string();
+    let unfolded = raw.replace("\r\n ", " ").replace("\r\n\t", " ");
+    let ct = unfolded
+        .lines()
+        .find(|l| l.starts_with("Content-Type: application/vnd.openxmlformats"))
+        .expect("the attachment's Content-Type")
+        .to_owned();
+    assert!(!ct.contains("=?UTF-8?"), "{ct}");
+    assert!(ct.contains("name*=UTF-8''"), "{ct}");
+    let messages = server.messages();
+    let m = parse(&messages[0].1);
+    let att = m.attachments().next().expect("an attachment");
+    use calamine::{Reader, Xlsx};
+    let mut wb: Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(att.contents().to_vec())).unwrap();
+    let rows: Vec<Vec<String>> = wb
+        .worksheet_range("Alert")
+        .unwrap()
+        .rows()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect();
+    let has = |k: &str, v: &str| rows.contains(&vec![k.to_owned(), v.to_owned()]);
+    assert!(
+        has("Job URL", "https://flink.example/#/job/running/a1"),
+        "{rows:?}"
+    );
+    assert!(has("Label env", "prod"), "{rows:?}");
+    let states = rows.iter().filter(|r| r[0].contains("tate")).count();
+    assert_eq!(states, 1, "one state row: {rows:?}");
 }

@@ -279,3 +279,39 @@ async fn misconfigured_tls_modes_fail_fast_with_a_hint() {
     assert!(err.to_string().contains("answered in clear"), "{err}");
     assert_eq!(err.attempts(), 1, "{err}");
 }
+
+/// What lands in the Maildir: the Chinese subject and sender name decoded,
+/// the HTML table and the .xlsx attachment with its Chinese name.
+#[tokio::test]
+#[ignore = "needs the real Postfix of scripts/postfix-it.sh test"]
+async fn the_delivered_message_is_whole() {
+    use mail_parser::{MessageParser, MimeHeaders};
+    let e = env();
+    let dir = maildir(&e, "b");
+    let before = count(&dir);
+    let mut p = submission(&e, &["b@example.test"]);
+    p["format"] = json!("table_attachment");
+    let alert = Alert::new("作业 orders-etl 失败").field("负责人", "数据组");
+    channel(p, PolicyConfig::off()).send(&alert).await.unwrap();
+    assert_eq!(wait_for(&dir, before + 1), before + 1);
+    let newest = ["new", "cur"]
+        .iter()
+        .flat_map(|d| {
+            std::fs::read_dir(dir.join(d))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .max_by_key(|f| f.metadata().and_then(|m| m.modified()).ok())
+        .expect("a message");
+    let raw = std::fs::read(newest.path()).unwrap();
+    let m = MessageParser::default()
+        .parse(&raw)
+        .expect("a MIME message");
+    assert_eq!(m.subject(), Some("[Error] 作业 orders-etl 失败"));
+    assert_eq!(m.from().unwrap().first().unwrap().name(), Some("告警中心"));
+    assert!(m.body_html(0).unwrap().contains("数据组"));
+    let att = m.attachments().next().expect("the spreadsheet");
+    assert_eq!(att.attachment_name(), Some("作业 orders-etl 失败.xlsx"));
+    assert!(att.contents().starts_with(b"PK"), "an .xlsx is a zip");
+}

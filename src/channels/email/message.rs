@@ -57,11 +57,26 @@ pub(crate) fn rows(alert: &Alert, lang: Lang) -> Vec<(String, String)> {
             alert.severity.as_str().to_owned(),
         ),
         (
-            (if zh { "状态" } else { "State" }).to_owned(),
+            // Not "状态": the job's status row below is called that.
+            (if zh { "告警状态" } else { "Alert state" }).to_owned(),
             alert.state.as_str().to_owned(),
         ),
     ];
     rows.extend(fact_rows(alert, lang));
+    if let Some(url) = alert.job.as_ref().and_then(|j| j.url.as_ref()) {
+        rows.push((
+            (if zh { "作业链接" } else { "Job URL" }).to_owned(),
+            url.clone(),
+        ));
+    }
+    for (k, v) in &alert.labels {
+        let name = if zh {
+            format!("标签 {k}")
+        } else {
+            format!("Label {k}")
+        };
+        rows.push((name, v.clone()));
+    }
     if !alert.body.is_empty() {
         rows.push((
             (if zh { "内容" } else { "Message" }).to_owned(),
@@ -95,7 +110,7 @@ pub(crate) fn html_table(title: &str, rows: &[(String, String)]) -> String {
 }
 
 /// The rows as an .xlsx workbook, built in memory.
-pub(crate) fn xlsx(rows: &[(String, String)]) -> Result<Vec<u8>> {
+pub(crate) fn xlsx(rows: &[(String, String)], lang: Lang) -> Result<Vec<u8>> {
     let err = |e: rust_xlsxwriter::XlsxError| {
         Error::new(ErrorKind::Internal, "cannot build the spreadsheet").with_source(e)
     };
@@ -103,9 +118,14 @@ pub(crate) fn xlsx(rows: &[(String, String)]) -> Result<Vec<u8>> {
     let bold = rust_xlsxwriter::Format::new().set_bold();
     let ws = wb.add_worksheet();
     ws.set_name("Alert").map_err(err)?;
-    ws.write_string_with_format(0, 0, "Field", &bold)
+    let (field, value) = if lang == Lang::Zh {
+        ("字段", "值")
+    } else {
+        ("Field", "Value")
+    };
+    ws.write_string_with_format(0, 0, field, &bold)
         .map_err(err)?;
-    ws.write_string_with_format(0, 1, "Value", &bold)
+    ws.write_string_with_format(0, 1, value, &bold)
         .map_err(err)?;
     for (i, (k, v)) in rows.iter().enumerate() {
         let r = u32::try_from(i + 1).unwrap_or(u32::MAX);
@@ -135,6 +155,42 @@ pub(crate) fn file_name(title: &str) -> String {
     }
 }
 
+/// The envelope lettre wants to build a message; the real one (with Bcc)
+/// is the caller's, and headers never carry Bcc.
+fn envelope(from: &Mailbox) -> Result<lettre::address::Envelope> {
+    lettre::address::Envelope::new(Some(from.email.clone()), vec![from.email.clone()])
+        .map_err(|e| Error::new(ErrorKind::Internal, "cannot build the envelope").with_source(e))
+}
+
+/// An RFC 2231 extended value: UTF-8 bytes, `attr-char`s kept, the rest
+/// percent-encoded.
+fn rfc2231(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() * 3);
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The name with its non-ASCII characters left out, for readers without
+/// RFC 2231 (`alert.xlsx` when nothing is left).
+fn ascii_name(name: &str) -> String {
+    let kept: String = name
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\' || *c == ' ')
+        .collect();
+    let kept = kept.trim();
+    if kept.is_empty() || kept == ".xlsx" {
+        "alert.xlsx".to_owned()
+    } else {
+        kept.to_owned()
+    }
+}
+
 /// The formatted message (ASCII: every non-ASCII part is encoded) and its Message-ID.
 pub(crate) fn build(
     from: &Mailbox,
@@ -153,34 +209,41 @@ pub(crate) fn build(
         b = b.cc(m.clone());
     }
     let plain = SinglePart::plain(parts.text);
-    let main = match parts.html {
-        Some(html) => MultiPart::alternative()
-            .singlepart(plain)
-            .singlepart(SinglePart::html(html)),
-        None => MultiPart::mixed().singlepart(plain),
-    };
-    let body = match parts.xlsx {
+    let attachment = match parts.xlsx {
         Some((name, bytes)) => {
-            use base64::Engine;
-            // RFC 2231 in Content-Disposition (lettre) and RFC 2047 in the
-            // Content-Type name, which Outlook and QQ Mail read (§6.4).
-            let encoded = base64::engine::general_purpose::STANDARD.encode(name.as_bytes());
-            let ct = ContentType::parse(&format!("{XLSX}; name=\"=?UTF-8?B?{encoded}?=\""))
-                .or_else(|_| ContentType::parse(XLSX))
-                .map_err(|e| Error::new(ErrorKind::Internal, format!("bad content type: {e}")))?;
-            MultiPart::mixed()
-                .multipart(main)
-                .singlepart(Attachment::new(name).body(bytes, ct))
+            // RFC 2231 in Content-Disposition (lettre) and in the
+            // Content-Type name too (`name*=UTF-8''…`, with an ASCII
+            // `name` for old readers); never an encoded-word inside a
+            // quoted string, which RFC 2047 forbids.
+            let ct = ContentType::parse(&format!(
+                "{XLSX}; name=\"{}\"; name*=UTF-8''{}",
+                ascii_name(&name),
+                rfc2231(&name)
+            ))
+            .or_else(|_| ContentType::parse(XLSX))
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("bad content type: {e}")))?;
+            Some(Attachment::new(name).body(bytes, ct))
         }
-        None => main,
+        None => None,
     };
-    // The envelope (with Bcc) is built by the caller; headers never carry Bcc.
-    let envelope =
-        lettre::address::Envelope::new(Some(from.email.clone()), vec![from.email.clone()])
-            .map_err(|e| {
-                Error::new(ErrorKind::Internal, "cannot build the envelope").with_source(e)
-            })?;
-    let message = b.envelope(envelope).multipart(body).map_err(|e| {
+    let message = match (parts.html, attachment) {
+        // `text` format: one text/plain part, as documented.
+        (None, None) => b.envelope(envelope(from)?).singlepart(plain),
+        (None, Some(att)) => b
+            .envelope(envelope(from)?)
+            .multipart(MultiPart::mixed().singlepart(plain).singlepart(att)),
+        (Some(html), att) => {
+            let main = MultiPart::alternative()
+                .singlepart(plain)
+                .singlepart(SinglePart::html(html));
+            let body = match att {
+                Some(att) => MultiPart::mixed().multipart(main).singlepart(att),
+                None => main,
+            };
+            b.envelope(envelope(from)?).multipart(body)
+        }
+    }
+    .map_err(|e| {
         Error::new(
             ErrorKind::InvalidContent,
             format!("cannot build the message: {e}"),

@@ -326,7 +326,7 @@ impl Email {
         let xlsx = match self.format {
             EmailFormat::Attachment | EmailFormat::TableAttachment => Some((
                 message::file_name(&alert.title),
-                message::xlsx(&message::rows(alert, lang))?,
+                message::xlsx(&message::rows(alert, lang), lang)?,
             )),
             _ => None,
         };
