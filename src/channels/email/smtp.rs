@@ -21,6 +21,9 @@ use secrecy::{ExposeSecret, SecretString};
 use super::config::TlsMode;
 use crate::error::{Error, ErrorKind, Result};
 
+/// The longest wait for the answer to QUIT when closing a connection.
+const QUIT_WAIT: Duration = Duration::from_secs(2);
+
 /// The longest wait for a plaintext server's greeting before suggesting
 /// the port speaks implicit TLS.
 const GREETING_WAIT: Duration = Duration::from_secs(10);
@@ -335,21 +338,35 @@ impl Smtp {
         Ok(conn)
     }
 
-    fn checkout(&self) -> Option<AsyncSmtpConnection> {
+    /// An idle connection to reuse, and the stale ones to close.
+    fn checkout(&self) -> (Option<AsyncSmtpConnection>, Vec<AsyncSmtpConnection>) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stale = Vec::new();
         while let Some((conn, since)) = idle.pop() {
             if since.elapsed() < IDLE_LIMIT && !conn.has_broken() {
-                return Some(conn);
+                return (Some(conn), stale);
             }
+            stale.push(conn);
         }
-        None
+        (None, stale)
     }
 
-    fn checkin(&self, conn: AsyncSmtpConnection) {
+    /// Keeps `conn` for reuse, or hands it back to be closed.
+    fn checkin(&self, conn: AsyncSmtpConnection) -> Option<AsyncSmtpConnection> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.pool_size && !conn.has_broken() {
             idle.push((conn, Instant::now()));
+            return None;
         }
+        Some(conn)
+    }
+
+    /// Says QUIT (briefly: a server gone silent is not waited for).
+    async fn close(&self, mut conn: AsyncSmtpConnection) {
+        if !conn.has_broken() {
+            let _ = tokio::time::timeout(QUIT_WAIT, conn.quit()).await;
+        }
+        conn.abort().await;
     }
 
     /// Sends one message to `rcpts`. A pooled connection the server has
@@ -384,7 +401,10 @@ impl Smtp {
         rcpts: &[Address],
         message: &str,
     ) -> Result<Outcome> {
-        let reused = self.checkout();
+        let (reused, stale) = self.checkout();
+        for conn in stale {
+            self.close(conn).await;
+        }
         let was_reused = reused.is_some();
         let mut conn = match reused {
             Some(c) => c,
@@ -420,7 +440,11 @@ impl Smtp {
                     ))
                 });
         match &result {
-            Ok(_) => self.checkin(conn),
+            Ok(_) => {
+                if let Some(extra) = self.checkin(conn) {
+                    self.close(extra).await;
+                }
+            }
             Err(_) => conn.abort().await,
         }
         result
