@@ -1,0 +1,438 @@
+//! The Flink watcher's defects of issues 15 and 16, each against a fake
+//! Flink that answers with what a real Flink 2.3 answered
+//! (tests/fixtures/flink, see its TIMELINE.md), including its lags.
+#![cfg(all(feature = "flink", feature = "testkit"))]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use alertkit::flink::{FlinkWatcher, WatchConfig};
+use alertkit::testkit::recording_registry;
+use alertkit::{Alert, AlertState, Config, GroupConfig, Http, InstanceConfig, Notifier};
+use serde_json::{Value, json};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate, matchers::any};
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/flink/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+const JID: &str = "05dd2a6b8903340bd40b4e615939d978";
+
+/// A fake JobManager: per-path answers, exception answers that lag (the
+/// stale answer for the first N requests after a change), request counts.
+#[derive(Default)]
+struct State {
+    jobs: Vec<Value>,
+    exceptions: HashMap<String, Value>,
+    /// (stale answer, requests still answered with it)
+    lag: HashMap<String, (Value, usize)>,
+    checkpoints: HashMap<String, (u16, Value)>,
+    raw: HashMap<String, Vec<u8>>,
+    down: bool,
+    hits: Vec<String>,
+    auth: Vec<Option<String>>,
+}
+
+#[derive(Clone, Default)]
+struct Fake(Arc<Mutex<State>>);
+
+impl Fake {
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self.0.lock().unwrap())
+    }
+    fn hits(&self) -> Vec<String> {
+        self.with(|s| s.hits.clone())
+    }
+}
+
+impl Respond for Fake {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut s = self.0.lock().unwrap();
+        let path = req.url.path().to_owned();
+        s.hits.push(path.clone());
+        s.auth.push(
+            req.headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_owned()),
+        );
+        if s.down {
+            return ResponseTemplate::new(503).set_body_string("down");
+        }
+        if let Some(raw) = s.raw.get(&path) {
+            return ResponseTemplate::new(200)
+                .set_body_raw(raw.clone(), "application/json");
+        }
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let body = match parts.as_slice() {
+            ["config"] => fixture("config.json"),
+            ["jobs", "overview"] => json!({ "jobs": s.jobs }),
+            ["jobs", jid, "exceptions"] => {
+                let jid = jid.to_string();
+                if let Some((stale, n)) = s.lag.get_mut(&jid) {
+                    if *n > 0 {
+                        *n -= 1;
+                        return ResponseTemplate::new(200).set_body_json(stale.clone());
+                    }
+                }
+                s.exceptions
+                    .get(&jid)
+                    .cloned()
+                    .unwrap_or_else(|| fixture("exceptions_none.json"))
+            }
+            ["jobs", jid, "checkpoints"] => {
+                let (status, body) = s
+                    .checkpoints
+                    .get(*jid)
+                    .cloned()
+                    .unwrap_or((200, fixture("checkpoints_disabled.json")));
+                return ResponseTemplate::new(status).set_body_json(body);
+            }
+            _ => return ResponseTemplate::new(404).set_body_json(json!({"errors": ["Not found"]})),
+        };
+        ResponseTemplate::new(200).set_body_json(body)
+    }
+}
+
+fn job(jid: &str, name: &str, state: &str, modified: i64) -> Value {
+    let ended = matches!(state, "FAILED" | "CANCELED" | "FINISHED");
+    json!({"jid": jid, "name": name, "state": state, "start-time": 1_795_985_837_348i64,
+           "end-time": if ended { json!(1_795_985_844_703i64) } else { json!(-1) },
+           "duration": 1000, "last-modification": modified,
+           "tasks": {"running": 2, "total": 2}})
+}
+
+fn set_state(fake: &Fake, jid: &str, state: &str, modified: i64) {
+    fake.with(|s| {
+        for j in &mut s.jobs {
+            if j["jid"] == jid {
+                *j = job(jid, j["name"].as_str().unwrap(), state, modified);
+            }
+        }
+    });
+}
+
+struct Rig {
+    fake: Fake,
+    server: MockServer,
+    sent: Arc<Mutex<Vec<Alert>>>,
+}
+
+async fn rig() -> Rig {
+    let server = MockServer::start().await;
+    let fake = Fake::default();
+    Mock::given(any())
+        .respond_with(fake.clone())
+        .mount(&server)
+        .await;
+    Rig {
+        fake,
+        server,
+        sent: Arc::new(Mutex::new(Vec::new())),
+    }
+}
+
+fn notifier(sent: &Arc<Mutex<Vec<Alert>>>) -> Arc<Notifier> {
+    let config = Config::default()
+        .with_instance(InstanceConfig::new("mem", "recording"))
+        .with_group(GroupConfig::new("flink-prod", ["mem"]));
+    let n =
+        Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+    let s = sent.clone();
+    n.on_dispatch(move |alert, _| s.lock().unwrap().push(alert.clone()));
+    n
+}
+
+fn watcher_at(url: &str, r: &Rig) -> FlinkWatcher {
+    let config = WatchConfig::new(url, "prod").unwrap();
+    FlinkWatcher::new(config, notifier(&r.sent), "flink-prod")
+}
+
+fn watcher(r: &Rig) -> FlinkWatcher {
+    watcher_at(&r.server.uri(), r)
+}
+
+impl Rig {
+    fn alerts(&self) -> Vec<Alert> {
+        self.sent.lock().unwrap().clone()
+    }
+    fn titles(&self) -> Vec<(String, AlertState)> {
+        self.alerts()
+            .iter()
+            .map(|a| (a.title.clone(), a.state))
+            .collect()
+    }
+}
+
+fn error_of(a: &Alert) -> String {
+    a.job.as_ref().and_then(|j| j.error.clone()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_failure_alert_carries_this_failures_cause_not_the_previous_attempts() {
+    let r = rig().await;
+    // Running, with an earlier (already known) failure in its history.
+    let old = fixture("exceptions_first_restart.json");
+    r.fake.with(|s| {
+        s.jobs = vec![job(JID, "orders-etl", "RUNNING", 1)];
+        s.exceptions.insert(JID.into(), old.clone());
+    });
+    let mut w = watcher(&r);
+    w.poll_once().await;
+    // FAILED in the overview at once; the exception history still shows the
+    // previous attempt's entry for the next two reads (Flink's ~3 s cache).
+    set_state(&r.fake, JID, "FAILED", 2);
+    r.fake.with(|s| {
+        s.exceptions
+            .insert(JID.into(), fixture("exceptions_first_failure.json"));
+        s.lag.insert(JID.into(), (old, 2));
+    });
+    w.poll_once().await;
+    let alerts = r.alerts();
+    assert_eq!(r.titles(), [("Flink job orders-etl FAILED".to_string(), AlertState::Firing)]);
+    let err = error_of(&alerts[0]);
+    // The root cause first (the Python error lines the UDF raised), not the
+    // wrapper (`JobException: Recovery is suppressed by ...`).
+    assert!(
+        err.starts_with("IllegalStateException: orders-etl boom\nRuntimeError: job failed"),
+        "{err}"
+    );
+    assert!(err.contains("execution #0") || alerts[0].fields.iter().any(|(_, v)| v.contains("execution #0")));
+    // The terminal entry's own timestamp, not the earlier attempt's 1795985893392.
+    assert!(!err.contains("instruction 1:"), "the previous attempt's cause: {err}");
+}
+
+#[tokio::test]
+async fn a_jobs_first_exception_and_a_restart_between_polls_are_reported_with_their_cause() {
+    let r = rig().await;
+    r.fake
+        .with(|s| s.jobs = vec![job(JID, "orders-etl", "RUNNING", 1)]);
+    let mut w = watcher(&r);
+    w.poll_once().await; // baseline: an empty history
+    // A 200 ms restart between two polls: still RUNNING, the tasks were
+    // redeployed (last-modification moved) and the history has its first entry.
+    set_state(&r.fake, JID, "RUNNING", 2);
+    r.fake.with(|s| {
+        s.exceptions
+            .insert(JID.into(), fixture("exceptions_first_restart.json"))
+    });
+    w.poll_once().await;
+    w.poll_once().await; // reported once
+    let alerts = r.alerts();
+    assert_eq!(alerts.len(), 1, "{:?}", r.titles());
+    assert_eq!(alerts[0].title, "Flink job orders-etl restarted");
+    assert!(error_of(&alerts[0]).starts_with("IllegalStateException: orders-etl boom"));
+}
+
+#[tokio::test]
+async fn links_follow_the_flink_2_routes() {
+    let r = rig().await;
+    r.fake
+        .with(|s| s.jobs = vec![job(JID, "orders-etl", "RUNNING", 1)]);
+    let mut w = watcher(&r);
+    w.poll_once().await;
+    set_state(&r.fake, JID, "FAILED", 2);
+    r.fake.with(|s| {
+        s.exceptions
+            .insert(JID.into(), fixture("exceptions_first_failure.json"))
+    });
+    w.poll_once().await;
+    let a = &r.alerts()[0];
+    let want = format!("{}/#/job/completed/{JID}/overview", r.server.uri());
+    assert_eq!(a.links[0].url, want);
+    assert_eq!(a.job.as_ref().unwrap().url.as_deref(), Some(want.as_str()));
+}
+
+#[tokio::test]
+async fn checkpoints_refused_while_tasks_deploy_are_no_page_and_a_real_failure_is() {
+    let r = rig().await;
+    r.fake.with(|s| {
+        s.jobs = vec![job(JID, "orders-etl", "RUNNING", 1)];
+        s.checkpoints
+            .insert(JID.into(), (500, fixture("checkpoints_initializing_500.json")));
+    });
+    let mut w = watcher(&r);
+    w.poll_once().await;
+    r.fake.with(|s| {
+        s.checkpoints
+            .insert(JID.into(), (200, fixture("checkpoints_disabled.json")))
+    });
+    w.poll_once().await;
+    // counts.failed 3, latest.failed null: triggers refused while deploying.
+    r.fake.with(|s| {
+        s.checkpoints
+            .insert(JID.into(), (200, fixture("checkpoints_after_start.json")))
+    });
+    w.poll_once().await;
+    assert!(r.alerts().is_empty(), "{:?}", r.titles());
+    r.fake.with(|s| {
+        s.checkpoints
+            .insert(JID.into(), (200, fixture("checkpoints_first_real_failure.json")))
+    });
+    w.poll_once().await;
+    w.poll_once().await;
+    let alerts = r.alerts();
+    assert_eq!(
+        r.titles(),
+        [("Flink job orders-etl: checkpoints failing".to_string(), AlertState::Firing)]
+    );
+    assert!(error_of(&alerts[0]).contains("IO-problem detected"));
+}
+
+#[tokio::test]
+async fn jobs_that_vanish_are_reported_after_an_outage() {
+    let r = rig().await;
+    r.fake
+        .with(|s| s.jobs = vec![job(JID, "orders-etl", "RUNNING", 1), job("f1", "old", "FINISHED", 1)]);
+    let mut w = watcher(&r);
+    w.poll_once().await;
+    r.fake.with(|s| s.down = true);
+    w.poll_once().await;
+    r.fake.with(|s| {
+        s.down = false;
+        s.jobs.clear(); // a JobManager restarted without HA
+    });
+    w.poll_once().await;
+    w.poll_once().await;
+    let titles = r.titles();
+    assert_eq!(
+        titles,
+        [
+            ("Flink cluster prod unreachable".to_string(), AlertState::Firing),
+            ("Flink cluster prod unreachable".to_string(), AlertState::Resolved),
+            (
+                "Flink job orders-etl is no longer known to the cluster".to_string(),
+                AlertState::Firing
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_checkpoint_failure_of_a_job_that_failed_folds_into_its_failed_alert() {
+    let r = rig().await;
+    r.fake.with(|s| {
+        s.jobs = vec![job(JID, "orders-etl", "RUNNING", 1)];
+        s.checkpoints
+            .insert(JID.into(), (200, fixture("checkpoints_after_start.json")));
+    });
+    let mut w = watcher(&r);
+    w.poll_once().await;
+    set_state(&r.fake, JID, "FAILED", 2);
+    r.fake.with(|s| {
+        s.exceptions
+            .insert(JID.into(), fixture("exceptions_first_failure.json"));
+        s.checkpoints
+            .insert(JID.into(), (200, fixture("checkpoints_failed.json")));
+    });
+    w.poll_once().await;
+    w.poll_once().await;
+    let alerts = r.alerts();
+    assert_eq!(r.titles(), [("Flink job orders-etl FAILED".to_string(), AlertState::Firing)]);
+    let fields = &alerts[0].fields;
+    assert!(
+        fields.iter().any(|(k, v)| k == "Checkpoints failed" && v == "8"),
+        "{fields:?}"
+    );
+    assert!(
+        fields
+            .iter()
+            .any(|(k, v)| k == "Last failed checkpoint" && v.contains("IO-problem")),
+        "{fields:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_with_2000_finished_and_50_running_jobs_costs_about_50_detail_requests() {
+    let r = rig().await;
+    r.fake.with(|s| {
+        for i in 0..2000 {
+            s.jobs.push(job(&format!("done{i:04}"), &format!("batch-{i}"), "FINISHED", 1));
+        }
+        for i in 0..50 {
+            s.jobs.push(job(&format!("run{i:04}"), &format!("stream-{i}"), "RUNNING", 1));
+        }
+    });
+    let mut w = watcher(&r);
+    w.poll_once().await;
+    let first = r.fake.hits().len();
+    assert!(first <= 2 + 100, "first poll: {first} requests");
+    for _ in 0..3 {
+        let before = r.fake.hits().len();
+        w.poll_once().await;
+        let hits = r.fake.hits();
+        let detail = hits[before..].iter().filter(|p| p.starts_with("/jobs/") && p != &"/jobs/overview").count();
+        assert!(detail <= 50, "a steady poll made {detail} detail requests");
+        assert!(hits[before..].iter().all(|p| !p.contains("done")), "finished jobs are not fetched");
+    }
+    assert!(r.alerts().is_empty());
+}
+
+#[tokio::test]
+async fn a_password_in_the_rest_url_reaches_no_alert_link_or_debug() {
+    let r = rig().await;
+    r.fake
+        .with(|s| s.jobs = vec![job(JID, "orders-etl", "RUNNING", 1)]);
+    let url = r.server.uri().replace("http://", "http://ops:s3cret@");
+    let mut w = watcher_at(&url, &r);
+    w.poll_once().await;
+    set_state(&r.fake, JID, "FAILED", 2);
+    w.poll_once().await;
+    r.fake.with(|s| s.down = true);
+    w.poll_once().await;
+    let alerts = r.alerts();
+    assert_eq!(alerts.len(), 2, "{:?}", r.titles());
+    for a in &alerts {
+        let text = serde_json::to_string(a).unwrap();
+        assert!(!text.contains("s3cret") && !text.contains("ops:"), "{text}");
+    }
+    assert!(!format!("{w:?}").contains("s3cret"));
+    // The credentials still reach Flink, as a header.
+    let auth = r.fake.with(|s| s.auth.clone());
+    assert!(auth.iter().all(|a| a.as_deref() == Some("Basic b3BzOnMzY3JldA==")), "{auth:?}");
+}
+
+#[tokio::test]
+async fn an_overview_larger_than_a_megabyte_is_read() {
+    let r = rig().await;
+    r.fake.with(|s| {
+        // 15,000 jobs: a real cluster's history, ~3 MB.
+        for i in 0..15_000 {
+            s.jobs.push(job(&format!("done{i:05}"), &format!("batch-job-{i}"), "FINISHED", 1));
+        }
+        s.jobs.push(job(JID, "orders-etl", "RUNNING", 1));
+    });
+    let mut w = watcher(&r);
+    w.poll_once().await;
+    set_state(&r.fake, JID, "CANCELED", 2);
+    w.poll_once().await;
+    assert_eq!(
+        r.titles(),
+        [("Flink job orders-etl CANCELED".to_string(), AlertState::Firing)]
+    );
+}
+
+#[tokio::test]
+async fn an_exception_answer_over_the_cap_is_said_not_skipped() {
+    let r = rig().await;
+    r.fake
+        .with(|s| s.jobs = vec![job(JID, "orders-etl", "RUNNING", 1)]);
+    let mut w = watcher(&r);
+    w.poll_once().await;
+    set_state(&r.fake, JID, "FAILED", 2);
+    // 65 MB: over the watcher's 64 MB cap (and the old 1 MB one).
+    let mut big = br#"{"exceptionHistory":{"entries":[{"exceptionName":"E","timestamp":1795985844703,"stacktrace":""#.to_vec();
+    big.extend(std::iter::repeat_n(b'x', 65 << 20));
+    big.extend_from_slice(br#""}],"truncated":false}}"#);
+    r.fake
+        .with(|s| s.raw.insert(format!("/jobs/{JID}/exceptions"), big));
+    w.poll_once().await;
+    let alerts = r.alerts();
+    assert_eq!(alerts.len(), 1, "{:?}", r.titles());
+    assert!(
+        alerts[0].body.contains("The cause could not be read"),
+        "{}",
+        alerts[0].body
+    );
+    assert!(alerts[0].body.contains("limit"), "{}", alerts[0].body);
+}
