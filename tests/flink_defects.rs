@@ -60,8 +60,7 @@ impl Respond for Fake {
             return ResponseTemplate::new(503).set_body_string("down");
         }
         if let Some(raw) = s.raw.get(&path) {
-            return ResponseTemplate::new(200)
-                .set_body_raw(raw.clone(), "application/json");
+            return ResponseTemplate::new(200).set_body_raw(raw.clone(), "application/json");
         }
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         let body = match parts.as_slice() {
@@ -69,11 +68,11 @@ impl Respond for Fake {
             ["jobs", "overview"] => json!({ "jobs": s.jobs }),
             ["jobs", jid, "exceptions"] => {
                 let jid = jid.to_string();
-                if let Some((stale, n)) = s.lag.get_mut(&jid) {
-                    if *n > 0 {
-                        *n -= 1;
-                        return ResponseTemplate::new(200).set_body_json(stale.clone());
-                    }
+                if let Some((stale, n)) = s.lag.get_mut(&jid)
+                    && *n > 0
+                {
+                    *n -= 1;
+                    return ResponseTemplate::new(200).set_body_json(stale.clone());
                 }
                 s.exceptions
                     .get(&jid)
@@ -145,7 +144,7 @@ fn notifier(sent: &Arc<Mutex<Vec<Alert>>>) -> Arc<Notifier> {
 
 fn watcher_at(url: &str, r: &Rig) -> FlinkWatcher {
     let config = WatchConfig::new(url, "prod").unwrap();
-    FlinkWatcher::new(config, notifier(&r.sent), "flink-prod")
+    FlinkWatcher::new(config, notifier(&r.sent), "flink-prod").unwrap()
 }
 
 fn watcher(r: &Rig) -> FlinkWatcher {
@@ -165,7 +164,10 @@ impl Rig {
 }
 
 fn error_of(a: &Alert) -> String {
-    a.job.as_ref().and_then(|j| j.error.clone()).unwrap_or_default()
+    a.job
+        .as_ref()
+        .and_then(|j| j.error.clone())
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -182,14 +184,22 @@ async fn a_failure_alert_carries_this_failures_cause_not_the_previous_attempts()
     // FAILED in the overview at once; the exception history still shows the
     // previous attempt's entry for the next two reads (Flink's ~3 s cache).
     set_state(&r.fake, JID, "FAILED", 2);
+    // (The two fixtures come from two jobs: this failure is made the later one.)
+    let mut failure = fixture("exceptions_first_failure.json");
+    failure["exceptionHistory"]["entries"][0]["timestamp"] = json!(1_795_985_999_000i64);
     r.fake.with(|s| {
-        s.exceptions
-            .insert(JID.into(), fixture("exceptions_first_failure.json"));
+        s.exceptions.insert(JID.into(), failure);
         s.lag.insert(JID.into(), (old, 2));
     });
     w.poll_once().await;
     let alerts = r.alerts();
-    assert_eq!(r.titles(), [("Flink job orders-etl FAILED".to_string(), AlertState::Firing)]);
+    assert_eq!(
+        r.titles(),
+        [(
+            "Flink job orders-etl FAILED".to_string(),
+            AlertState::Firing
+        )]
+    );
     let err = error_of(&alerts[0]);
     // The root cause first (the Python error lines the UDF raised), not the
     // wrapper (`JobException: Recovery is suppressed by ...`).
@@ -197,9 +207,18 @@ async fn a_failure_alert_carries_this_failures_cause_not_the_previous_attempts()
         err.starts_with("IllegalStateException: orders-etl boom\nRuntimeError: job failed"),
         "{err}"
     );
-    assert!(err.contains("execution #0") || alerts[0].fields.iter().any(|(_, v)| v.contains("execution #0")));
+    assert!(
+        err.contains("execution #0")
+            || alerts[0]
+                .fields
+                .iter()
+                .any(|(_, v)| v.contains("execution #0"))
+    );
     // The terminal entry's own timestamp, not the earlier attempt's 1795985893392.
-    assert!(!err.contains("instruction 1:"), "the previous attempt's cause: {err}");
+    assert!(
+        !err.contains("instruction 1:"),
+        "the previous attempt's cause: {err}"
+    );
 }
 
 #[tokio::test]
@@ -248,8 +267,10 @@ async fn checkpoints_refused_while_tasks_deploy_are_no_page_and_a_real_failure_i
     let r = rig().await;
     r.fake.with(|s| {
         s.jobs = vec![job(JID, "orders-etl", "RUNNING", 1)];
-        s.checkpoints
-            .insert(JID.into(), (500, fixture("checkpoints_initializing_500.json")));
+        s.checkpoints.insert(
+            JID.into(),
+            (500, fixture("checkpoints_initializing_500.json")),
+        );
     });
     let mut w = watcher(&r);
     w.poll_once().await;
@@ -266,15 +287,20 @@ async fn checkpoints_refused_while_tasks_deploy_are_no_page_and_a_real_failure_i
     w.poll_once().await;
     assert!(r.alerts().is_empty(), "{:?}", r.titles());
     r.fake.with(|s| {
-        s.checkpoints
-            .insert(JID.into(), (200, fixture("checkpoints_first_real_failure.json")))
+        s.checkpoints.insert(
+            JID.into(),
+            (200, fixture("checkpoints_first_real_failure.json")),
+        )
     });
     w.poll_once().await;
     w.poll_once().await;
     let alerts = r.alerts();
     assert_eq!(
         r.titles(),
-        [("Flink job orders-etl: checkpoints failing".to_string(), AlertState::Firing)]
+        [(
+            "Flink job orders-etl: checkpoints failing".to_string(),
+            AlertState::Firing
+        )]
     );
     assert!(error_of(&alerts[0]).contains("IO-problem detected"));
 }
@@ -282,8 +308,12 @@ async fn checkpoints_refused_while_tasks_deploy_are_no_page_and_a_real_failure_i
 #[tokio::test]
 async fn jobs_that_vanish_are_reported_after_an_outage() {
     let r = rig().await;
-    r.fake
-        .with(|s| s.jobs = vec![job(JID, "orders-etl", "RUNNING", 1), job("f1", "old", "FINISHED", 1)]);
+    r.fake.with(|s| {
+        s.jobs = vec![
+            job(JID, "orders-etl", "RUNNING", 1),
+            job("f1", "old", "FINISHED", 1),
+        ]
+    });
     let mut w = watcher(&r);
     w.poll_once().await;
     r.fake.with(|s| s.down = true);
@@ -298,8 +328,14 @@ async fn jobs_that_vanish_are_reported_after_an_outage() {
     assert_eq!(
         titles,
         [
-            ("Flink cluster prod unreachable".to_string(), AlertState::Firing),
-            ("Flink cluster prod unreachable".to_string(), AlertState::Resolved),
+            (
+                "Flink cluster prod unreachable".to_string(),
+                AlertState::Firing
+            ),
+            (
+                "Flink cluster prod unreachable".to_string(),
+                AlertState::Resolved
+            ),
             (
                 "Flink job orders-etl is no longer known to the cluster".to_string(),
                 AlertState::Firing
@@ -328,10 +364,18 @@ async fn a_checkpoint_failure_of_a_job_that_failed_folds_into_its_failed_alert()
     w.poll_once().await;
     w.poll_once().await;
     let alerts = r.alerts();
-    assert_eq!(r.titles(), [("Flink job orders-etl FAILED".to_string(), AlertState::Firing)]);
+    assert_eq!(
+        r.titles(),
+        [(
+            "Flink job orders-etl FAILED".to_string(),
+            AlertState::Firing
+        )]
+    );
     let fields = &alerts[0].fields;
     assert!(
-        fields.iter().any(|(k, v)| k == "Checkpoints failed" && v == "8"),
+        fields
+            .iter()
+            .any(|(k, v)| k == "Checkpoints failed" && v == "8"),
         "{fields:?}"
     );
     assert!(
@@ -347,10 +391,20 @@ async fn a_cluster_with_2000_finished_and_50_running_jobs_costs_about_50_detail_
     let r = rig().await;
     r.fake.with(|s| {
         for i in 0..2000 {
-            s.jobs.push(job(&format!("done{i:04}"), &format!("batch-{i}"), "FINISHED", 1));
+            s.jobs.push(job(
+                &format!("done{i:04}"),
+                &format!("batch-{i}"),
+                "FINISHED",
+                1,
+            ));
         }
         for i in 0..50 {
-            s.jobs.push(job(&format!("run{i:04}"), &format!("stream-{i}"), "RUNNING", 1));
+            s.jobs.push(job(
+                &format!("run{i:04}"),
+                &format!("stream-{i}"),
+                "RUNNING",
+                1,
+            ));
         }
     });
     let mut w = watcher(&r);
@@ -361,9 +415,15 @@ async fn a_cluster_with_2000_finished_and_50_running_jobs_costs_about_50_detail_
         let before = r.fake.hits().len();
         w.poll_once().await;
         let hits = r.fake.hits();
-        let detail = hits[before..].iter().filter(|p| p.starts_with("/jobs/") && p != &"/jobs/overview").count();
+        let detail = hits[before..]
+            .iter()
+            .filter(|p| p.starts_with("/jobs/") && p != &"/jobs/overview")
+            .count();
         assert!(detail <= 50, "a steady poll made {detail} detail requests");
-        assert!(hits[before..].iter().all(|p| !p.contains("done")), "finished jobs are not fetched");
+        assert!(
+            hits[before..].iter().all(|p| !p.contains("done")),
+            "finished jobs are not fetched"
+        );
     }
     assert!(r.alerts().is_empty());
 }
@@ -389,7 +449,11 @@ async fn a_password_in_the_rest_url_reaches_no_alert_link_or_debug() {
     assert!(!format!("{w:?}").contains("s3cret"));
     // The credentials still reach Flink, as a header.
     let auth = r.fake.with(|s| s.auth.clone());
-    assert!(auth.iter().all(|a| a.as_deref() == Some("Basic b3BzOnMzY3JldA==")), "{auth:?}");
+    assert!(
+        auth.iter()
+            .all(|a| a.as_deref() == Some("Basic b3BzOnMzY3JldA==")),
+        "{auth:?}"
+    );
 }
 
 #[tokio::test]
@@ -398,7 +462,12 @@ async fn an_overview_larger_than_a_megabyte_is_read() {
     r.fake.with(|s| {
         // 15,000 jobs: a real cluster's history, ~3 MB.
         for i in 0..15_000 {
-            s.jobs.push(job(&format!("done{i:05}"), &format!("batch-job-{i}"), "FINISHED", 1));
+            s.jobs.push(job(
+                &format!("done{i:05}"),
+                &format!("batch-job-{i}"),
+                "FINISHED",
+                1,
+            ));
         }
         s.jobs.push(job(JID, "orders-etl", "RUNNING", 1));
     });
@@ -408,7 +477,10 @@ async fn an_overview_larger_than_a_megabyte_is_read() {
     w.poll_once().await;
     assert_eq!(
         r.titles(),
-        [("Flink job orders-etl CANCELED".to_string(), AlertState::Firing)]
+        [(
+            "Flink job orders-etl CANCELED".to_string(),
+            AlertState::Firing
+        )]
     );
 }
 
