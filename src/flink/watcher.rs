@@ -1019,7 +1019,7 @@ impl FlinkWatcher {
             t.done = true;
         }
         if let Some((id, msg)) = ckpt_failure {
-            if status == JobStatus::Running && rules.checkpoint_failures {
+            if status == JobStatus::Running && rules.checkpoint_failures && !t.ckpt_open {
                 t.ckpt_open = true;
                 let alert = job_alert(&view, &JobEvent::CheckpointFailed, Some(&msg))
                     .field("Failed checkpoint", format!("#{id}"));
