@@ -508,3 +508,258 @@ async fn an_exception_answer_over_the_cap_is_said_not_skipped() {
     );
     assert!(alerts[0].body.contains("limit"), "{}", alerts[0].body);
 }
+
+// ---- the library API for control planes -----------------------------------
+
+#[tokio::test]
+async fn a_misspelt_group_is_an_error() {
+    let r = rig().await;
+    let e = FlinkWatcher::new(
+        WatchConfig::new(&r.server.uri(), "prod").unwrap(),
+        notifier(&r.sent),
+        "flink-prdo",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("flink-prdo"), "{e}");
+    assert!(
+        e.to_string().contains("flink-prod"),
+        "names the groups there are: {e}"
+    );
+}
+
+#[tokio::test]
+async fn routes_per_job_drops_on_none_and_enriches() {
+    let r = rig().await;
+    let config = Config::default()
+        .with_instance(InstanceConfig::new("mem", "recording"))
+        .with_group(GroupConfig::new("flink-prod", ["mem"]))
+        .with_group(GroupConfig::new("team-a", ["mem"]));
+    let n =
+        Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+    let s = r.sent.clone();
+    n.on_dispatch(move |alert, _| s.lock().unwrap().push(alert.clone()));
+    r.fake.with(|s| {
+        s.jobs = vec![
+            job("a1", "team-a.orders", "RUNNING", 1),
+            job("s1", "scratch-1", "RUNNING", 1),
+            job("o1", "other", "RUNNING", 1),
+            job("t1", "typo", "RUNNING", 1),
+        ]
+    });
+    let mut w = FlinkWatcher::new(
+        WatchConfig::new(&r.server.uri(), "prod").unwrap(),
+        n,
+        "flink-prod",
+    )
+    .unwrap()
+    .route(|job| match job.name.as_str() {
+        n if n.starts_with("team-a.") => Some("team-a".into()),
+        n if n.starts_with("scratch-") => None,
+        "typo" => Some("no-such-group".into()),
+        _ => Some("flink-prod".into()),
+    })
+    .enrich(|alert, job| {
+        alert
+            .fields
+            .push(("Owner".into(), format!("owner of {}", job.name)))
+    });
+    w.poll_once().await;
+    for jid in ["a1", "s1", "o1", "t1"] {
+        set_state(&r.fake, jid, "CANCELED", 2);
+    }
+    let reports = w.poll_once().await;
+    let routed: Vec<(Option<String>, String)> = reports
+        .iter()
+        .map(|r| (r.job.clone(), r.group.clone()))
+        .collect();
+    assert_eq!(
+        routed,
+        [
+            (Some("team-a.orders".into()), "team-a".into()),
+            (Some("other".into()), "flink-prod".into()),
+            // An unknown group falls back to the watcher's own.
+            (Some("typo".into()), "flink-prod".into()),
+        ]
+    );
+    for (rep, a) in reports.iter().zip(r.alerts()) {
+        assert_eq!(rep.fingerprint, a.fingerprint());
+        assert_eq!(rep.job_state.as_deref(), Some("CANCELED"));
+        assert!(a.fields.contains(&(
+            "Owner".into(),
+            format!("owner of {}", rep.job.as_deref().unwrap())
+        )));
+    }
+}
+
+#[tokio::test]
+async fn job_alert_builds_what_the_watcher_sends() {
+    use alertkit::JobStatus;
+    use alertkit::flink::{JobEvent, JobView, job_alert};
+    let r = rig().await;
+    r.fake
+        .with(|s| s.jobs = vec![job(JID, "orders-etl", "RUNNING", 1)]);
+    let mut w = watcher(&r);
+    w.poll_once().await;
+    set_state(&r.fake, JID, "CANCELED", 2);
+    w.poll_once().await;
+    let sent = &r.alerts()[0];
+    let mine = job_alert(
+        &JobView::new("prod", JID, "orders-etl", JobStatus::Canceled),
+        &JobEvent::Entered(JobStatus::Canceled),
+        None,
+    );
+    assert_eq!(mine.title, sent.title);
+    assert_eq!(mine.fingerprint(), sent.fingerprint());
+    assert_eq!(mine.severity, sent.severity);
+}
+
+#[tokio::test]
+async fn saved_state_neither_realerts_nor_misses() {
+    let r = rig().await;
+    r.fake.with(|s| {
+        s.jobs = vec![
+            job(JID, "orders-etl", "RUNNING", 1),
+            job("b2", "billing", "RUNNING", 1),
+        ]
+    });
+    let mut w = watcher(&r);
+    w.poll_once().await;
+    set_state(&r.fake, JID, "CANCELED", 2);
+    w.poll_once().await;
+    assert_eq!(r.alerts().len(), 1);
+    let saved = serde_json::to_string(&w.state()).unwrap();
+    drop(w);
+    // While the control plane was down, billing was cancelled too.
+    set_state(&r.fake, "b2", "CANCELED", 2);
+    let state = serde_json::from_str(&saved).unwrap();
+    let mut w = watcher(&r).with_state(state);
+    w.poll_once().await;
+    assert_eq!(
+        r.titles(),
+        [
+            (
+                "Flink job orders-etl CANCELED".to_string(),
+                AlertState::Firing
+            ),
+            ("Flink job billing CANCELED".to_string(), AlertState::Firing),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn rules_ignore_names_and_alert_restarts_from_the_nth() {
+    use alertkit::flink::Rules;
+    use std::time::Duration;
+    let r = rig().await;
+    r.fake.with(|s| {
+        s.jobs = vec![
+            job(JID, "orders-etl", "RUNNING", 1),
+            job("x1", "adhoc-42", "RUNNING", 1),
+        ]
+    });
+    let config = WatchConfig::new(&r.server.uri(), "prod").unwrap().rules(
+        Rules::default()
+            .ignore("adhoc-*")
+            .alert_after_restarts(2, Duration::from_secs(600)),
+    );
+    let mut w = FlinkWatcher::new(config, notifier(&r.sent), "flink-prod").unwrap();
+    w.poll_once().await;
+    let entry = |ts: i64| {
+        let mut e = fixture("exceptions_first_restart.json");
+        e["exceptionHistory"]["entries"][0]["timestamp"] = json!(ts);
+        e
+    };
+    // First restart: below the threshold; the ignored job is never read.
+    set_state(&r.fake, JID, "RUNNING", 2);
+    set_state(&r.fake, "x1", "FAILED", 2);
+    r.fake
+        .with(|s| s.exceptions.insert(JID.into(), entry(1_795_985_900_000)));
+    w.poll_once().await;
+    assert!(r.alerts().is_empty(), "{:?}", r.titles());
+    // Second: alerts, saying how many.
+    set_state(&r.fake, JID, "RUNNING", 3);
+    r.fake
+        .with(|s| s.exceptions.insert(JID.into(), entry(1_795_985_960_000)));
+    w.poll_once().await;
+    let alerts = r.alerts();
+    assert_eq!(
+        r.titles(),
+        [(
+            "Flink job orders-etl restarted".to_string(),
+            AlertState::Firing
+        )]
+    );
+    assert!(
+        alerts[0]
+            .fields
+            .contains(&("Restarts in window".into(), "2".into()))
+    );
+    assert!(r.fake.hits().iter().all(|p| !p.contains("x1")));
+}
+
+// ---- edge cases of the answers --------------------------------------------
+
+#[tokio::test]
+async fn the_old_root_exception_shape_is_read() {
+    let r = rig().await;
+    r.fake
+        .with(|s| s.jobs = vec![job(JID, "orders-etl", "RUNNING", 1)]);
+    let mut w = watcher(&r);
+    w.poll_once().await;
+    set_state(&r.fake, JID, "FAILED", 2);
+    r.fake.with(|s| {
+        s.exceptions.insert(
+            JID.into(),
+            json!({"root-exception": "java.lang.RuntimeException: wrapper\n\tat a\nCaused by: java.io.IOException: disk full\n\tat b",
+                   "timestamp": 1_795_985_999_000i64, "truncated": false, "all-exceptions": []}),
+        )
+    });
+    w.poll_once().await;
+    let err = error_of(&r.alerts()[0]);
+    assert!(
+        err.starts_with("Caused by: java.io.IOException: disk full\n"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn hostile_and_failing_answers_break_nothing() {
+    let r = rig().await;
+    r.fake.with(|s| {
+        s.jobs = vec![
+            job(JID, "orders-etl", "RUNNING", 1),
+            json!({"jid": 7, "name": "no id"}),
+            json!({"jid": "z1", "name": {"x": 1}, "state": ["RUNNING"], "start-time": "soon"}),
+            json!("not a job"),
+        ];
+        s.checkpoints.insert(
+            JID.into(),
+            (500, fixture("checkpoints_initializing_500.json")),
+        );
+    });
+    // `jobs` holding a string fails the whole answer: the cluster is said
+    // unreachable, not a panic.
+    let mut w = watcher(&r);
+    w.poll_once().await;
+    assert_eq!(
+        r.titles(),
+        [(
+            "Flink cluster prod unreachable".to_string(),
+            AlertState::Firing
+        )]
+    );
+    r.fake.with(|s| {
+        s.jobs.pop();
+        s.exceptions.insert(
+            JID.into(),
+            json!({"exceptionHistory": {"entries": [{"timestamp": "x"}, {"timestamp": 1_795_985_999_000i64, "stacktrace": 5,
+                   "exceptionName": "java.lang.Oops", "concurrentExceptions": "no"}]}}),
+        );
+    });
+    w.poll_once().await;
+    set_state(&r.fake, JID, "FAILED", 2);
+    w.poll_once().await;
+    let titles = r.titles();
+    assert_eq!(titles.len(), 3, "{titles:?}");
+    assert_eq!(titles[2].0, "Flink job orders-etl FAILED");
+}

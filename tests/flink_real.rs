@@ -194,7 +194,11 @@ async fn real_flink_jobs_alert_exactly_with_their_causes_and_links() {
         }
         let has = |jid: &str, p: &dyn Fn(&Alert) -> bool| it.alerts_of(jid).iter().any(p);
         // Recovered jobs are cancelled once their restart was reported.
-        if has(&c, &is_restart) && !cancelled.contains_key(&c) {
+        // (A restart seen as RESTARTING is resolved once RUNNING again is seen.)
+        let recovered = has(&c, &|a| {
+            a.title.ends_with(" restarted") || a.state == AlertState::Resolved
+        });
+        if has(&c, &is_restart) && recovered && !cancelled.contains_key(&c) {
             it.cancel(&c).await;
             cancelled.insert(c.clone(), true);
         }

@@ -309,7 +309,10 @@ mod tests {
         let c: Checkpoints =
             serde_json::from_str(r#"{"counts":[],"latest":{"failed":"x","completed":{"id":"9"}}}"#)
                 .unwrap();
-        assert!(c.counts.is_none_or(|n| n.failed.is_none() && n.completed.is_none()));
+        assert!(
+            c.counts
+                .is_none_or(|n| n.failed.is_none() && n.completed.is_none())
+        );
         assert!(c.latest.as_ref().unwrap().failed.is_none());
         assert_eq!(c.latest.unwrap().completed.unwrap().id, None);
     }

@@ -749,8 +749,9 @@ impl FlinkWatcher {
         let Some(t) = self.state.jobs.get_mut(jid) else {
             return 1;
         };
-        let now = now_ms();
-        t.restarts.retain(|r| now.saturating_sub(*r) <= window);
+        // Counted in the failures' own time: this one and those within the
+        // window before it.
+        t.restarts.retain(|r| at.saturating_sub(*r) <= window);
         t.restarts.push(at);
         if t.restarts.len() > 1000 {
             t.restarts.remove(0);
