@@ -203,6 +203,8 @@ cmd_jm_restart() {
     dir="$(cd "$dir" && pwd)"
     load_env "$dir"
     local old="$JM_PID"
+    # Its CPU until now, for the test's totals (the new one starts from 0).
+    python3 "$HERE/record.py" cpu "$JM_PID" $(descendants "$JM_PID") >>"$dir/jm_cpu_before_restart" 2>/dev/null || true
     kill_tree "$JM_PID"
     log "JobManager $old stopped"
     start_jm "$dir"
@@ -384,6 +386,8 @@ cmd_test() {
     . "$dir/env"
     local cluster_cpu
     cluster_cpu="$(cpu_of_cluster 2>/dev/null || echo 0)"
+    cluster_cpu="$(python3 -c 'import sys; print("%.1f" % sum(float(x) for x in sys.argv[1:] if x))' \
+        "$cluster_cpu" $(cat "$dir/jm_cpu_before_restart" 2>/dev/null))"
     cmd_stop "$dir"
     trap - EXIT
     # `times` in this shell (not a subshell): CPU of every child waited for
@@ -396,7 +400,7 @@ def secs(s):
     return int(m.group(1)) * 60 + float(m.group(2))
 u, s = sys.argv[4].split()
 print("flink-it test: wall %.1fs; CPU of the build check, the test and the job submissions %.1fs; "
-      "CPU of the TaskManager and the restarted JobManager %ss"
+      "CPU of the JobManager (both runs) and the TaskManager with its Python workers %ss"
       % (float(sys.argv[2]) - float(sys.argv[1]), secs(u) + secs(s), sys.argv[3]), file=sys.stderr)
 EOF
     return "$rc"

@@ -763,3 +763,23 @@ async fn hostile_and_failing_answers_break_nothing() {
     assert_eq!(titles.len(), 3, "{titles:?}");
     assert_eq!(titles[2].0, "Flink job orders-etl FAILED");
 }
+
+#[tokio::test]
+async fn a_flink_1_cluster_gets_its_one_job_route() {
+    let r = rig().await;
+    r.fake.with(|s| {
+        s.jobs = vec![job(JID, "orders-etl", "RUNNING", 1)];
+        s.raw.insert(
+            "/config".into(),
+            br#"{"refresh-interval":3000,"flink-version":"1.18.1"}"#.to_vec(),
+        );
+    });
+    let mut w = watcher(&r);
+    w.poll_once().await;
+    set_state(&r.fake, JID, "CANCELED", 2);
+    w.poll_once().await;
+    assert_eq!(
+        r.alerts()[0].links[0].url,
+        format!("{}/#/job/{JID}/overview", r.server.uri())
+    );
+}
