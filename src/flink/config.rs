@@ -38,7 +38,8 @@ pub struct Rules {
     /// Resolve when a RESTARTING or FAILING job runs again.
     pub resolve_on_running: bool,
     /// Alert when a running job has a new failed checkpoint (one with a
-    /// failure message, not a trigger refused while tasks deploy).
+    /// failure message, not a trigger refused while tasks deploy): once,
+    /// until a checkpoint completes again (resolved).
     pub checkpoint_failures: bool,
     /// Alert on a failure the job recovered from between two polls
     /// (a restart never seen as RESTARTING), with its cause.

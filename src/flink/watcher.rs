@@ -437,7 +437,10 @@ impl FlinkWatcher {
         let started = Instant::now();
         let mut out = Vec::new();
         if self.cluster.is_none() {
+            // Asked once per reachable period: a cluster that hides /config
+            // gets the 2.x routes and the default cause wait.
             let c = self.rest.get::<ClusterConfig>("config", None).await;
+            self.cluster = Some(ClusterInfo::default());
             if let Ok(c) = &c {
                 self.cluster = Some(ClusterInfo {
                     major: c
