@@ -31,6 +31,7 @@ struct State {
     raw: HashMap<String, Vec<u8>>,
     down: bool,
     hits: Vec<String>,
+    queries: Vec<Option<String>>,
     auth: Vec<Option<String>>,
 }
 
@@ -51,6 +52,7 @@ impl Respond for Fake {
         let mut s = self.0.lock().unwrap();
         let path = req.url.path().to_owned();
         s.hits.push(path.clone());
+        s.queries.push(req.url.query().map(str::to_owned));
         s.auth.push(
             req.headers
                 .get("authorization")
@@ -782,4 +784,62 @@ async fn a_flink_1_cluster_gets_its_one_job_route() {
         r.alerts()[0].links[0].url,
         format!("{}/#/job/{JID}/overview", r.server.uri())
     );
+}
+
+#[tokio::test]
+async fn the_report_buffer_is_bounded_and_alerts_still_go_out() {
+    use std::time::Duration;
+    let r = rig().await;
+    r.fake.with(|s| {
+        s.jobs = (0..3)
+            .map(|i| job(&format!("j{i}"), &format!("job-{i}"), "RUNNING", 1))
+            .collect()
+    });
+    let config = WatchConfig::new(&r.server.uri(), "prod")
+        .unwrap()
+        .interval(Duration::from_millis(50))
+        .report_buffer(1);
+    let handle = FlinkWatcher::new(config, notifier(&r.sent), "flink-prod")
+        .unwrap()
+        .start();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..3 {
+        set_state(&r.fake, &format!("j{i}"), "CANCELED", 2);
+    }
+    for _ in 0..100 {
+        if r.alerts().len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stopped = handle.stop().await;
+    assert_eq!(r.alerts().len(), 3, "every alert was sent");
+    assert_eq!(stopped.reports.len(), 1, "the buffer holds one");
+    assert_eq!(stopped.dropped, 2);
+    assert_eq!(stopped.state.jobs(), 3);
+}
+
+#[tokio::test]
+async fn a_query_of_the_base_url_is_kept_on_requests_and_kept_out_of_links() {
+    let r = rig().await;
+    r.fake
+        .with(|s| s.jobs = vec![job(JID, "orders-etl", "RUNNING", 1)]);
+    let mut w = watcher_at(&format!("{}/?token=t0ps3cret", r.server.uri()), &r);
+    w.poll_once().await;
+    set_state(&r.fake, JID, "CANCELED", 2);
+    w.poll_once().await;
+    let a = &r.alerts()[0];
+    assert!(!serde_json::to_string(a).unwrap().contains("t0ps3cret"));
+    assert_eq!(
+        a.links[0].url,
+        format!("{}/#/job/completed/{JID}/overview", r.server.uri())
+    );
+    let (hits, queries) = r.fake.with(|s| (s.hits.clone(), s.queries.clone()));
+    for (path, q) in hits.iter().zip(&queries) {
+        let q = q.as_deref().unwrap_or_default();
+        assert!(q.starts_with("token=t0ps3cret"), "{path}?{q}");
+        if path.ends_with("/exceptions") {
+            assert!(q.ends_with("&maxExceptions=20"), "{path}?{q}");
+        }
+    }
 }

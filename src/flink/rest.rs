@@ -53,7 +53,12 @@ impl Rest {
             segs.pop_if_empty();
             segs.extend(path.split('/'));
         }
-        u.set_query(query);
+        // Keep a query the base URL has (a proxy's token) and add ours.
+        let joined = match (self.base.query(), query) {
+            (Some(b), Some(q)) => Some(format!("{b}&{q}")),
+            (b, q) => b.or(q).map(str::to_owned),
+        };
+        u.set_query(joined.as_deref());
         u
     }
 
@@ -82,13 +87,12 @@ impl Rest {
             if !status.is_success() {
                 return Err(FetchError::Status(status.as_u16()));
             }
-            if resp
-                .content_length()
-                .is_some_and(|n| n > self.max_reply as u64)
-            {
+            let announced = resp.content_length().unwrap_or(0);
+            if announced > self.max_reply as u64 {
                 return Err(FetchError::TooLarge(self.max_reply));
             }
-            let mut body = Vec::new();
+            // One allocation for an answer that says its length (at most the cap).
+            let mut body = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
             while let Some(chunk) = resp.chunk().await.map_err(transport)? {
                 if body.len().saturating_add(chunk.len()) > self.max_reply {
                     return Err(FetchError::TooLarge(self.max_reply));

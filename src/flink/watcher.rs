@@ -878,7 +878,11 @@ impl FlinkWatcher {
                 }
                 t.exc_read_at = now;
             }
-            Some(Err(e)) => exc_error = Some(e.describe(&format!("jobs/{jid}/exceptions"))),
+            Some(Err(e)) => {
+                let what = e.describe(&format!("jobs/{jid}/exceptions"));
+                tracing::debug!(job = %t.name, "flink watcher: {what}");
+                exc_error = Some(what);
+            }
             None => {}
         }
 
@@ -886,6 +890,10 @@ impl FlinkWatcher {
         let mut ckpt_fields = Vec::new();
         let mut ckpt_failure: Option<(i64, String)> = None;
         let mut ckpt_complete = false;
+        if let Some(Err(e)) = &ckpt {
+            // Normal while a job initialises (HTTP 500): the counts wait.
+            tracing::debug!(job = %t.name, "flink watcher: {}", e.describe(&format!("jobs/{jid}/checkpoints")));
+        }
         if let Some(Ok(c)) = &ckpt {
             if let Some(counts) = &c.counts {
                 if let Some(n) = counts.completed {
