@@ -37,16 +37,44 @@ impl It {
     }
 
     fn alerts_of(&self, jid: &str) -> Vec<Alert> {
-        self.sent
-            .lock()
+        of(&self.sent, jid)
+    }
+
+    async fn submit(&self, scenario: &str) -> String {
+        self.submit_inner(scenario).await
+    }
+}
+
+fn of(sent: &Mutex<Vec<Alert>>, jid: &str) -> Vec<Alert> {
+    {
+        sent.lock()
             .unwrap()
             .iter()
             .filter(|a| a.labels.get("flink_job").map(String::as_str) == Some(jid))
             .cloned()
             .collect()
     }
+}
 
-    async fn submit(&self, scenario: &str) -> String {
+/// A notifier recording what it delivered.
+fn recording() -> (Arc<Notifier>, Arc<Mutex<Vec<Alert>>>) {
+    let config = Config::default()
+        .with_instance(InstanceConfig::new("mem", "recording"))
+        .with_group(GroupConfig::new("flink-it", ["mem"]));
+    let notifier =
+        Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let s = sent.clone();
+    notifier.on_dispatch(move |alert, report| {
+        if report.status == alertkit::GroupStatus::Delivered {
+            s.lock().unwrap().push(alert.clone());
+        }
+    });
+    (notifier, sent)
+}
+
+impl It {
+    async fn submit_inner(&self, scenario: &str) -> String {
         let out = tokio::process::Command::new(&self.script)
             .args(["submit", &self.dir, scenario])
             .output()
@@ -147,18 +175,7 @@ async fn real_flink_jobs_alert_exactly_with_their_causes_and_links() {
         .unwrap_or_else(|_| format!("{}/scripts/flink-it.sh", env!("CARGO_MANIFEST_DIR")));
     let url = url.trim_end_matches('/').to_owned();
 
-    let config = Config::default()
-        .with_instance(InstanceConfig::new("mem", "recording"))
-        .with_group(GroupConfig::new("flink-it", ["mem"]));
-    let notifier =
-        Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    let s = sent.clone();
-    notifier.on_dispatch(move |alert, report| {
-        if report.status == alertkit::GroupStatus::Delivered {
-            s.lock().unwrap().push(alert.clone());
-        }
-    });
+    let (notifier, sent) = recording();
     let it = It {
         url: url.clone(),
         dir,
@@ -173,6 +190,18 @@ async fn real_flink_jobs_alert_exactly_with_their_causes_and_links() {
         .unwrap()
         .start();
     let reports: Arc<Mutex<Vec<WatchReport>>> = Arc::default();
+    // A second watcher polling every 5 s: the 200 ms restart, and most of
+    // the fixed-delay ones, happen between two of its polls.
+    let (slow_notifier, slow_sent) = recording();
+    let slow = FlinkWatcher::new(
+        WatchConfig::new(&url, "it")
+            .unwrap()
+            .interval(Duration::from_secs(5)),
+        slow_notifier,
+        "flink-it",
+    )
+    .unwrap()
+    .start();
 
     // Every job at once: 4 slots; the later ones wait for the first to end.
     let (a, b, c, d, e, f, g) = tokio::join!(
@@ -245,7 +274,26 @@ async fn real_flink_jobs_alert_exactly_with_their_causes_and_links() {
             .any(|a| a.title.ends_with("is no longer known to the cluster"))
     })
     .await;
+    it.until(
+        "the 5 s watcher saw every failure and the restart",
+        60,
+        async || {
+            let gone = |jid: &str| {
+                of(&slow_sent, jid)
+                    .iter()
+                    .any(|a| a.title.ends_with("no longer known to the cluster"))
+            };
+            let failed = |jid: &str| {
+                of(&slow_sent, jid)
+                    .iter()
+                    .any(|a| a.title.ends_with(" FAILED"))
+            };
+            gone(&d) && failed(&a) && failed(&b)
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let slow_state = slow.stop().await.state;
     let stopped = handle.stop().await;
     reports.lock().unwrap().extend(stopped.reports);
 
@@ -407,6 +455,30 @@ async fn real_flink_jobs_alert_exactly_with_their_causes_and_links() {
         );
     }
     // README: the FAILED alert as a platform shows it.
+    // The 5 s watcher: every failure and restart once, each with its cause.
+    for (jid, restarts, end) in [
+        (&a, 0, " FAILED"),
+        (&b, 3, " FAILED"),
+        (&d, 1, "no longer known to the cluster"),
+    ] {
+        let xs = of(&slow_sent, jid);
+        let r: Vec<&Alert> = xs.iter().filter(|a| is_restart(a)).collect();
+        assert_eq!(r.len(), restarts, "5 s watcher: {:#?}", titles(&xs));
+        for x in &r {
+            assert_cause(x);
+        }
+        let last = xs.last().unwrap();
+        assert!(last.title.ends_with(end), "5 s watcher: {:#?}", titles(&xs));
+        if end == " FAILED" {
+            assert_cause(last);
+        }
+    }
+    let fast = of(&slow_sent, &d);
+    eprintln!("5 s watcher, the 200 ms restart: {:?}", titles(&fast));
+    assert!(
+        slow_state.jobs() == 0,
+        "after the JobManager restart nothing is left to track"
+    );
     let preview = notifier.preview("mem", &aa[0]).unwrap();
     eprintln!(
         "---- FAILED alert as sent (text) ----\n{}\n---- (JSON) ----\n{}",
