@@ -56,8 +56,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Config::from_json(&text)?
     };
     let notifier = Arc::new(Notifier::from_config(&config)?);
-    let cluster = arg(&args, "--cluster").unwrap_or_else(|| flink.clone());
-    let watch = WatchConfig::new(&flink, cluster)?.interval(Duration::from_secs(interval.max(1)));
+    let mut watch = WatchConfig::new(&flink, "")?.interval(Duration::from_secs(interval.max(1)));
+    // The cluster's name in alerts: --cluster, or the address without
+    // credentials (`--flink` may carry `user:password@`).
+    watch.cluster = arg(&args, "--cluster").unwrap_or_else(|| {
+        let u = &watch.base_url;
+        format!(
+            "{}:{}",
+            u.host_str().unwrap_or("flink"),
+            u.port_or_known_default().unwrap_or(8081)
+        )
+    });
     let watcher = match FlinkWatcher::new(watch, notifier, group) {
         Ok(w) => w,
         Err(e) => {
