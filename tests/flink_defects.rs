@@ -843,3 +843,53 @@ async fn a_query_of_the_base_url_is_kept_on_requests_and_kept_out_of_links() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_cause_that_comes_after_its_alert_follows_on_its_own() {
+    use std::time::Duration;
+    let r = rig().await;
+    r.fake
+        .with(|s| s.jobs = vec![job(JID, "orders-etl", "RUNNING", 1)]);
+    let config = WatchConfig::new(&r.server.uri(), "prod")
+        .unwrap()
+        .cause_wait(Duration::from_millis(300));
+    let mut w = FlinkWatcher::new(config, notifier(&r.sent), "flink-prod").unwrap();
+    w.poll_once().await;
+    // FAILED; the history stays empty longer than the alert waits.
+    set_state(&r.fake, JID, "FAILED", 2);
+    r.fake.with(|s| {
+        s.exceptions
+            .insert(JID.into(), fixture("exceptions_first_failure.json"));
+        s.lag
+            .insert(JID.into(), (fixture("exceptions_none.json"), 100));
+    });
+    w.poll_once().await;
+    let alerts = r.alerts();
+    assert_eq!(alerts.len(), 1);
+    assert!(error_of(&alerts[0]).is_empty());
+    assert!(
+        alerts[0].body.contains("the cause follows"),
+        "{}",
+        alerts[0].body
+    );
+    w.poll_once().await; // still nothing
+    r.fake.with(|s| s.lag.clear());
+    w.poll_once().await;
+    w.poll_once().await; // once
+    let alerts = r.alerts();
+    assert_eq!(
+        r.titles(),
+        [
+            (
+                "Flink job orders-etl FAILED".to_string(),
+                AlertState::Firing
+            ),
+            (
+                "Flink job orders-etl FAILED: the cause".to_string(),
+                AlertState::Firing
+            ),
+        ]
+    );
+    assert!(error_of(&alerts[1]).starts_with("IllegalStateException: orders-etl boom"));
+    assert_ne!(alerts[0].fingerprint(), alerts[1].fingerprint());
+}

@@ -11,7 +11,8 @@
 //!   does not know, with the exception of *this* failure: Flink serves the
 //!   exception history up to `web.refresh-interval` (3 s) behind the job's
 //!   state, so a failure alert waits up to [`WatchConfig::cause_wait`] for
-//!   its entry, and says so when none came;
+//!   its entry; when none came it says so, and the cause follows in an
+//!   alert of its own if it comes within a minute;
 //! - a restart that happened between two polls (seen in the exception
 //!   history), once, with its cause;
 //! - a RESTARTING job that runs again (resolved);
@@ -140,6 +141,8 @@ pub enum JobEvent {
     CheckpointsComplete,
     /// The cluster no longer lists the job.
     Vanished,
+    /// The cause of an alert of this state that went out without it.
+    Cause(JobStatus),
 }
 
 impl JobEvent {
@@ -151,6 +154,7 @@ impl JobEvent {
             }
             JobEvent::CheckpointFailed | JobEvent::CheckpointsComplete => "checkpoints".into(),
             JobEvent::Vanished => "vanished".into(),
+            JobEvent::Cause(s) => format!("{}/cause", s.as_str()),
         }
     }
 }
@@ -199,6 +203,11 @@ pub fn job_alert(job: &JobView, event: &JobEvent, cause: Option<&str>) -> Alert 
         JobEvent::Vanished => (
             format!("Flink job {name} is no longer known to the cluster"),
             Severity::Critical,
+            false,
+        ),
+        JobEvent::Cause(s) => (
+            format!("Flink job {name} {}: the cause", state_word(job, *s)),
+            severity_of(*s),
             false,
         ),
     };

@@ -89,10 +89,17 @@ struct Track {
     open_cause: Option<String>,
     #[serde(default)]
     restarts: Vec<i64>,
-    /// Ended and reported: never read again.
+    /// Ended and reported: never read again (but for a late cause).
     #[serde(default)]
     done: bool,
+    /// An alert of this state went out without its cause: the cause is
+    /// still looked for, and sent on its own, until this time (epoch ms).
+    #[serde(default)]
+    late: Option<(String, i64)>,
 }
+
+/// How long a cause that missed its alert is still looked for.
+const LATE_CAUSE_MS: i64 = 60_000;
 
 /// One alert the watcher sent, and what became of it.
 ///
@@ -202,6 +209,8 @@ struct Waiting {
     fields: Vec<(String, String)>,
     notes: Vec<String>,
     error: Option<String>,
+    /// The exception answer is over the size cap: reading again is no use.
+    too_large: bool,
     /// A failure state: without a cause the alert says why.
     wants_cause: bool,
     /// The cause an earlier alert of this failure carried (FAILING → FAILED).
@@ -492,7 +501,10 @@ impl FlinkWatcher {
             let (exc, ckpt) = match self.state.jobs.get(&jid) {
                 None if first => (!status.is_terminal(), !status.is_terminal()),
                 None => (true, true),
-                Some(t) if t.done && t.state == raw => (false, false),
+                Some(t) if t.done && t.state == raw => (
+                    t.late.as_ref().is_some_and(|(_, until)| now < *until),
+                    false,
+                ),
                 Some(t) => {
                     let changed = t.state != raw || t.modified != j.last_modification;
                     let exc = changed
@@ -662,6 +674,7 @@ impl FlinkWatcher {
                     }
                     Some(Err(e)) => {
                         w.error = Some(e.describe(&format!("jobs/{jid}/exceptions")));
+                        w.too_large = matches!(e, FetchError::TooLarge(_));
                         if matches!(e, FetchError::TooLarge(_)) {
                             let o = self.waiting_alert(&jid, w, None);
                             self.send(o, &mut out).await;
@@ -776,9 +789,20 @@ impl FlinkWatcher {
             }
             (None, Some(err)) => notes.push(format!("The cause could not be read: {err}.")),
             (None, None) => notes.push(format!(
-                "Flink recorded no exception for this failure within {} s (its exception history lags the job state); see the Flink UI.",
+                "Flink recorded no exception for this failure within {} s (its exception history lags the job state); the cause follows when it comes.",
                 self.cause_wait().as_secs_f32()
             )),
+        }
+        if w.wants_cause
+            && cause.is_none()
+            && w.reuse.is_none()
+            && !w.too_large
+            && let Some(t) = self.state.jobs.get_mut(jid)
+        {
+            t.late = Some((
+                w.status.as_str().to_owned(),
+                now_ms().saturating_add(LATE_CAUSE_MS),
+            ));
         }
         if !notes.is_empty() {
             alert = alert.body(notes.join("\n"));
@@ -832,6 +856,7 @@ impl FlinkWatcher {
             open_cause: None,
             restarts: Vec::new(),
             done: false,
+            late: None,
         });
         let changed = prev.as_ref().is_some_and(|p| p.state != raw);
         let moved = prev
@@ -981,14 +1006,41 @@ impl FlinkWatcher {
                     fields,
                     notes,
                     error: exc_error.clone(),
+                    too_large: matches!(exc, Some(Err(FetchError::TooLarge(_)))),
                     wants_cause: needs_cause,
                     reuse,
                 };
                 waiting = Some((w, ready));
             }
         }
+        // The cause of an earlier alert that went out without it: the
+        // oldest new failure.
+        if t.late.as_ref().is_some_and(|(_, until)| now >= *until) {
+            t.late = None;
+        }
+        let mut late = None;
+        if let Some((state, _)) = t.late.clone()
+            && !new.is_empty()
+        {
+            t.late = None;
+            late = Some((state, new.remove(0)));
+        }
         // Older new failures: restarts between polls.
         self.state.jobs.insert(jid.to_owned(), t);
+        if let Some((state, f)) = late {
+            let status = state.parse::<JobStatus>().unwrap_or(JobStatus::Unknown);
+            let alert = job_alert(&view, &JobEvent::Cause(status), Some(&f.text)).body(format!(
+                "The cause of the {state} alert, which Flink recorded after it was sent."
+            ));
+            let mut alert = with_failure_fields(alert, &f);
+            if let Some(at) = ms(Some(f.ts)) {
+                alert = alert.occurred_at(at);
+            }
+            plan.before.push(Outgoing {
+                alert,
+                view: Some(view.clone()),
+            });
+        }
         for f in new {
             if let Some(o) = self.restarted(jid, &view, f) {
                 plan.before.push(o);
