@@ -15,6 +15,13 @@
 #   scripts/flink-it.sh all DIR             install, start, record every scenario one after
 #                                           another, record a JobManager restart, stop;
 #                                           prints wall and CPU seconds per step
+#   scripts/flink-it.sh test [DIR]          the watcher's real-Flink test: install, build the test,
+#                                           start a fresh session in DIR (default target/flink-it-test),
+#                                           run tests/flink_real.rs (it submits every scenario, cancels,
+#                                           restarts the JobManager, asserts the alerts), stop by PID;
+#                                           exits with the test's status and prints wall and CPU seconds
+#
+# FLINK_IT_WAIT_TM=0 makes jm-restart wait only for the REST endpoint, not for a TaskManager.
 #
 # Scenarios: fail_no_restart fail_fixed_delay fail_once_recover fast_restart
 #            run_forever finish checkpoint_fail checkpoint_bad_dir
@@ -196,11 +203,21 @@ cmd_jm_restart() {
     dir="$(cd "$dir" && pwd)"
     load_env "$dir"
     local old="$JM_PID"
+    # Its CPU until now, for the test's totals (the new one starts from 0).
+    python3 "$HERE/record.py" cpu "$JM_PID" $(descendants "$JM_PID") >>"$dir/jm_cpu_before_restart" 2>/dev/null || true
     kill_tree "$JM_PID"
     log "JobManager $old stopped"
     start_jm "$dir"
     write_env "$dir"
-    if ! wait_rest "$dir" "$FLINK_REST_URL" 180; then
+    if [ "${FLINK_IT_WAIT_TM:-1}" = 0 ]; then
+        local i
+        for ((i = 0; i < 720; i++)); do
+            curl -fsS --max-time 2 "$FLINK_REST_URL/overview" >/dev/null 2>&1 && break
+            sleep 0.25
+        done
+        curl -fsS --max-time 2 "$FLINK_REST_URL/overview" >/dev/null 2>&1 ||
+            die "JobManager REST did not come back (see $dir/log)"
+    elif ! wait_rest "$dir" "$FLINK_REST_URL" 180; then
         die "JobManager did not come back with a TaskManager (see $dir/log)"
     fi
     log "JobManager restarted: PID $JM_PID"
@@ -349,6 +366,46 @@ cmd_all() {
     log "JobManager CPU since its restart + TaskManager CPU at stop: ${cluster_cpu}s (per-scenario figures in $dir/timeline/costs.tsv)"
 }
 
+cmd_test() {
+    local dir="${1:-$ROOT/target/flink-it-test}" t0 rc=0
+    t0="$(date +%s.%N)"
+    cmd_install
+    log "building the real-Flink test"
+    (cd "$ROOT" && CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}" nice -n 15 \
+        cargo test --features flink,testkit --test flink_real --no-run) >&2
+    if [ -f "$dir/env" ]; then cmd_stop "$dir"; fi
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    dir="$(cd "$dir" && pwd)"
+    cmd_start "$dir" >/dev/null
+    trap 'cmd_stop "$dir"' EXIT
+    . "$dir/env"
+    (cd "$ROOT" && FLINK_REST_URL="$FLINK_REST_URL" FLINK_IT_DIR="$dir" FLINK_IT_SCRIPT="$ROOT/scripts/flink-it.sh" \
+        CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}" nice -n 15 \
+        cargo test --features flink,testkit --test flink_real -- --ignored --test-threads=1 --nocapture) || rc=$?
+    . "$dir/env"
+    local cluster_cpu
+    cluster_cpu="$(cpu_of_cluster 2>/dev/null || echo 0)"
+    cluster_cpu="$(python3 -c 'import sys; print("%.1f" % sum(float(x) for x in sys.argv[1:] if x))' \
+        "$cluster_cpu" $(cat "$dir/jm_cpu_before_restart" 2>/dev/null))"
+    cmd_stop "$dir"
+    trap - EXIT
+    # `times` in this shell (not a subshell): CPU of every child waited for
+    # (cargo, the test, the `flink run` clients it started, curl, ...).
+    times >"$dir/times.txt"
+    python3 - "$t0" "$(date +%s.%N)" "$cluster_cpu" "$(tail -n 1 "$dir/times.txt")" <<'EOF'
+import re, sys
+def secs(s):
+    m = re.match(r"(\d+)m([\d.]+)s", s)
+    return int(m.group(1)) * 60 + float(m.group(2))
+u, s = sys.argv[4].split()
+print("flink-it test: wall %.1fs; CPU of the build check, the test and the job submissions %.1fs; "
+      "CPU of the JobManager (both runs) and the TaskManager with its Python workers %ss"
+      % (float(sys.argv[2]) - float(sys.argv[1]), secs(u) + secs(s), sys.argv[3]), file=sys.stderr)
+EOF
+    return "$rc"
+}
+
 case "${1:-}" in
 install) cmd_install ;;
 start) shift; cmd_start "$@" ;;
@@ -357,5 +414,6 @@ submit) shift; cmd_submit "$@" ;;
 jm-restart) shift; cmd_jm_restart "$@" ;;
 record) shift; cmd_record "$@" ;;
 all) shift; cmd_all "$@" ;;
+test) shift; cmd_test "$@" ;;
 *) sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2 ;;
 esac

@@ -38,12 +38,14 @@ impl Respond for Flink {
             "/jobs/overview" => {
                 json!({"jobs": [{"jid": JID, "name": "orders-etl", "state": s.state,
                 "start-time": 1_763_632_800_000i64, "end-time": if s.state == "FAILED" { json!(1_763_633_100_000i64) } else { json!(-1) },
-                "duration": 300_000, "last-modification": 0, "tasks": {}}]})
+                "duration": 300_000, "last-modification": s.exception_ts, "tasks": {}}]})
             }
             p if p.ends_with("/checkpoints") => {
                 json!({"counts": {"restored": 0, "total": 50, "in_progress": 0,
                 "completed": 50 - s.failed_checkpoints, "failed": s.failed_checkpoints},
-                "latest": {"failed": {"id": 42, "failure_timestamp": 1, "failure_message": "Checkpoint expired before completing."}}})
+                "latest": {"failed": if s.failed_checkpoints == 0 { json!(null) } else {
+                    json!({"id": 40 + s.failed_checkpoints, "failure_timestamp": 1, "failure_message": "Checkpoint expired before completing."})
+                }}})
             }
             p if p.ends_with("/exceptions") => {
                 if s.exception_ts == 0 {
@@ -87,13 +89,14 @@ async fn walks_a_job_through_its_life_and_alerts_exactly_once_per_transition() {
         WatchConfig::new(&server.uri(), "prod-yarn").unwrap(),
         notifier,
         "flink-prod",
-    );
+    )
+    .unwrap();
 
     let set = |f: &dyn Fn(&mut Step)| f(&mut step.lock().unwrap());
     let mut titles = Vec::new();
     let poll = async |w: &mut FlinkWatcher| {
         for r in w.poll_once().await {
-            assert_eq!(r.status, alertkit::GroupStatus::Delivered);
+            assert_eq!(r.report.status, alertkit::GroupStatus::Delivered);
         }
     };
     poll(&mut w).await; // baseline: nothing
@@ -145,7 +148,7 @@ async fn walks_a_job_through_its_life_and_alerts_exactly_once_per_transition() {
                 AlertState::Firing
             ),
             (
-                "Flink job orders-etl: new exception".to_string(),
+                "Flink job orders-etl restarted".to_string(),
                 AlertState::Firing
             ),
             (
@@ -177,12 +180,12 @@ async fn walks_a_job_through_its_life_and_alerts_exactly_once_per_transition() {
     );
     assert_eq!(
         alerts[0].links[0].url,
-        format!("{}/#/job/{JID}/overview", server.uri())
+        format!("{}/#/job/running/{JID}/overview", server.uri())
     );
     let has =
         |i: usize, k: &str, v: &str| alerts[i].fields.contains(&(k.to_string(), v.to_string()));
     assert!(has(2, "Checkpoints failed", "3"), "{:?}", alerts[2].fields);
-    assert!(has(2, "Since last poll", "3"));
+    assert!(has(2, "Failed checkpoint", "#43"));
     assert!(
         has(0, "Checkpoints completed", "50"),
         "{:?}",
@@ -239,15 +242,16 @@ async fn start_and_stop_cleanly() {
     let cfg = WatchConfig::new(&server.uri(), "c")
         .unwrap()
         .interval(Duration::from_millis(20));
-    let mut handle = FlinkWatcher::new(cfg, notifier, "g").start();
+    let mut handle = FlinkWatcher::new(cfg, notifier, "g").unwrap().start();
     let first = tokio::time::timeout(Duration::from_secs(5), handle.next_report())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(first.status, alertkit::GroupStatus::Delivered);
+    assert_eq!(first.report.status, alertkit::GroupStatus::Delivered);
+    assert_eq!(first.title, "Flink cluster c unreachable");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let rest = tokio::time::timeout(Duration::from_secs(5), handle.stop())
         .await
         .expect("stops promptly");
-    assert!(rest.is_empty(), "the outage alerted once: {rest:?}");
+    assert!(rest.reports.is_empty(), "the outage alerted once: {rest:?}");
 }
