@@ -371,8 +371,8 @@ cmd_test() {
     t0="$(date +%s.%N)"
     cmd_install
     log "building the real-Flink test"
-    (cd "$ROOT" && CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}" nice -n 15 \
-        cargo test --features flink,testkit --test flink_real --no-run) >&2
+    (cd "$ROOT" && nice -n 15 \
+        cargo test --all-features --test flink_real --no-run) >&2
     if [ -f "$dir/env" ]; then cmd_stop "$dir"; fi
     rm -rf "$dir"
     mkdir -p "$dir"
@@ -381,8 +381,8 @@ cmd_test() {
     trap 'cmd_stop "$dir"' EXIT
     . "$dir/env"
     (cd "$ROOT" && FLINK_REST_URL="$FLINK_REST_URL" FLINK_IT_DIR="$dir" FLINK_IT_SCRIPT="$ROOT/scripts/flink-it.sh" \
-        CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}" nice -n 15 \
-        cargo test --features flink,testkit --test flink_real -- --ignored --test-threads=1 --nocapture) || rc=$?
+        nice -n 15 \
+        cargo test --all-features --test flink_real -- --ignored --test-threads=1 --nocapture) || rc=$?
     . "$dir/env"
     local cluster_cpu
     cluster_cpu="$(cpu_of_cluster 2>/dev/null || echo 0)"

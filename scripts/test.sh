@@ -32,3 +32,8 @@ cargo test --all-features --doc
 # Email against a real Postfix 3.7 + Dovecot SASL on 127.0.0.1 (installed
 # from Debian when missing, configured under target/, stopped by PID).
 scripts/postfix-it.sh test target/postfix-it
+
+# The Flink watcher against a real Flink 2.3 standalone cluster on 127.0.0.1
+# (Java from Debian and apache-flink from PyPI when missing; every scenario
+# of issue 16; the cluster stopped by PID).
+scripts/flink-it.sh test
