@@ -447,8 +447,8 @@ async fn one_pooled_connection_serves_many_sends() {
     assert_eq!(server.messages().len(), 5);
     assert_eq!(
         server.log("ehlo.log").lines().count(),
-        1,
-        "one connection, reused"
+        2,
+        "one connection, reused (its EHLO, and the second one that reads SIZE)"
     );
     let m = parse(&server.messages()[4].1)
         .body_text(0)

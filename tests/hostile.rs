@@ -471,3 +471,72 @@ async fn an_endless_smtp_reply_inside_tls_is_cut_off() {
     server.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A server advertising `SIZE 2000`: a larger message is refused before
+/// MAIL FROM (nothing sent); a smaller one goes with `SIZE=` in MAIL FROM.
+#[tokio::test]
+async fn smtp_size_is_honoured_before_data() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut lines = BufReader::new(r).lines();
+                let _ = w.write_all(b"220 sized.example ESMTP\r\n").await;
+                let mut in_data = false;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if in_data {
+                        if line == "." {
+                            in_data = false;
+                            let _ = w.write_all(b"250 queued\r\n").await;
+                        }
+                        continue;
+                    }
+                    log.lock().unwrap().push(line.clone());
+                    let upper = line.to_ascii_uppercase();
+                    let answer: &[u8] = if upper.starts_with("EHLO") {
+                        b"250-sized.example\r\n250 SIZE 2000\r\n"
+                    } else if upper.starts_with("DATA") {
+                        in_data = true;
+                        b"354 go\r\n"
+                    } else if upper.starts_with("QUIT") {
+                        b"221 bye\r\n"
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    let _ = w.write_all(answer).await;
+                }
+            });
+        }
+    });
+    let ch = mail_channel(port);
+    let e = ch
+        .send(&Alert::new("big").body("x".repeat(5000)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PayloadTooLarge, "{e}");
+    assert!(
+        !seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("MAIL FROM")),
+        "nothing sent: {:?}",
+        seen.lock().unwrap()
+    );
+    ch.send(&Alert::new("small")).await.unwrap();
+    let mail = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.starts_with("MAIL FROM"))
+        .cloned()
+        .unwrap();
+    assert!(mail.contains(" SIZE="), "{mail}");
+    server.abort();
+}

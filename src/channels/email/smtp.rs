@@ -114,7 +114,8 @@ pub(crate) struct Smtp {
     pub hello: ClientId,
     pub timeout: Duration,
     pub pool_size: usize,
-    pub idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    /// Idle sessions: the connection, the `SIZE` it advertised, since when.
+    pub idle: Mutex<Vec<(AsyncSmtpConnection, Option<usize>, Instant)>>,
     /// One permit per SMTP session this instance may have open at once
     /// (`max_connections`): a burst waits for a session instead of opening
     /// hundreds the server refuses with 421.
@@ -151,6 +152,23 @@ impl std::fmt::Display for DataBody<'_> {
     }
 }
 
+/// The `SIZE` the server advertises (RFC 1870; 0: no fixed limit), read
+/// from a second EHLO (lettre keeps only the extensions it uses). `None`
+/// when it advertises none, or does not answer the EHLO.
+async fn advertised_size(conn: &mut AsyncSmtpConnection, hello: &ClientId) -> Option<usize> {
+    let response = conn
+        .command(lettre::transport::smtp::commands::Ehlo::new(hello.clone()))
+        .await
+        .ok()?;
+    response.message().find_map(|line| {
+        let mut words = line.split_whitespace();
+        if !words.next()?.eq_ignore_ascii_case("SIZE") {
+            return None;
+        }
+        Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0))
+    })
+}
+
 /// An SMTP error as an alertkit error: 4xx and network errors retryable,
 /// 5xx not; 535/530 are authentication failures.
 pub(crate) fn smtp_error(e: lettre::transport::smtp::Error, during: &str) -> Error {
@@ -178,7 +196,7 @@ impl Smtp {
     /// A ready connection: TLS as configured, authenticated. Bounded by the
     /// timeout as a whole (a TLS listener answering a plaintext client, or
     /// the reverse, would otherwise wait forever for a greeting).
-    async fn connect(&self) -> Result<AsyncSmtpConnection> {
+    async fn connect(&self) -> Result<(AsyncSmtpConnection, Option<usize>)> {
         // Each step has `timeout`; the greeting check inside fires first.
         let limit = self.timeout.saturating_mul(2);
         tokio::time::timeout(limit, self.connect_inner())
@@ -239,7 +257,7 @@ impl Smtp {
         }
     }
 
-    async fn connect_inner(&self) -> Result<AsyncSmtpConnection> {
+    async fn connect_inner(&self) -> Result<(AsyncSmtpConnection, Option<usize>)> {
         let tcp = self.tcp().await?;
         let hello = self.hello_for(tcp.tcp.local_addr().ok());
         let mut conn = match self.tls {
@@ -313,6 +331,7 @@ impl Smtp {
                 e
             })?;
         }
+        let size = advertised_size(&mut conn, &hello).await;
         if let Some((user, password)) = &self.credentials {
             let creds = Credentials::new(user.clone(), password.expose_secret().to_owned());
             if let Err(e) = conn
@@ -335,27 +354,37 @@ impl Smtp {
                 return Err(e);
             }
         }
-        Ok(conn)
+        Ok((conn, size))
     }
 
-    /// An idle connection to reuse, and the stale ones to close.
-    fn checkout(&self) -> (Option<AsyncSmtpConnection>, Vec<AsyncSmtpConnection>) {
+    /// An idle session to reuse, and the stale connections to close.
+    #[allow(clippy::type_complexity)]
+    fn checkout(
+        &self,
+    ) -> (
+        Option<(AsyncSmtpConnection, Option<usize>)>,
+        Vec<AsyncSmtpConnection>,
+    ) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let mut stale = Vec::new();
-        while let Some((conn, since)) = idle.pop() {
+        while let Some((conn, size, since)) = idle.pop() {
             if since.elapsed() < IDLE_LIMIT && !conn.has_broken() {
-                return (Some(conn), stale);
+                return (Some((conn, size)), stale);
             }
             stale.push(conn);
         }
         (None, stale)
     }
 
-    /// Keeps `conn` for reuse, or hands it back to be closed.
-    fn checkin(&self, conn: AsyncSmtpConnection) -> Option<AsyncSmtpConnection> {
+    /// Keeps a session for reuse, or hands its connection back to be closed.
+    fn checkin(
+        &self,
+        conn: AsyncSmtpConnection,
+        size: Option<usize>,
+    ) -> Option<AsyncSmtpConnection> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < self.pool_size && !conn.has_broken() {
-            idle.push((conn, Instant::now()));
+            idle.push((conn, size, Instant::now()));
             return None;
         }
         Some(conn)
@@ -406,11 +435,29 @@ impl Smtp {
             self.close(conn).await;
         }
         let was_reused = reused.is_some();
-        let mut conn = match reused {
+        let (mut conn, mut size) = match reused {
             Some(c) => c,
             None => self.connect().await?,
         };
+        // RFC 1870: a message larger than the server takes is refused here,
+        // before MAIL FROM, rather than after its whole body went over.
+        if let Some(max) = size.filter(|&m| m > 0 && message.len() > m) {
+            if let Some(extra) = self.checkin(conn, size) {
+                self.close(extra).await;
+            }
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                format!(
+                    "the message is {} bytes; the server takes at most {max} (SIZE)",
+                    message.len()
+                ),
+            )
+            .with_retryable(false));
+        }
         let mut options = vec![];
+        if size.is_some() {
+            options.push(MailParameter::Size(message.len()));
+        }
         if rcpts
             .iter()
             .chain(std::iter::once(from))
@@ -424,7 +471,7 @@ impl Smtp {
                 conn.abort().await;
                 return Err(smtp_error(e, "MAIL FROM refused"));
             }
-            conn = self.connect().await?;
+            (conn, size) = self.connect().await?;
             if let Err(e) = conn.command(&mail).await {
                 conn.abort().await;
                 return Err(smtp_error(e, "MAIL FROM refused"));
@@ -441,7 +488,7 @@ impl Smtp {
                 });
         match &result {
             Ok(_) => {
-                if let Some(extra) = self.checkin(conn) {
+                if let Some(extra) = self.checkin(conn, size) {
                     self.close(extra).await;
                 }
             }
