@@ -1152,6 +1152,30 @@ async fn wecom_appchat_is_as_strict_as_the_platform() {
 }
 
 #[tokio::test]
+async fn wecom_base_url_may_end_in_cgi_bin() {
+    // Dinky's `sendUrl` form: `https://qyapi.weixin.qq.com/cgi-bin`.
+    let fake = FakeWeCom::start().await;
+    fake.add_app(CORP, CORP_SECRET, 1000002);
+    fake.add_recipients(&["zhangsan"], &[], &[]);
+    let cfg = alertkit::InstanceConfig::new("app", "wecom")
+        .policy(PolicyConfig::off())
+        .param("mode", "app")
+        .param("corp_id", CORP)
+        .param("secret", CORP_SECRET)
+        .param("agent_id", 1000002)
+        .param("to_users", json!(["zhangsan"]))
+        .param("base_url", format!("{}/cgi-bin", fake.uri()));
+    let n = Notifier::from_config(&Config::default().with_instance(cfg)).unwrap();
+    n.channel("app").unwrap().send(&alert()).await.unwrap();
+    let paths: Vec<String> = fake.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/cgi-bin/gettoken", "/cgi-bin/message/send"]);
+    let p = n.preview("app", &alert()).unwrap();
+    assert!(
+        p[0].target.ends_with("/cgi-bin/message/send") && !p[0].target.contains("cgi-bin/cgi-bin")
+    );
+}
+
+#[tokio::test]
 async fn webhook_fields_are_dotted_paths() {
     let server = MockServer::start().await;
     Mock::given(any())
@@ -1306,4 +1330,35 @@ async fn forward(
     upstream.read_to_end(&mut answer).await?;
     client.write_all(&answer).await?;
     client.shutdown().await
+}
+
+/// The README's "Config, live edits, Dinky" example, as written there.
+#[test]
+fn readme_dinky_example() {
+    let instances = json!([
+      {"id": 1, "name": "ding-ops", "tenant_id": 1, "type": "DingTalk", "enabled": 1,
+       "params": "{\"webhook\": \"https://oapi.dingtalk.com/robot/send?access_token=abc\", \"keyword\": \"告警\", \"secret\": \"SECabc\", \"isEnableProxy\": false, \"isAtAll\": false, \"atMobiles\": [\"13800000001\"]}",
+       "creator": 1, "updater": 1},
+      {"id": 4, "name": "wecom-app", "tenant_id": 1, "type": "WeChat", "enabled": 1,
+       "params": {"sendType": "app", "corpId": "ww01", "secret": "s", "agentId": 1000002,
+                  "sendUrl": "https://qyapi.weixin.qq.com/cgi-bin", "atUsers": ["zhangsan", "lisi"], "isAtAll": false}}
+    ]);
+    let groups =
+        json!([{"id": 1, "name": "flink-prod", "alert_instance_ids": "1,4,99", "enabled": 1}]);
+    let imported = Config::from_dinky(&instances, &groups).unwrap();
+    assert_eq!(
+        imported.config.instances[1].params["to_users"],
+        json!(["zhangsan", "lisi"])
+    );
+    assert_eq!(
+        imported.config.groups[0].instances,
+        ["ding-ops", "wecom-app"]
+    );
+    let shown: Vec<String> = imported.notes.iter().map(Note::to_string).collect();
+    assert!(
+        shown.contains(&"instance 1 \"ding-ops\", params.atMobiles: Dinky 1.x put the mobiles only in the markdown title, so nobody was pinged; alertkit pings them [DT-MENTION]".to_owned()),
+        "{shown:#?}"
+    );
+    assert!(codes(&imported, "group 1 \"flink-prod\"").contains(&"MISSING-ID"));
+    Notifier::from_config(&imported.config).unwrap();
 }
