@@ -1211,12 +1211,15 @@ async fn webhook_fields_are_dotted_paths() {
 
 // ------------------------------------------------------ a loopback proxy
 
+/// Request lines and `Proxy-Authorization` values the proxy saw.
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 /// A forward HTTP proxy on 127.0.0.1 recording each request line and its
 /// `Proxy-Authorization`, forwarding to the origin (one request per
 /// connection).
 struct TestProxy {
     addr: SocketAddr,
-    seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    seen: Seen,
     _task: tokio::task::JoinHandle<()>,
 }
 
@@ -1252,10 +1255,7 @@ impl TestProxy {
     }
 }
 
-async fn forward(
-    mut client: TcpStream,
-    seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
-) -> std::io::Result<()> {
+async fn forward(mut client: TcpStream, seen: Seen) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
