@@ -478,6 +478,10 @@ async fn dinky_1x_rows_send_what_dinky_meant() {
     assert_eq!(r.body["msgtype"], "markdown");
     let content = r.body["markdown"]["content"].as_str().unwrap();
     assert!(content.contains("<@wangwu><@zhaoliu>"), "{content}");
+    assert!(
+        !content.contains("Flink"),
+        "Dinky never sent the keyword: {content}"
+    );
 
     // 7: signed card with the keyword, @all.
     send(&n, "feishu-all").await;
@@ -1361,4 +1365,53 @@ fn readme_dinky_example() {
     );
     assert!(codes(&imported, "group 1 \"flink-prod\"").contains(&"MISSING-ID"));
     Notifier::from_config(&imported.config).unwrap();
+}
+
+/// Every row of expected_source_requests.json is imported or named in an
+/// UNSUPPORTED note; a row its tool never sent carries a note or is
+/// imported disabled, as the tool had it.
+#[test]
+fn no_fixture_row_is_dropped_silently() {
+    let expected = fixture("expected_source_requests.json");
+    let dinky1x = Config::from_dinky(
+        &fixture("dinky1x_instances_api.json"),
+        &fixture("dinky1x_groups.json"),
+    )
+    .unwrap();
+    let dinky07 = Config::from_dinky(
+        &fixture("dinky07_instances.json"),
+        &fixture("dinky07_groups.json"),
+    )
+    .unwrap();
+    let ds32 = ds_import();
+    let dsdev = Config::from_dolphinscheduler_with_plugins(
+        &fixture("dsdev_instances.json"),
+        &Value::Null,
+        &fixture("ds32_plugin_defines.json"),
+    )
+    .unwrap();
+    let mut checked = 0;
+    for row in expected["rows"].as_array().unwrap() {
+        let imported = match row["source"].as_str().unwrap() {
+            "dinky1x" => &dinky1x,
+            "dinky07" => &dinky07,
+            "ds32" => &ds32,
+            "dsdev" => &dsdev,
+            other => panic!("unknown source {other}"),
+        };
+        let name = row["name"].as_str().unwrap();
+        let label = format!("instance {} {name:?}", row["row_id"]);
+        let instance = imported.config.instances.iter().find(|i| i.name == name);
+        let notes = codes(imported, &label);
+        match instance {
+            Some(i) if row["sent"] == false => assert!(
+                !i.enabled || !notes.is_empty(),
+                "{label}: its tool sent nothing, and nothing says why: {notes:?}"
+            ),
+            Some(_) => {}
+            None => assert!(notes.contains(&"UNSUPPORTED"), "{label}: {notes:?}"),
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 46);
 }
