@@ -2,7 +2,14 @@
 //!
 //! ```text
 //! cargo run --example send -- --config alerts.toml --alert alert.json [--group NAME]
+//! cargo run --example send -- --dinky-instances instances.json --dinky-groups groups.json --alert alert.json --group flink-prod
+//! cargo run --example send -- --ds-instances instances.json --ds-groups groups.json [--ds-plugins defines.json] --alert alert.json --group oncall
 //! ```
+//!
+//! `--dinky-*` and `--ds-*` take the tools' own exports as they are (JSON
+//! arrays of rows from the REST API or a database dump; see
+//! `alertkit::import`); what was mapped with a change of meaning, dropped
+//! or not imported is printed to stderr, one note a line.
 //!
 //! The config is JSON or TOML (by extension); the alert file holds one alert
 //! or a JSON array of alerts (dispatched concurrently from one process, as
@@ -14,8 +21,18 @@ use std::process::ExitCode;
 
 use alertkit::{Alert, Config, DispatchReport, Notifier};
 
+/// Where the config comes from.
+enum Source {
+    /// alertkit's own JSON or TOML.
+    Config(String),
+    /// Dinky rows: instances, groups.
+    Dinky(String, Option<String>),
+    /// DolphinScheduler rows: instances, groups, plugin defines.
+    Ds(String, Option<String>, Option<String>),
+}
+
 struct Args {
-    config: String,
+    source: Source,
     alert: String,
     group: Option<String>,
 }
@@ -23,20 +40,64 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let (mut config, mut alert, mut group) = (None, None, None);
+    let (mut dinky_i, mut dinky_g, mut ds_i, mut ds_g, mut ds_p) = (None, None, None, None, None);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--config" => config = it.next(),
             "--alert" => alert = it.next(),
             "--group" => group = it.next(),
+            "--dinky-instances" => dinky_i = it.next(),
+            "--dinky-groups" => dinky_g = it.next(),
+            "--ds-instances" => ds_i = it.next(),
+            "--ds-groups" => ds_g = it.next(),
+            "--ds-plugins" => ds_p = it.next(),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    let source = match (config, dinky_i, ds_i) {
+        (Some(c), None, None) => Source::Config(c),
+        (None, Some(i), None) => Source::Dinky(i, dinky_g),
+        (None, None, Some(i)) => Source::Ds(i, ds_g, ds_p),
+        (None, None, None) => {
+            return Err(
+                "--config FILE (or --dinky-instances / --ds-instances FILE) is required".into(),
+            );
+        }
+        _ => return Err("give one of --config, --dinky-instances, --ds-instances".into()),
+    };
     Ok(Args {
-        config: config.ok_or("--config FILE is required")?,
+        source,
         alert: alert.ok_or("--alert FILE is required")?,
         group,
     })
+}
+
+fn read_json(path: Option<&str>) -> Result<serde_json::Value, String> {
+    let Some(path) = path else {
+        return Ok(serde_json::Value::Null);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    // serde_json's message names a line and column, never the text.
+    serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))
+}
+
+/// Loads the config from its source; the notes of an import go to stderr.
+fn load(source: &Source) -> Result<Config, String> {
+    let imported = match source {
+        Source::Config(path) => return load_config(path),
+        Source::Dinky(i, g) => Config::from_dinky(&read_json(Some(i))?, &read_json(g.as_deref())?),
+        Source::Ds(i, g, p) => Config::from_dolphinscheduler_with_plugins(
+            &read_json(Some(i))?,
+            &read_json(g.as_deref())?,
+            &read_json(p.as_deref())?,
+        ),
+    }
+    .map_err(|e| e.to_string())?;
+    for note in &imported.notes {
+        eprintln!("note: {note}");
+    }
+    Ok(imported.config)
 }
 
 fn load_config(path: &str) -> Result<Config, String> {
@@ -76,7 +137,7 @@ fn load_alerts(path: &str) -> Result<(Vec<Alert>, bool), String> {
 
 async fn run() -> Result<(Vec<DispatchReport>, bool), String> {
     let args = parse_args()?;
-    let config = load_config(&args.config)?;
+    let config = load(&args.source)?;
     let (alerts, many) = load_alerts(&args.alert)?;
     let notifier = Notifier::from_config(&config).map_err(|e| e.to_string())?;
     let group = match args.group {
@@ -140,7 +201,9 @@ async fn main() -> ExitCode {
         }
         Err(msg) => {
             if msg.is_empty() {
-                eprintln!("usage: send --config FILE --alert FILE [--group NAME]");
+                eprintln!(
+                    "usage: send (--config FILE | --dinky-instances FILE [--dinky-groups FILE] | --ds-instances FILE [--ds-groups FILE] [--ds-plugins FILE]) --alert FILE [--group NAME]"
+                );
             } else {
                 eprintln!("error: {msg}");
             }

@@ -301,6 +301,29 @@ pub fn join_url(base: &Url, path: &str) -> Result<Url> {
     Ok(u)
 }
 
+/// `base` with an API `path` appended, where `base` may already end in the
+/// path's first segment (the prefix the platform's API lives under):
+/// `https://proxy/cgi-bin` + `cgi-bin/gettoken` is `https://proxy/cgi-bin/gettoken`,
+/// not `.../cgi-bin/cgi-bin/gettoken` (Dinky's `sendUrl` ends in `/cgi-bin`).
+///
+/// ```
+/// let j = |b: &str| alertkit::http::join_api(&url::Url::parse(b).unwrap(), "cgi-bin/gettoken").unwrap().to_string();
+/// assert_eq!(j("https://qyapi.weixin.qq.com"), "https://qyapi.weixin.qq.com/cgi-bin/gettoken");
+/// assert_eq!(j("https://qyapi.weixin.qq.com/cgi-bin"), "https://qyapi.weixin.qq.com/cgi-bin/gettoken");
+/// assert_eq!(j("http://127.0.0.1:8080/wecom/cgi-bin/"), "http://127.0.0.1:8080/wecom/cgi-bin/gettoken");
+/// ```
+pub fn join_api(base: &Url, path: &str) -> Result<Url> {
+    let last = base
+        .path_segments()
+        .and_then(|mut s| s.rfind(|x| !x.is_empty()))
+        .unwrap_or("");
+    let path = path.trim_start_matches('/');
+    match path.split_once('/') {
+        Some((first, rest)) if !last.is_empty() && first == last => join_url(base, rest),
+        _ => join_url(base, path),
+    }
+}
+
 /// The URL with every query value and every path segment after `hook`
 /// replaced by `REDACTED`: what errors, logs and previews show.
 ///

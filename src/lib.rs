@@ -65,6 +65,7 @@ pub mod error;
 pub mod flink;
 pub mod group;
 pub mod http;
+pub mod import;
 pub mod notifier;
 pub(crate) mod params;
 pub mod policy;

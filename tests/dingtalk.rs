@@ -511,15 +511,22 @@ async fn conversation_mode_uses_the_legacy_token_and_refreshes_it() {
 }
 
 #[test]
-fn dinky_dingtalk_params_load_as_is() {
-    let config = Config::from_json(
-        r#"{"instances": [{"name": "dinky-ding", "type": "DingTalk", "params": {
+fn dinky_dingtalk_rows_load_through_the_importer() {
+    // As Dinky 1.x's form writes it: the proxy host in `proxy`, the port a number.
+    let config = Config::from_dinky(
+        &json!([{"id": 1, "name": "dinky-ding", "type": "DingTalk", "enabled": 1, "params": {
             "webhook": "https://oapi.dingtalk.com/robot/send?access_token=0123abcd",
-            "keyword": "Dinky", "secret": "SECabcdef", "isEnableProxy": true, "hostname": "proxy.corp",
-            "port": "3128", "user": "px", "password": "pxpass", "isAtAll": false,
-            "atMobiles": ["13800000000"]}}]}"#,
+            "keyword": "Dinky", "secret": "SECabcdef", "isEnableProxy": true, "proxy": "proxy.corp",
+            "port": 3128, "user": "px", "password": "pxpass", "isAtAll": false,
+            "atMobiles": ["13800000000"]}}]),
+        &Value::Null,
     )
-    .unwrap();
+    .unwrap()
+    .config;
+    assert_eq!(
+        config.instances[0].params["proxy"]["url"],
+        "http://proxy.corp:3128"
+    );
     let n = Notifier::from_config(&config).unwrap();
     let ch = n.channel("dinky-ding").unwrap();
     let preview = ch.preview(&Alert::new("x")).unwrap();

@@ -249,7 +249,7 @@ async fn implicit_tls_with_auth_plain_and_a_chinese_attachment_name() {
     );
     let ch = channel(json!({
         "serverHost": "localhost", "serverPort": server.port, "sslEnable": true, "enableSmtpAuth": true,
-        "user": "12345@qq.com", "password": "auth-code", "sender": "12345@qq.com",
+        "username": "12345@qq.com", "password": "auth-code", "from": "12345@qq.com",
         "receivers": "ops@example.com", "ca_file": pki.ca, "format": "attachment"
     }));
     ch.send(&Alert::new("作业 orders-etl 失败"))
@@ -465,15 +465,24 @@ async fn one_pooled_connection_serves_many_sends() {
 }
 
 #[test]
-fn dinky_email_params_load_and_plaintext_is_refused_off_loopback() {
-    let config = Config::from_json(
-        r#"{"instances": [{"name": "dinky-mail", "type": "Email", "params": {
-            "receivers": ["ops@corp.example"], "receiverCcs": ["lead@corp.example"], "mailProtocol": "SMTP",
-            "serverHost": "smtp.corp.example", "serverPort": 587, "sender": "dinky@corp.example",
-            "enableSmtpAuth": true, "user": "dinky", "password": "dinky-pass-x", "starttlsEnable": true,
-            "sslEnable": false, "smtpSslTrust": "*"}}]}"#,
+fn dinky_email_rows_load_and_plaintext_is_refused_off_loopback() {
+    // As Dinky 1.x's form writes it: `sender` is the display name, `user`
+    // the From address and login.
+    let config = Config::from_dinky(
+        &json!([{"id": 1, "name": "dinky-mail", "type": "Email", "enabled": 1, "params": {
+            "receivers": ["ops@corp.example"], "receiverCcs": ["lead@corp.example"],
+            "serverHost": "smtp.corp.example", "serverPort": 587, "sender": "Dinky",
+            "enableSmtpAuth": true, "user": "dinky@corp.example", "password": "dinky-pass-x", "starttlsEnable": true,
+            "sslEnable": false, "smtpSslTrust": "*"}}]),
+        &Value::Null,
     )
-    .unwrap();
+    .unwrap()
+    .config;
+    // `sender` is not an alias of `from` (Dinky's is a name).
+    assert_eq!(
+        build_err(json!({"host": "h", "sender": "a@b.example", "to": ["c@d.example"]})).field(),
+        Some("params.sender")
+    );
     let n = Notifier::from_config(&config).unwrap();
     let p = n.preview("dinky-mail", &alert()).unwrap();
     assert_eq!(p[0].target, "smtp://smtp.corp.example:587");
@@ -489,7 +498,7 @@ fn dinky_email_params_load_and_plaintext_is_refused_off_loopback() {
     assert_eq!(e.field(), Some("params.tls"));
     let e = build_err(
         json!({"serverHost": "smtp.corp.example", "sslEnable": false, "starttlsEnable": false,
-                             "sender": "a@b.example", "receivers": ["c@d.example"]}),
+                             "from": "a@b.example", "receivers": ["c@d.example"]}),
     );
     assert_eq!(
         e.field(),

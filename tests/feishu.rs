@@ -148,7 +148,7 @@ async fn post_and_text_bodies_with_mentions() {
         },
     );
     let post = channel(
-        json!({"token": "t", "base_url": fake.uri(), "msg_type": "post", "isAtAll": true,
+        json!({"token": "t", "base_url": fake.uri(), "msg_type": "post", "at_all": true,
                               "atUsers": ["ou_tom"]}),
     );
     post.send(&alert()).await.unwrap();
@@ -484,14 +484,16 @@ async fn app_mode_partial_receivers_and_bad_secret() {
 }
 
 #[test]
-fn dinky_feishu_params_load_as_is() {
-    let config = Config::from_json(
-        r#"{"instances": [{"name": "fs", "type": "FeiShu", "params": {
+fn dinky_feishu_rows_load_through_the_importer() {
+    // As Dinky 1.x's form writes it (the proxy host goes in `proxy`).
+    let config = Config::from_dinky(
+        &json!([{"id": 7, "name": "fs", "type": "FeiShu", "enabled": true, "params": {
             "webhook": "https://open.feishu.cn/open-apis/bot/v2/hook/hook-secret-token", "secret": "sign-secret-x",
-            "keyword": "Dinky", "atUsers": ["ou_1"], "isAtAll": false,
-            "isEnableProxy": false, "hostname": "", "port": "", "user": "", "password": ""}}]}"#,
+            "keyword": "Dinky", "atUsers": ["ou_1"], "isAtAll": false, "isEnableProxy": false}}]),
+        &Value::Null,
     )
-    .unwrap();
+    .unwrap()
+    .config;
     let n = Notifier::from_config(&config).unwrap();
     let p = n.preview("fs", &alert()).unwrap();
     assert_eq!(

@@ -388,17 +388,29 @@ async fn bot_rate_limit_and_bad_key() {
 }
 
 #[test]
-fn dinky_wechat_params_load_as_is() {
-    let config = Config::from_json(
-        r#"{"instances": [
-          {"name": "app", "type": "WeChat", "params": {"sendType": "app", "corpId": "ww1", "secret": "corp-secret-x",
-            "agentId": "1000002", "users": ["zhangsan"], "sendUrl": "https://qyapi.weixin.qq.com", "keyword": "",
-            "atUsers": [], "isAtAll": false}},
-          {"name": "bot", "type": "WeChat", "params": {"sendType": "wechat",
+fn dinky_wechat_rows_load_through_the_importer() {
+    // As Dinky 1.x's form writes them: in app mode `atUsers` are the
+    // recipients, and `sendUrl` ends in /cgi-bin.
+    let config = Config::from_dinky(
+        &json!([
+          {"id": 1, "name": "app", "type": "WeChat", "enabled": 1, "params": {"sendType": "app", "corpId": "ww1",
+            "secret": "corp-secret-x", "agentId": 1000002, "sendUrl": "https://qyapi.weixin.qq.com/cgi-bin",
+            "atUsers": ["zhangsan"], "isAtAll": false}},
+          {"id": 2, "name": "bot", "type": "WeChat", "enabled": 1, "params": {"sendType": "wechat",
             "webhook": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=bot-key-x", "keyword": "Dinky",
-            "atUsers": ["zhangsan"], "isAtAll": true}}]}"#,
+            "atUsers": ["zhangsan"], "isAtAll": true}}]),
+        &Value::Null,
     )
-    .unwrap();
+    .unwrap()
+    .config;
+    // The direct config keeps its own names: `atUsers` is not one of them.
+    let e = Config::from_json(
+        r#"{"instances": [{"name": "x", "type": "wecom", "params": {"webhook": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k", "atUsers": ["a"]}}]}"#,
+    )
+    .map(|c| Notifier::from_config(&c).map(|_| ()))
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(e.field(), Some("params.atUsers"));
     let n = Notifier::from_config(&config).unwrap();
     let app = n.preview("app", &alert()).unwrap();
     assert_eq!(
@@ -406,16 +418,17 @@ fn dinky_wechat_params_load_as_is() {
         "https://qyapi.weixin.qq.com/cgi-bin/message/send"
     );
     assert_eq!(app[0].body["agentid"], 1000002);
+    assert_eq!(app[0].body["touser"], "zhangsan");
     let bot = n.preview("bot", &alert()).unwrap();
     assert_eq!(
         bot[0].target,
         "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=REDACTED"
     );
-    assert!(
-        bot[0].body["markdown"]["content"]
-            .as_str()
-            .unwrap()
-            .ends_with("<@zhangsan>")
+    // isAtAll: markdown cannot mention everyone, so the alert goes as text.
+    assert_eq!(bot[0].body["msgtype"], "text");
+    assert_eq!(
+        bot[0].body["text"]["mentioned_list"],
+        json!(["zhangsan", "@all"])
     );
     let shown = format!(
         "{n:?} {config:?} {:?} {:?}",

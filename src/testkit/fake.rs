@@ -427,6 +427,11 @@ impl Tokens {
         }
     }
 
+    /// The app a token was issued to.
+    pub fn owner(&self, token: &str) -> Option<String> {
+        self.issued.get(token).map(|(app, _)| app.clone())
+    }
+
     pub fn expire_all(&mut self) {
         let now = Instant::now();
         self.issued.values_mut().for_each(|(_, e)| *e = now);

@@ -1,7 +1,9 @@
 //! A fake WeCom on 127.0.0.1, following the mock checklists of
 //! platforms.md §3.6 (gettoken, message/send) and §4 (group robot): token
 //! checks with expiry and revocation, recipient validation with partial
-//! `invaliduser` answers and 81013, per-type byte limits answering 40058,
+//! `invaliduser` answers and 81013, `appchat/send` to chats the app
+//! created (86001 for a malformed chat id, 86003 for an unknown one),
+//! per-type byte limits answering 40058,
 //! a per-key 20/min robot window answering 45009, and WeCom's hint suffix.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -37,6 +39,8 @@ struct State {
     parties: HashSet<String>,
     tags: HashSet<String>,
     bot_keys: HashSet<String>,
+    /// chat id → the corp whose app created it.
+    chats: HashMap<String, String>,
     tokens: Tokens,
     token_agent: HashMap<String, i64>,
     rate: RateWindow,
@@ -68,6 +72,7 @@ impl FakeWeCom {
             parties: HashSet::new(),
             tags: HashSet::new(),
             bot_keys: HashSet::new(),
+            chats: HashMap::new(),
             tokens: Tokens::new(),
             token_agent: HashMap::new(),
             rate: RateWindow::new(20, Duration::from_secs(60), Duration::from_secs(60)),
@@ -110,6 +115,12 @@ impl FakeWeCom {
             s.parties.extend(parties.iter().map(|u| u.to_string()));
             s.tags.extend(tags.iter().map(|u| u.to_string()));
         });
+    }
+
+    /// A group chat created by an app of `corp_id` (`appchat/create`):
+    /// `appchat/send` reaches it with a token of that corp.
+    pub fn add_chat(&self, corp_id: &str, chat_id: &str) {
+        self.with(|s| s.chats.insert(chat_id.to_owned(), corp_id.to_owned()));
     }
 
     /// Registers a robot key.
@@ -165,6 +176,34 @@ fn ids(v: &Value, key: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The WeCom error for a message body of an unknown type, an empty or
+/// too long content or a bad text card (message/send and appchat/send).
+fn check_content(body: &Value) -> Option<(u16, Value)> {
+    let msgtype = body.get("msgtype").and_then(Value::as_str).unwrap_or("");
+    match msgtype {
+        "text" | "markdown" => match content_len(body, msgtype) {
+            None | Some(0) => Some(err(44004, "empty content")),
+            Some(n) if n > 2048 => Some(err(
+                40058,
+                &format!("{msgtype}.content exceed max length 2048"),
+            )),
+            _ => None,
+        },
+        "textcard" => {
+            let card = &body["textcard"];
+            let bad = card["title"]
+                .as_str()
+                .is_none_or(|t| t.chars().count() > 128)
+                || card["description"]
+                    .as_str()
+                    .is_none_or(|d| d.chars().count() > 512)
+                || card["url"].as_str().is_none_or(str::is_empty);
+            bad.then(|| err(40058, "invalid textcard"))
+        }
+        _ => Some(err(40008, "invalid message type")),
+    }
+}
+
 /// Bytes of `body[msgtype].content`, if any.
 fn content_len(body: &Value, msgtype: &str) -> Option<usize> {
     body.get(msgtype)?.get("content")?.as_str().map(str::len)
@@ -204,29 +243,8 @@ impl State {
         if body.get("agentid").and_then(Value::as_i64) != self.token_agent.get(token).copied() {
             return err(40056, "invalid agentid");
         }
-        let msgtype = body.get("msgtype").and_then(Value::as_str).unwrap_or("");
-        match msgtype {
-            "text" | "markdown" => match content_len(&body, msgtype) {
-                None | Some(0) => return err(44004, "empty content"),
-                Some(n) if n > 2048 => {
-                    return err(40058, &format!("{msgtype}.content exceed max length 2048"));
-                }
-                _ => {}
-            },
-            "textcard" => {
-                let card = &body["textcard"];
-                if card["title"]
-                    .as_str()
-                    .is_none_or(|t| t.chars().count() > 128)
-                    || card["description"]
-                        .as_str()
-                        .is_none_or(|d| d.chars().count() > 512)
-                    || card["url"].as_str().is_none_or(str::is_empty)
-                {
-                    return err(40058, "invalid textcard");
-                }
-            }
-            _ => return err(40008, "invalid message type"),
+        if let Some(e) = check_content(&body) {
+            return e;
         }
         let (users, parties, tags) = (
             ids(&body, "touser"),
@@ -272,6 +290,36 @@ impl State {
         (200, answer)
     }
 
+    fn appchat_send(&mut self, req: &Request, q: &BTreeMap<String, String>) -> (u16, Value) {
+        let Some(token) = q.get("access_token").filter(|t| !t.is_empty()) else {
+            return err(41001, "access_token missing");
+        };
+        match self.tokens.check(token) {
+            TokenState::Valid => {}
+            TokenState::Expired => return err(42001, "access_token expired"),
+            TokenState::Unknown => return err(40014, "invalid access_token"),
+        }
+        let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
+            return err(40035, "invalid json");
+        };
+        let chat = body.get("chatid").and_then(Value::as_str).unwrap_or("");
+        if chat.is_empty() || chat.len() > 32 || !chat.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return err(86001, "invalid chatid");
+        }
+        // A token is issued per corp (`Tokens::issue(corp)`); the chat must
+        // belong to an app of the token's corp.
+        let corp_of_token = self.tokens.owner(token);
+        match self.chats.get(chat) {
+            Some(corp) if Some(corp.as_str()) == corp_of_token.as_deref() => {}
+            _ => return err(86003, "chatid not exist"),
+        }
+        if let Some(e) = check_content(&body) {
+            return e;
+        }
+        self.sent += 1;
+        (200, json!({"errcode": 0, "errmsg": "ok"}))
+    }
+
     fn webhook(&mut self, req: &Request, q: &BTreeMap<String, String>) -> (u16, Value) {
         let key = q.get("key").map(String::as_str).unwrap_or("");
         if !self.bot_keys.contains(key) {
@@ -310,6 +358,7 @@ impl Platform for State {
         match (req.method.as_str(), req.url.path()) {
             ("GET", "/cgi-bin/gettoken") => self.gettoken(query),
             ("POST", "/cgi-bin/message/send") => self.message_send(req, query),
+            ("POST", "/cgi-bin/appchat/send") => self.appchat_send(req, query),
             ("POST", "/cgi-bin/webhook/send") => self.webhook(req, query),
             _ => (404, json!({"errcode": 404, "errmsg": "not found"})),
         }

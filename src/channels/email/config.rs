@@ -1,4 +1,5 @@
-//! Email instance params, with Dinky's `Email` names as aliases (§10).
+//! Email instance params, with Dinky's `Email` names as aliases where they
+//! mean the same (§10; `sender` and `user` do not: see `crate::import`).
 
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
@@ -50,11 +51,14 @@ pub(crate) struct Params {
     pub port: Option<u16>,
     #[serde(default)]
     pub tls: Option<TlsMode>,
-    #[serde(default, alias = "user")]
+    // Not Dinky's `user`: there it is the From address as well as the login
+    // (`Config::from_dinky` maps it).
+    #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<SecretString>,
-    #[serde(alias = "sender")]
+    // Not `sender`: Dinky's is the display name, DolphinScheduler's the
+    // address (`Config::from_dinky`, `Config::from_dolphinscheduler` map it).
     pub from: String,
     #[serde(default, alias = "fromName", alias = "sender_name")]
     pub from_name: Option<String>,

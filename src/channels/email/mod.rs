@@ -18,10 +18,13 @@
 //! | `hello_name` | the EHLO name (default: this host's name when fully qualified, else the connection's address as `[a.b.c.d]`) |
 //! | `timeout_ms` | time limit of each SMTP step (default 15,000); a whole transaction gets twice this |
 //!
-//! Dinky's params load as they are: `receivers`, `receiverCcs`, `serverHost`,
-//! `serverPort`, `sender`, `enableSmtpAuth`, `user`, `password`,
+//! These Dinky names are accepted as aliases: `receivers`, `receiverCcs`,
+//! `serverHost`, `serverPort`, `enableSmtpAuth`, `password`,
 //! `starttlsEnable`, `sslEnable`, `smtpSslTrust` (`*`, or the server's host
-//! name, accepts its certificate unchecked, with a warning logged), `mailProtocol`.
+//! name, accepts its certificate unchecked, with a warning logged),
+//! `mailProtocol`. Dinky's `sender` (a display name) and `user` (the From
+//! address and login) are not: load Dinky rows with
+//! [`Config::from_dinky`](crate::Config::from_dinky), which maps them.
 //!
 //! Messages are multipart/alternative with a plain-text part always present;
 //! `table` renders every fact as an escaped HTML table; `attachment` adds an
@@ -41,8 +44,8 @@
 //!     "username": "alerts", "password": "pw", "from": "alerts@corp.example", "from_name": "告警中心",
 //!     "to": ["ops@corp.example"], "format": "table_attachment"}},
 //!   {"name": "qq", "type": "Email", "params": {"serverHost": "smtp.qq.com", "serverPort": 465,
-//!     "sslEnable": true, "enableSmtpAuth": true, "user": "12345@qq.com", "password": "授权码",
-//!     "sender": "12345@qq.com", "receivers": ["ops@example.com"]}}
+//!     "sslEnable": true, "enableSmtpAuth": true, "username": "12345@qq.com", "password": "授权码",
+//!     "from": "12345@qq.com", "from_name": "Flink", "receivers": ["ops@example.com"]}}
 //! ]}"#).unwrap();
 //! assert!(Notifier::from_config(&config).is_ok());
 //! ```

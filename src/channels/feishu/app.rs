@@ -12,7 +12,7 @@ use url::Url;
 use super::{ReceiveIdType, errors};
 use crate::channel::{Fanout, Preview, Receipt};
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::{Reply, TokenCache, join_url, redact_url, send_json, token_header};
+use crate::http::{Reply, TokenCache, join_api, redact_url, send_json, token_header};
 
 pub(crate) struct App {
     pub client: reqwest::Client,
@@ -26,7 +26,7 @@ pub(crate) struct App {
 
 impl App {
     async fn fetch_token(&self) -> Result<(SecretString, Duration)> {
-        let url = join_url(&self.base, "open-apis/auth/v3/tenant_access_token/internal")?;
+        let url = join_api(&self.base, "open-apis/auth/v3/tenant_access_token/internal")?;
         let body = json!({"app_id": self.app_id, "app_secret": self.app_secret.expose_secret()});
         let reply = send_json(
             &self.client,
@@ -53,7 +53,7 @@ impl App {
     }
 
     fn url(&self) -> Result<Url> {
-        let mut url = join_url(&self.base, "open-apis/im/v1/messages")?;
+        let mut url = join_api(&self.base, "open-apis/im/v1/messages")?;
         url.query_pairs_mut()
             .append_pair("receive_id_type", self.receive_id_type.as_str());
         Ok(url)

@@ -84,7 +84,9 @@ pub(crate) struct Params {
     pub keywords: Vec<String>,
     #[serde(default, alias = "atUsers", alias = "at_users")]
     pub at_user_ids: Vec<String>,
-    #[serde(default, alias = "isAtAll", alias = "atAll")]
+    // Not Dinky's `isAtAll`: Dinky ignores it and mentions everyone when
+    // `atUsers` is empty (`Config::from_dinky` maps that).
+    #[serde(default, alias = "atAll")]
     pub at_all: bool,
 
     // app

@@ -11,8 +11,10 @@
 //! `msg_type`: `interactive` (default: a card whose header colour follows
 //! severity, the job facts as fields, links as buttons), `post` (rich text:
 //! title, paragraphs, links as `a` tags, `at` tags) or `text` (with
-//! `<at user_id=…>` tags). Dinky's `keyword`, `atUsers`, `isAtAll` and proxy
-//! fields load as they are.
+//! `<at user_id=…>` tags). Dinky's `keyword`, `atUsers` and proxy fields are
+//! accepted as aliases; Dinky rows as stored (where an empty `atUsers`
+//! means everyone and `isAtAll` is ignored) load with
+//! [`Config::from_dinky`](crate::Config::from_dinky).
 //!
 //! What the channel guarantees (platforms.md §5, §7.2, §11):
 //! - a bot with a `secret` signs every attempt with Feishu's own algorithm
@@ -33,7 +35,7 @@
 //! use alertkit::{Config, Notifier};
 //! let config = Config::from_json(r#"{"instances": [{"name": "feishu", "type": "FeiShu", "params": {
 //!   "webhook": "https://open.feishu.cn/open-apis/bot/v2/hook/abc", "secret": "s", "keyword": "alert",
-//!   "atUsers": ["ou_123"], "isAtAll": false}}]}"#).unwrap();
+//!   "atUsers": ["ou_123"]}}]}"#).unwrap();
 //! assert!(Notifier::from_config(&config).is_ok());
 //! ```
 
@@ -60,7 +62,7 @@ use crate::alert::{Alert, Mention, Severity};
 use crate::channel::{AlertChannel, Limits, Preview, Rate, Receipt};
 use crate::config::{BuildContext, Registry};
 use crate::error::{Error, Result};
-use crate::http::{join_url, parse_url, post_bytes, redact_url};
+use crate::http::{join_api, parse_url, post_bytes, redact_url};
 use crate::template::{FactTimes, Format, Lang, Templates};
 use crate::text::fit_json;
 
@@ -156,7 +158,7 @@ impl Feishu {
                         }
                         u
                     }
-                    (_, Some(token)) => join_url(
+                    (_, Some(token)) => join_api(
                         &base,
                         &format!("open-apis/bot/v2/hook/{}", token.expose_secret()),
                     )?,

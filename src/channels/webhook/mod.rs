@@ -12,7 +12,7 @@
 //! | `bearer_token` | sent as `Authorization: Bearer …` |
 //! | `body` | a JSON value (or a string holding JSON) whose string leaves are minijinja templates rendered against the alert; default: the alert itself |
 //! | `success` | `{"status": [200, 201], "json_pointer": "/errcode", "equals": 0}`: which statuses count (2xx by default) and, for APIs that answer 200 with an error code, a field that must hold a value |
-//! | `titleFiled`, `contentFiled` | Dinky: body fields that receive the title and the text |
+//! | `title_field`, `content_field` (Dinky `titleFiled`, `contentFiled`) | dotted paths into the body that receive the title and the text (`markdown.text` sets `{"markdown": {"text": …}}`, creating the objects on the way) |
 //!
 //! Templates fill string leaves only, so the body is always valid JSON and no
 //! alert text (quotes, newlines, `{{`) can break out of its string.
@@ -162,6 +162,36 @@ fn body<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>, D
     }
 }
 
+/// Sets `value` at the dotted `path` of `doc`, creating objects on the way
+/// (Hutool's `putByPath`, which Dinky's `titleFiled`/`contentFiled` use).
+fn set_path(doc: &mut Value, path: &str, value: Value) -> std::result::Result<(), String> {
+    let parts: Vec<&str> = path.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("{path:?} is not a dotted path of field names"));
+    }
+    let mut at = doc;
+    for (i, part) in parts.iter().enumerate() {
+        let Value::Object(map) = at else {
+            let what = if i == 0 {
+                "the body".to_owned()
+            } else {
+                format!("{:?}", parts[..i].join("."))
+            };
+            return Err(format!(
+                "{what} must be a JSON object to set {path:?} in it"
+            ));
+        };
+        if i + 1 == parts.len() {
+            map.insert((*part).to_owned(), value);
+            return Ok(());
+        }
+        at = map
+            .entry((*part).to_owned())
+            .or_insert_with(|| Value::Object(Default::default()));
+    }
+    Ok(())
+}
+
 /// A webhook instance; see the module docs for params.
 pub struct Webhook {
     client: reqwest::Client,
@@ -237,23 +267,18 @@ impl Webhook {
             );
         }
         let mut body = p.body;
-        for (field, name, source) in [
-            ("params.titleFiled", &p.title_field, "{{ title }}"),
+        for (field, path, source) in [
+            ("params.title_field", &p.title_field, "{{ title }}"),
             (
-                "params.contentFiled",
+                "params.content_field",
                 &p.content_field,
                 "{% include \"text\" %}",
             ),
         ] {
-            if let Some(name) = name.as_ref().filter(|n| !n.is_empty()) {
+            if let Some(path) = path.as_deref().filter(|n| !n.is_empty()) {
                 let doc = body.get_or_insert_with(|| Value::Object(Default::default()));
-                let Value::Object(map) = doc else {
-                    return Err(Error::config(
-                        field,
-                        "the body must be a JSON object to set a field in it",
-                    ));
-                };
-                map.insert(name.clone(), Value::String(source.into()));
+                set_path(doc, path, Value::String(source.into()))
+                    .map_err(|why| Error::config(field, why))?;
             }
         }
         let body = body

@@ -1,4 +1,6 @@
-//! Application messages: `GET /cgi-bin/gettoken` + `POST /cgi-bin/message/send` (§3).
+//! Application messages: `GET /cgi-bin/gettoken` + `POST /cgi-bin/message/send` (§3),
+//! and `POST /cgi-bin/appchat/send` to group chats the app created
+//! (DolphinScheduler's "GROUP CHAT").
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use url::Url;
 use super::errors;
 use crate::channel::{Fanout, Preview, Receipt};
 use crate::error::{Error, ErrorKind, Result};
-use crate::http::{Reply, TokenCache, join_url, redact_url, send_json};
+use crate::http::{Reply, TokenCache, join_api, redact_url, send_json};
 
 /// Recipients per request (§3.2).
 pub(crate) const MAX_USERS: usize = 1000;
@@ -24,12 +26,18 @@ pub(crate) struct App {
     pub base: Url,
     pub corp_id: String,
     pub secret: SecretString,
-    pub agent_id: i64,
+    /// Required when there are users, parties or tags.
+    pub agent_id: Option<i64>,
     pub users: Vec<String>,
     pub parties: Vec<String>,
     pub tags: Vec<String>,
+    /// Group chats created by the app (`appchat/create`), one request each.
+    pub chats: Vec<String>,
     pub tokens: Arc<TokenCache>,
 }
+
+const MESSAGE_SEND: &str = "cgi-bin/message/send";
+const APPCHAT_SEND: &str = "cgi-bin/appchat/send";
 
 fn chunk(list: &[String], size: usize, i: usize) -> String {
     list.chunks(size)
@@ -54,6 +62,9 @@ impl App {
     /// `(touser, toparty, totag)` per request: at most 1,000 users and 100
     /// parties and tags each; `@all` is one request.
     pub fn batches(&self) -> Vec<(String, String, String)> {
+        if self.users.is_empty() && self.parties.is_empty() && self.tags.is_empty() {
+            return Vec::new();
+        }
         if self.users.iter().any(|u| u == "@all") {
             return vec![("@all".to_owned(), String::new(), String::new())];
         }
@@ -77,7 +88,7 @@ impl App {
     }
 
     async fn fetch_token(&self) -> Result<(SecretString, Duration)> {
-        let mut url = join_url(&self.base, "cgi-bin/gettoken")?;
+        let mut url = join_api(&self.base, "cgi-bin/gettoken")?;
         url.query_pairs_mut()
             .append_pair("corpid", &self.corp_id)
             .append_pair("corpsecret", self.secret.expose_secret());
@@ -99,10 +110,10 @@ impl App {
     /// Sends one request; on a token error drops exactly the token it used
     /// (from the cache of this corp and secret), fetches a new one and
     /// resends once.
-    async fn post(&self, body: &Value) -> Result<Reply> {
+    async fn post(&self, path: &str, body: &Value) -> Result<Reply> {
         let stale = |e: &Error| e.code().is_some_and(|c| errors::TOKEN_CODES.contains(&c));
         let attempt = move |token: SecretString| async move {
-            let mut url = join_url(&self.base, "cgi-bin/message/send")?;
+            let mut url = join_api(&self.base, path)?;
             url.query_pairs_mut()
                 .append_pair("access_token", token.expose_secret());
             let reply = send_json(
@@ -123,25 +134,44 @@ impl App {
             .await
     }
 
-    fn bodies(&self, msg: &Map<String, Value>) -> Vec<Value> {
-        self.batches()
+    /// `(path, body)` of every request: recipient batches, then one per chat.
+    fn bodies(&self, msg: &Map<String, Value>) -> Vec<(&'static str, Value)> {
+        let mut out: Vec<(&'static str, Value)> = self
+            .batches()
             .into_iter()
             .map(|(touser, toparty, totag)| {
                 let mut b = msg.clone();
                 b.insert("touser".into(), touser.into());
                 b.insert("toparty".into(), toparty.into());
                 b.insert("totag".into(), totag.into());
-                b.insert("agentid".into(), self.agent_id.into());
-                Value::Object(b)
+                b.insert("agentid".into(), self.agent_id.unwrap_or_default().into());
+                (MESSAGE_SEND, Value::Object(b))
             })
-            .collect()
+            .collect();
+        for chat in &self.chats {
+            // appchat/send takes no agentid and no duplicate check (§3, appchat).
+            let mut b = msg.clone();
+            b.retain(|k, _| k == "msgtype" || k == "text" || k == "markdown" || k == "textcard");
+            b.insert("chatid".into(), chat.clone().into());
+            b.insert("safe".into(), 0.into());
+            out.push((APPCHAT_SEND, Value::Object(b)));
+        }
+        out
     }
 
     pub async fn send(&self, msg: &Map<String, Value>, receipt: Receipt) -> Result<Receipt> {
         let mut out = Fanout::new(receipt);
-        for body in self.bodies(msg) {
+        for (path, body) in self.bodies(msg) {
             out.request();
-            match self.post(&body).await {
+            if path == APPCHAT_SEND {
+                let chat = body["chatid"].as_str().unwrap_or_default().to_owned();
+                match self.post(path, &body).await {
+                    Ok(_) => out.delivered(1, None),
+                    Err(e) => out.failed(&format!("a send to chat {chat}"), vec![chat], e),
+                }
+                continue;
+            }
+            match self.post(path, &body).await {
                 Ok(reply) => {
                     out.delivered(1, reply.body.get("msgid").and_then(Value::as_str));
                     let mut rejected = split_ids(&reply.body, "invaliduser");
@@ -171,11 +201,9 @@ impl App {
     }
 
     pub fn preview(&self, msg: &Map<String, Value>) -> Result<Vec<Preview>> {
-        let url = join_url(&self.base, "cgi-bin/message/send")?;
-        Ok(self
-            .bodies(msg)
+        self.bodies(msg)
             .into_iter()
-            .map(|b| Preview::new(redact_url(&url), b))
-            .collect())
+            .map(|(path, b)| Ok(Preview::new(redact_url(&join_api(&self.base, path)?), b)))
+            .collect()
     }
 }

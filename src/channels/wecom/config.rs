@@ -60,6 +60,9 @@ pub(crate) struct Params {
     pub to_parties: Vec<String>,
     #[serde(default, alias = "totag", deserialize_with = "ids")]
     pub to_tags: Vec<String>,
+    /// Group chats the app created (`appchat/send`).
+    #[serde(default, deserialize_with = "ids")]
+    pub chat_ids: Vec<String>,
 
     // bot
     #[serde(default)]
@@ -68,12 +71,9 @@ pub(crate) struct Params {
     pub key: Option<SecretString>,
     #[serde(default)]
     pub keyword: Option<String>,
-    #[serde(
-        default,
-        alias = "atUsers",
-        alias = "mentioned_list",
-        deserialize_with = "ids"
-    )]
+    // Not Dinky's `atUsers`: in app mode those are the recipients
+    // (`Config::from_dinky` maps them).
+    #[serde(default, alias = "mentioned_list", deserialize_with = "ids")]
     pub mentioned_users: Vec<String>,
     #[serde(
         default,

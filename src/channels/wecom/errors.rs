@@ -23,7 +23,8 @@ pub(crate) fn classify(reply: &Reply) -> Option<Error> {
         "40014" | "42001" | "41001" => (ErrorKind::TokenExpired, true),
         "40001" | "40013" | "93000" | "40056" | "301002" => (ErrorKind::Unauthorized, false),
         "60020" => (ErrorKind::IpNotAllowed, false),
-        "81013" => (ErrorKind::InvalidRecipient, false),
+        // 81013: all recipients invalid; 86001: chatid not valid, 86003: no such chat.
+        "81013" | "86001" | "86003" => (ErrorKind::InvalidRecipient, false),
         "40058" => (ErrorKind::PayloadTooLarge, false),
         "40008" | "44004" | "40035" => (ErrorKind::InvalidContent, false),
         _ if reply.status.is_server_error() => (ErrorKind::Platform, true),

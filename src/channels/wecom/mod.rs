@@ -5,7 +5,7 @@
 //!
 //! | mode | params |
 //! |---|---|
-//! | `app` | `corp_id`, `secret` (corpsecret), `agent_id`, `to_users` (list, `a\|b`, or `@all`), `to_parties`, `to_tags`, `msg_type`: `markdown` (default), `text`, `textcard`, `base_url` (Dinky `sendUrl`) |
+//! | `app` | `corp_id`, `secret` (corpsecret), `agent_id`, `to_users` (list, `a\|b`, or `@all`), `to_parties`, `to_tags`, `chat_ids` (group chats the app created with `appchat/create`; sent through `appchat/send`, no `agent_id` needed), `msg_type`: `markdown` (default), `text`, `textcard`, `base_url` (`https://qyapi.weixin.qq.com`, with or without `/cgi-bin`) |
 //! | `bot` | `webhook` (full URL with `key`) or `key` [+ `base_url`], `msg_type`: `markdown` (default), `text`, `markdown_v2`, `keyword` (shown as the title), `mentioned_users`, `mentioned_mobiles`, `at_all`, `mention_fallback_text` |
 //!
 //! What the channel guarantees (platforms.md §3, §4):
@@ -32,7 +32,7 @@
 //! use alertkit::{Config, Notifier};
 //! let config = Config::from_json(r#"{"instances": [
 //!   {"name": "wecom-app", "type": "WeChat", "params": {"sendType": "app", "corpId": "ww123",
-//!     "secret": "s3cr3t", "agentId": 1000002, "users": ["zhangsan"]}},
+//!     "secret": "s3cr3t", "agentId": 1000002, "to_users": ["zhangsan"]}},
 //!   {"name": "wecom-bot", "type": "WeChat", "params": {"sendType": "wechat",
 //!     "webhook": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc", "keyword": "Dinky", "isAtAll": true}}
 //! ]}"#).unwrap();
@@ -60,7 +60,7 @@ use crate::alert::{Alert, Mention};
 use crate::channel::{AlertChannel, Limits, Preview, Rate, Receipt};
 use crate::config::{BuildContext, Registry};
 use crate::error::{Error, Result};
-use crate::http::{join_url, parse_url};
+use crate::http::{join_api, parse_url};
 use crate::template::{Format, Templates};
 use crate::text::fit_text;
 
@@ -81,6 +81,11 @@ pub(crate) fn register(r: &mut Registry) {
     });
     r.alias("WeChat", KIND);
     r.alias("wework", KIND);
+}
+
+/// WeCom's rule for the chat ids `appchat/create` accepts.
+fn is_chat_id(id: &str) -> bool {
+    (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// A WeCom instance; see the module docs for params.
@@ -106,7 +111,7 @@ struct BotOptions {
 impl std::fmt::Debug for WeCom {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mode = match &self.api {
-            Api::App(a) => format!("app corp {} agent {}", a.corp_id, a.agent_id),
+            Api::App(a) => format!("app corp {} agent {:?}", a.corp_id, a.agent_id),
             Api::Bot(b, _) => format!("bot {}", b.target()),
         };
         f.debug_struct("WeCom")
@@ -153,13 +158,24 @@ impl WeCom {
                     .clone()
                     .filter(|s| !s.expose_secret().trim().is_empty())
                     .ok_or_else(|| Error::config("params.secret", "required in app mode"))?;
-                let agent_id = p
-                    .agent_id
-                    .ok_or_else(|| Error::config("params.agent_id", "required in app mode"))?;
-                if p.to_users.is_empty() && p.to_parties.is_empty() && p.to_tags.is_empty() {
+                let direct =
+                    !(p.to_users.is_empty() && p.to_parties.is_empty() && p.to_tags.is_empty());
+                if !direct && p.chat_ids.is_empty() {
                     return Err(Error::config(
                         "params.to_users",
-                        "app mode needs `to_users`, `to_parties` or `to_tags` (`@all` for everyone)",
+                        "app mode needs `to_users`, `to_parties`, `to_tags` (`@all` for everyone) or `chat_ids`",
+                    ));
+                }
+                if direct && p.agent_id.is_none() {
+                    return Err(Error::config(
+                        "params.agent_id",
+                        "required in app mode (to send to users, parties or tags)",
+                    ));
+                }
+                if let Some((i, _)) = p.chat_ids.iter().enumerate().find(|(_, c)| !is_chat_id(c)) {
+                    return Err(Error::config(
+                        format!("params.chat_ids[{i}]"),
+                        "a chat id is 1 to 32 characters 0-9, a-z, A-Z",
                     ));
                 }
                 let tokens = ctx
@@ -170,10 +186,11 @@ impl WeCom {
                     base,
                     corp_id,
                     secret,
-                    agent_id,
+                    agent_id: p.agent_id,
                     users: p.to_users,
                     parties: p.to_parties,
                     tags: p.to_tags,
+                    chats: p.chat_ids,
                     tokens,
                 })
             }
@@ -196,7 +213,7 @@ impl WeCom {
                         u
                     }
                     (_, Some(key)) => {
-                        let mut u = join_url(&base, "cgi-bin/webhook/send")?;
+                        let mut u = join_api(&base, "cgi-bin/webhook/send")?;
                         u.query_pairs_mut().append_pair("key", key.expose_secret());
                         u
                     }
@@ -468,7 +485,7 @@ impl AlertChannel for WeCom {
             }
             // §3.4: 30 a minute per member; every member gets every message.
             Api::App(a) => Limits::new(
-                format!("wecom-app:{}:{}", a.corp_id, a.agent_id),
+                format!("wecom-app:{}:{}", a.corp_id, a.agent_id.unwrap_or_default()),
                 vec![Rate::per_minute(30)],
                 APP_MAX - 256,
             ),
