@@ -364,33 +364,28 @@ impl Notifier {
     pub fn remove_instance(&self, name: &str) -> Result<()> {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = (*self.snapshot()).clone();
-        let mut users: Vec<&str> = next
-            .groups
-            .values()
-            .filter(|g| g.config.instances.iter().any(|i| i == name))
-            .map(|g| g.config.name.as_str())
-            .collect();
-        if !users.is_empty() {
-            users.sort_unstable();
-            return Err(Error::config(
-                "name",
-                format!("still a member of group(s) {}", users.join(", ")),
-            )
-            .with_instance(name));
-        }
-        let mut users: Vec<&str> = next
-            .groups
-            .values()
-            .filter(|g| g.config.fallbacks.values().flatten().any(|i| i == name))
-            .map(|g| g.config.name.as_str())
-            .collect();
-        if !users.is_empty() {
-            users.sort_unstable();
-            return Err(Error::config(
-                "name",
-                format!("still a fallback in group(s) {}", users.join(", ")),
-            )
-            .with_instance(name));
+        // Refused while a group names it, as a member or as a fallback.
+        let checks: [(&str, fn(&GroupConfig, &str) -> bool); 2] = [
+            ("a member", |g, n| g.instances.iter().any(|i| i == n)),
+            ("a fallback", |g, n| {
+                g.fallbacks.values().flatten().any(|i| i == n)
+            }),
+        ];
+        for (what, uses) in checks {
+            let mut users: Vec<&str> = next
+                .groups
+                .values()
+                .filter(|g| uses(&g.config, name))
+                .map(|g| g.config.name.as_str())
+                .collect();
+            if !users.is_empty() {
+                users.sort_unstable();
+                return Err(Error::config(
+                    "name",
+                    format!("still {what} of group(s) {}", users.join(", ")),
+                )
+                .with_instance(name));
+            }
         }
         if next.instances.remove(name).is_none() {
             return Err(unknown_instance(name));
