@@ -141,26 +141,30 @@ pub fn destination_id(kind: &str, secret: &str) -> String {
 }
 
 /// What a platform said when it accepted an alert.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Receipt {
     /// The platform's message id(s), when it returns one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
     /// Recipients the platform refused while accepting the others (WeCom
     /// `invaliduser`, SMTP 550 for one address). Non-empty means a partial delivery.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected_recipients: Vec<String>,
     /// Things worth knowing that are not failures: a truncated body, a
     /// mention the platform cannot express, a message split in parts.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     /// Requests it took (split messages, batches); 0 when not counted.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub requests: u32,
     /// Attempts it took (set by retry wrappers; 1 otherwise).
-    #[serde(skip)]
+    #[serde(skip, default = "one")]
     pub attempts: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -24,7 +24,7 @@ use crate::policy::PolicyConfig;
 use crate::template::{TemplateOverrides, Templates};
 
 /// The whole alerting configuration: instances and the groups over them.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Config {
@@ -76,7 +76,7 @@ impl Config {
 /// `Debug` redacts params whose names look secret (`secret`, `password`,
 /// `token`, `key`, ...) and every URL's query and hook path; `Serialize`
 /// writes them back as they are, for a host that stores its config.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct InstanceConfig {
@@ -204,7 +204,7 @@ impl InstanceConfig {
 }
 
 /// A named group of instances.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct GroupConfig {

@@ -52,6 +52,63 @@ pub enum ErrorKind {
     Internal,
     /// The notifier was shut down and takes no more alerts.
     ShutDown,
+    /// No group or instance has the name asked for.
+    NotFound,
+}
+
+/// Every kind, for parsing.
+const KINDS: [ErrorKind; 18] = [
+    ErrorKind::RateLimited,
+    ErrorKind::TokenExpired,
+    ErrorKind::Unauthorized,
+    ErrorKind::IpNotAllowed,
+    ErrorKind::KeywordMissing,
+    ErrorKind::SignatureMismatch,
+    ErrorKind::PayloadTooLarge,
+    ErrorKind::InvalidRecipient,
+    ErrorKind::InvalidContent,
+    ErrorKind::InvalidConfig,
+    ErrorKind::Template,
+    ErrorKind::Timeout,
+    ErrorKind::Transport,
+    ErrorKind::Platform,
+    ErrorKind::Unsupported,
+    ErrorKind::Internal,
+    ErrorKind::ShutDown,
+    ErrorKind::NotFound,
+];
+
+impl std::str::FromStr for ErrorKind {
+    type Err = Error;
+
+    /// The snake_case name of [`ErrorKind::as_str`] back to the kind.
+    ///
+    /// ```
+    /// use alertkit::ErrorKind;
+    /// assert_eq!("rate_limited".parse::<ErrorKind>().unwrap(), ErrorKind::RateLimited);
+    /// assert!("nope".parse::<ErrorKind>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self, Error> {
+        KINDS
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| Error::new(ErrorKind::InvalidContent, "not an error kind"))
+    }
+}
+
+impl Serialize for ErrorKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ErrorKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse()
+            .map_err(|_| serde::de::Error::custom(format!("unknown error kind {s:?}")))
+    }
 }
 
 impl ErrorKind {
@@ -75,6 +132,7 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Internal => "internal",
             ErrorKind::ShutDown => "shut_down",
+            ErrorKind::NotFound => "not_found",
         }
     }
 
@@ -318,6 +376,37 @@ impl Serialize for Error {
             s.serialize_field("retry_after_ms", &(wait.as_millis() as u64))?;
         }
         s.end()
+    }
+}
+
+/// Reads an error back from what [`Serialize`] wrote (a stored report): the
+/// kind, retry flag, code, message, field and wait; not the source.
+impl<'de> serde::Deserialize<'de> for Error {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Repr {
+            kind: ErrorKind,
+            retryable: bool,
+            #[serde(default)]
+            code: Option<String>,
+            message: String,
+            #[serde(default)]
+            field: Option<String>,
+            #[serde(default)]
+            retry_after_ms: Option<u64>,
+        }
+        let r = Repr::deserialize(d)?;
+        let mut e = Error::new(r.kind, r.message).with_retryable(r.retryable);
+        if let Some(c) = r.code {
+            e = e.with_code(c);
+        }
+        if let Some(f) = r.field {
+            e = e.with_field(f);
+        }
+        if let Some(ms) = r.retry_after_ms {
+            e = e.with_retry_after(Duration::from_millis(ms));
+        }
+        Ok(e)
     }
 }
 

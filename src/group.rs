@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
@@ -389,7 +389,7 @@ impl AlertGroup {
 }
 
 /// What happened to one member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Outcome {
@@ -422,7 +422,7 @@ impl Outcome {
 }
 
 /// One member's line in a [`DispatchReport`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Delivery {
     /// Instance name.
@@ -522,7 +522,7 @@ impl Delivery {
 }
 
 /// The group's overall result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum GroupStatus {
@@ -563,8 +563,21 @@ impl GroupStatus {
 
 /// What happened on each member of a group for one alert.
 ///
-/// Serializes as `{"group", "status", "deliveries": [...]}`.
-#[derive(Debug, Clone, Serialize)]
+/// Serializes as `{"group", "status", "deliveries": [...]}`, and reads
+/// back from it (a host's audit table):
+///
+/// ```
+/// use alertkit::{DispatchReport, GroupStatus};
+/// let json = r#"{"group": "g", "status": "failed", "deliveries": [{"instance": "ops",
+///   "kind": "dingtalk", "outcome": "failed", "attempts": 1, "elapsed_ms": 41,
+///   "error": {"kind": "keyword_missing", "retryable": false, "code": "310000",
+///             "message": "keywords not in content"}}]}"#;
+/// let report: DispatchReport = serde_json::from_str(json).unwrap();
+/// assert_eq!(report.status, GroupStatus::Failed);
+/// assert_eq!(report.deliveries[0].error.as_ref().unwrap().code(), Some("310000"));
+/// assert_eq!(serde_json::to_value(&report).unwrap(), serde_json::from_str::<serde_json::Value>(json).unwrap());
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct DispatchReport {
     /// The group's name.

@@ -79,9 +79,13 @@ pub(crate) mod text;
 pub use alert::{Alert, AlertState, JobInfo, JobStatus, Link, Mention, Severity};
 pub use async_trait::async_trait;
 pub use channel::{AlertChannel, Limits, Preview, Rate, Receipt};
+/// The `chrono` version alertkit's public types use (`Alert::occurred_at`).
+pub use chrono;
 pub use config::{BuildContext, ChannelFactory, Config, GroupConfig, InstanceConfig, Registry};
 pub use error::{Error, ErrorKind, Result};
 pub use group::{AlertGroup, Delivery, DispatchReport, GroupStatus, Member, Outcome};
 pub use http::Http;
 pub use notifier::{GroupInfo, InstanceInfo, Notifier, TestSendOptions, Undelivered};
 pub use secrecy;
+/// The `url` version alertkit's public types use.
+pub use url;

@@ -97,7 +97,7 @@ pub struct Notifier {
     http: Http,
     shared: Arc<dyn SharedState>,
     limiter: Arc<Limiter>,
-    hook: RwLock<Option<Hook>>,
+    hooks: RwLock<Arc<[Hook]>>,
     state: RwLock<Arc<State>>,
     /// Serializes writers so no change is lost between snapshot and swap.
     write: Mutex<()>,
@@ -228,7 +228,7 @@ impl Notifier {
             http,
             limiter: Arc::new(Limiter::new(shared.clone())),
             shared,
-            hook: RwLock::new(None),
+            hooks: RwLock::new(Arc::new([])),
             state: RwLock::new(Arc::new(State::default())),
             write: Mutex::new(()),
             inflight: Arc::default(),
@@ -237,8 +237,33 @@ impl Notifier {
 
     /// Calls `hook` with the alert and report of every dispatch (after it
     /// finished): write an audit row, count metrics, page a human.
+    ///
+    /// Each call adds an observer (an audit table, metrics, a pager); all
+    /// are called, in the order they were added.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use alertkit::{Alert, Config, Http, Notifier};
+    /// use alertkit::testkit::recording_registry;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    ///                                    "groups": [{"name": "g", "instances": ["ops"]}]}"#).unwrap();
+    /// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// for name in ["audit", "metrics"] {
+    ///     let seen = seen.clone();
+    ///     notifier.on_dispatch(move |_, report| seen.lock().unwrap().push((name, report.group.clone())));
+    /// }
+    /// notifier.dispatch("g", &Alert::new("disk full")).await.unwrap();
+    /// assert_eq!(*seen.lock().unwrap(), [("audit", "g".to_owned()), ("metrics", "g".to_owned())]);
+    /// # });
+    /// ```
     pub fn on_dispatch(&self, hook: impl Fn(&Alert, &DispatchReport) + Send + Sync + 'static) {
-        *self.hook.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(hook));
+        let mut hooks = self.hooks.write().unwrap_or_else(|e| e.into_inner());
+        let mut next: Vec<Hook> = hooks.iter().cloned().collect();
+        next.push(Arc::new(hook));
+        *hooks = next.into();
     }
 
     /// The rate limiter every instance's queue lives in.
@@ -365,7 +390,8 @@ impl Notifier {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = (*self.snapshot()).clone();
         // Refused while a group names it, as a member or as a fallback.
-        let checks: [(&str, fn(&GroupConfig, &str) -> bool); 2] = [
+        type Uses = fn(&GroupConfig, &str) -> bool;
+        let checks: [(&str, Uses); 2] = [
             ("a member", |g, n| g.instances.iter().any(|i| i == n)),
             ("a fallback", |g, n| {
                 g.fallbacks.values().flatten().any(|i| i == n)
@@ -507,8 +533,8 @@ impl Notifier {
     }
 
     fn notify(&self, alert: &Alert, report: &DispatchReport) {
-        let hook = self.hook.read().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(hook) = hook {
+        let hooks = self.hooks.read().unwrap_or_else(|e| e.into_inner()).clone();
+        for hook in hooks.iter() {
             hook(alert, report);
         }
     }
@@ -693,6 +719,32 @@ impl Notifier {
             .map(|i| i.channel.clone())
     }
 
+    /// The live configuration: every instance and group as they are now
+    /// (sorted by name), ready to save and load again.
+    ///
+    /// ```
+    /// use alertkit::{Config, Http, Notifier};
+    /// use alertkit::testkit::recording_registry;
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording",
+    ///     "policy": {"retry": {"max_attempts": 2}}}], "groups": [{"name": "g", "instances": ["ops"]}]}"#).unwrap();
+    /// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    /// notifier.set_instance_enabled("ops", false).unwrap();
+    /// let saved = serde_json::to_string(&notifier.config()).unwrap();
+    /// let loaded = Config::from_json(&saved).unwrap();
+    /// assert_eq!(loaded, notifier.config());
+    /// assert!(!loaded.instances[0].enabled);
+    /// assert_eq!(loaded.instances[0].policy, config.instances[0].policy);
+    /// ```
+    pub fn config(&self) -> Config {
+        let s = self.snapshot();
+        let mut instances: Vec<InstanceConfig> =
+            s.instances.values().map(|i| i.config.clone()).collect();
+        instances.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut groups: Vec<GroupConfig> = s.groups.values().map(|g| g.config.clone()).collect();
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        Config { instances, groups }
+    }
+
     /// Every instance, sorted by name.
     pub fn instances(&self) -> Vec<InstanceInfo> {
         let mut v: Vec<InstanceInfo> = self
@@ -734,7 +786,13 @@ impl Notifier {
 }
 
 fn unknown_instance(name: &str) -> Error {
-    Error::config("name", format!("no instance named {name:?}")).with_instance(name)
+    Error::new(
+        crate::ErrorKind::NotFound,
+        format!("no instance named {name:?}"),
+    )
+    .with_field("name")
+    .with_instance(name)
+    .with_retryable(false)
 }
 
 fn shut_down() -> Error {
@@ -758,5 +816,10 @@ impl Drop for Notifier {
 }
 
 fn unknown_group(name: &str) -> Error {
-    Error::config("group", format!("no group named {name:?}"))
+    Error::new(
+        crate::ErrorKind::NotFound,
+        format!("no group named {name:?}"),
+    )
+    .with_field("group")
+    .with_retryable(false)
 }

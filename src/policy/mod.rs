@@ -66,10 +66,22 @@ impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for Toggle<T> {
     }
 }
 
-impl<T> Serialize for Toggle<T> {
+/// Written back as read: `false`, `true` for the defaults, or the settings,
+/// so a config saved from [`Notifier`](crate::Notifier) loads the same.
+///
+/// ```
+/// use alertkit::policy::PolicyConfig;
+/// let p: PolicyConfig = serde_json::from_str(r#"{"retry": {"max_attempts": 2, "min_delay_ms": 100}, "rate_limit": false}"#).unwrap();
+/// let back: PolicyConfig = serde_json::from_value(serde_json::to_value(&p).unwrap()).unwrap();
+/// assert_eq!(back, p);
+/// ```
+impl<T: Serialize + Default + PartialEq> Serialize for Toggle<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Settings are written back as "on"; hosts keep their own config text.
-        s.serialize_bool(matches!(self, Toggle::On(_)))
+        match self {
+            Toggle::Off => s.serialize_bool(false),
+            Toggle::On(t) if *t == T::default() => s.serialize_bool(true),
+            Toggle::On(t) => t.serialize(s),
+        }
     }
 }
 

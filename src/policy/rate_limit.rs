@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::state::{SharedState, Slot};
@@ -33,7 +33,7 @@ use crate::channel::{AlertChannel, Limits, Preview, Rate, Receipt};
 use crate::error::{Error, ErrorKind, Result};
 
 /// How [`RateLimited`] limits.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct RateLimitPolicy {
@@ -58,7 +58,7 @@ impl Default for RateLimitPolicy {
 }
 
 /// A rate in config: `count` per `per_ms` milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateSpec {
     /// Messages per window (at least 1).
