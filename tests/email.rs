@@ -33,9 +33,32 @@ fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// A test CA and a leaf for localhost / 127.0.0.1 signed by it, as files.
-fn pki() -> PkiFiles {
-    Pki::generate().unwrap().write_to(&temp_dir("pki")).unwrap()
+/// A test CA and a leaf for localhost / 127.0.0.1 signed by it, as files
+/// in a directory removed when the value is dropped.
+struct TestPki {
+    files: PkiFiles,
+    dir: PathBuf,
+}
+
+impl std::ops::Deref for TestPki {
+    type Target = PkiFiles;
+    fn deref(&self) -> &PkiFiles {
+        &self.files
+    }
+}
+
+impl Drop for TestPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn pki() -> TestPki {
+    let dir = temp_dir("pki");
+    TestPki {
+        files: Pki::generate().unwrap().write_to(&dir).unwrap(),
+        dir,
+    }
 }
 
 /// One aiosmtpd process.
@@ -97,6 +120,7 @@ impl Drop for Server {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.out);
     }
 }
 
@@ -138,7 +162,7 @@ async fn starttls_with_auth_login_delivers_a_complete_message() {
     let pki = pki();
     let server = Server::start(
         "starttls",
-        Some(&pki),
+        Some(&*pki),
         &[
             "--user",
             "alerts",
@@ -244,7 +268,7 @@ async fn implicit_tls_with_auth_plain_and_a_chinese_attachment_name() {
     let pki = pki();
     let server = Server::start(
         "implicit",
-        Some(&pki),
+        Some(&*pki),
         &["--user", "12345@qq.com", "--password", "auth-code"],
     );
     let ch = channel(json!({
@@ -296,7 +320,7 @@ async fn wrong_password_is_a_permanent_auth_error_without_the_password() {
     let pki = pki();
     let server = Server::start(
         "implicit",
-        Some(&pki),
+        Some(&*pki),
         &["--user", "alerts", "--password", "right-pw"],
     );
     let ch = channel(
@@ -322,7 +346,7 @@ async fn wrong_password_is_a_permanent_auth_error_without_the_password() {
 #[tokio::test]
 async fn an_untrusted_certificate_is_a_clear_tls_error() {
     let pki = pki();
-    let server = Server::start("starttls", Some(&pki), &[]);
+    let server = Server::start("starttls", Some(&*pki), &[]);
     let ch = channel(
         json!({"host": "localhost", "port": server.port, "tls": "starttls",
                             "from": "a@corp.example", "to": ["ops@corp.example"]}),

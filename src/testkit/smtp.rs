@@ -93,6 +93,18 @@ pub struct FakeSmtp {
     state: Arc<Mutex<State>>,
     /// The accept loop: it stops with the last clone.
     _task: Arc<AbortOnDrop<()>>,
+    /// The CA file [`FakeSmtp::ca_file`] wrote, removed with the last clone.
+    ca_file: Arc<Mutex<Option<RemoveOnDrop>>>,
+}
+
+/// A file removed when dropped.
+#[derive(Debug)]
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 impl std::fmt::Debug for FakeSmtp {
@@ -134,6 +146,7 @@ impl FakeSmtp {
             ca_pem: ca_pem.into(),
             state,
             _task: Arc::new(AbortOnDrop(task)),
+            ca_file: Arc::default(),
         })
     }
 
@@ -144,16 +157,20 @@ impl FakeSmtp {
 
     /// Writes [`ca_pem`](FakeSmtp::ca_pem) to a file in the system's temporary
     /// directory (once per server) and returns its path: the email channel's
-    /// `ca_file`.
+    /// `ca_file`. The file is removed when the last clone of the server is
+    /// dropped.
     pub fn ca_file(&self) -> std::io::Result<PathBuf> {
+        let mut slot = self.ca_file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = slot.as_ref() {
+            return Ok(f.0.clone());
+        }
         let path = std::env::temp_dir().join(format!(
             "alertkit-fake-smtp-{}-{}-ca.pem",
             std::process::id(),
             self.port
         ));
-        if !path.exists() {
-            std::fs::write(&path, self.ca_pem.as_bytes())?;
-        }
+        std::fs::write(&path, self.ca_pem.as_bytes())?;
+        *slot = Some(RemoveOnDrop(path.clone()));
         Ok(path)
     }
 
