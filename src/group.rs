@@ -288,9 +288,10 @@ impl AlertGroup {
             members = self.members.len(),
             status = tracing::field::Empty
         );
+        let at = Utc::now();
         let report = self.dispatch_checked(alert).instrument(span.clone()).await;
         span.record("status", report.status.as_str());
-        report
+        report.about(alert, at)
     }
 
     async fn dispatch_checked(&self, alert: &Alert) -> DispatchReport {
@@ -584,6 +585,15 @@ pub struct DispatchReport {
     pub group: String,
     /// Overall result.
     pub status: GroupStatus,
+    /// The alert's title.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title: String,
+    /// The alert's [fingerprint](Alert::fingerprint) (what dedup keys on).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fingerprint: String,
+    /// When the dispatch started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatched_at: Option<chrono::DateTime<Utc>>,
     /// One entry per member, in member order.
     pub deliveries: Vec<Delivery>,
 }
@@ -612,8 +622,20 @@ impl DispatchReport {
         DispatchReport {
             group,
             status,
+            title: String::new(),
+            fingerprint: String::new(),
+            dispatched_at: None,
             deliveries,
         }
+    }
+
+    /// The report with the alert's title and fingerprint and the time the
+    /// dispatch started.
+    pub(crate) fn about(mut self, alert: &Alert, at: chrono::DateTime<Utc>) -> Self {
+        self.title.clone_from(&alert.title);
+        self.fingerprint = alert.fingerprint();
+        self.dispatched_at = Some(at);
+        self
     }
 
     fn suppressed(group: String, members: &[Member], note: String) -> Self {
@@ -635,6 +657,9 @@ impl DispatchReport {
         DispatchReport {
             group,
             status: GroupStatus::Suppressed,
+            title: String::new(),
+            fingerprint: String::new(),
+            dispatched_at: None,
             deliveries,
         }
     }
@@ -770,9 +795,12 @@ mod tests {
             assert!(d["elapsed_ms"].is_u64());
             d["elapsed_ms"] = json!(0);
         }
+        assert!(v["dispatched_at"].is_string(), "{v}");
+        v["dispatched_at"] = json!("t0");
         assert_eq!(
             v,
-            json!({"group": "flink-prod", "status": "partial", "deliveries": [
+            json!({"group": "flink-prod", "status": "partial", "title": "t",
+                   "fingerprint": Alert::new("t").fingerprint(), "dispatched_at": "t0", "deliveries": [
                 {"instance": "ok", "kind": "recording", "outcome": "delivered", "attempts": 1, "elapsed_ms": 0, "receipt": {}},
                 {"instance": "partial", "kind": "recording", "outcome": "partial", "attempts": 1, "elapsed_ms": 0,
                  "receipt": {"rejected_recipients": ["u9"]}},

@@ -696,7 +696,8 @@ impl Notifier {
             .await
             .map_err(|_| options.timeout);
         let delivery = Delivery::from_result(&member, started.elapsed(), result);
-        let report = DispatchReport::new(format!("test:{instance}"), vec![delivery.clone()]);
+        let report = DispatchReport::new(format!("test:{instance}"), vec![delivery.clone()])
+            .about(&alert, chrono::Utc::now());
         self.notify(&alert, &report);
         Ok(delivery)
     }

@@ -20,11 +20,12 @@ async fn a_real_report_round_trips_through_json() {
         "groups": [{"name": "g", "instances": ["bad", "ok"], "repeat_interval_secs": 60}]}))
     .unwrap();
     let n = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
-    let report = n
-        .dispatch("g", &Alert::new("orders-etl FAILED"))
-        .await
-        .unwrap();
+    let alert = Alert::new("orders-etl FAILED");
+    let report = n.dispatch("g", &alert).await.unwrap();
     assert_eq!(report.status, GroupStatus::Partial);
+    assert_eq!(report.title, "orders-etl FAILED");
+    assert_eq!(report.fingerprint, alert.fingerprint());
+    assert!(report.dispatched_at.is_some());
     let json = serde_json::to_value(&report).unwrap();
     let back: DispatchReport = serde_json::from_value(json.clone()).unwrap();
     assert_eq!(serde_json::to_value(&back).unwrap(), json);
@@ -34,10 +35,7 @@ async fn a_real_report_round_trips_through_json() {
         (ErrorKind::KeywordMissing, Some("310000"))
     );
     // A suppressed repeat reads back too.
-    let again = n
-        .dispatch("g", &Alert::new("orders-etl FAILED"))
-        .await
-        .unwrap();
+    let again = n.dispatch("g", &alert).await.unwrap();
     let back: DispatchReport =
         serde_json::from_value(serde_json::to_value(&again).unwrap()).unwrap();
     assert!(
