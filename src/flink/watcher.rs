@@ -869,7 +869,15 @@ impl FlinkWatcher {
         t.end = j.end_time.filter(|e| *e > 0);
         t.modified = j.last_modification;
         if changed || moved {
-            t.recheck_until = now.saturating_add(cause_wait_ms);
+            // Re-read the exception history until its entry for this change
+            // can have appeared (Flink serves it up to `cause_wait` late),
+            // and for two more polls after that: a poll that starts late (a
+            // loaded host, a slow answer) must not end the window before the
+            // entry is read.
+            let interval_ms = i64::try_from(self.config.interval.as_millis()).unwrap_or(i64::MAX);
+            t.recheck_until = now
+                .saturating_add(cause_wait_ms)
+                .saturating_add(interval_ms.saturating_mul(2));
         }
         let parsed = raw.parse::<JobStatus>().is_ok();
         let view = self.view(jid, &t, status);
