@@ -254,6 +254,18 @@ fn a_notifier_outlives_the_runtimes_it_is_used_from() {
     assert_eq!(fake.accepted().len(), 3);
 }
 
+/// Waits (up to 10 s) until `n` alerts wait in the notifier's rate-limit
+/// queues: the dispatches under test have really started.
+async fn wait_queued(n: &Notifier, want: usize) {
+    for _ in 0..1000 {
+        if n.limiter().waiting_total() >= want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{want} alerts never queued");
+}
+
 /// Alerts queued behind a 1-per-5 s limit when the host shuts down: flushed
 /// (as a digest at the next slot) within the deadline, none lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,7 +280,7 @@ async fn shutdown_flushes_queued_alerts() {
             tokio::spawn(async move { n.dispatch("g", &Alert::new(format!("queued-{i}"))).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_queued(&n, 5).await;
     let left = n.shutdown(Duration::from_secs(10)).await;
     assert!(left.is_empty(), "nothing left undelivered: {left:?}");
     for t in tasks {
@@ -298,7 +310,7 @@ async fn shutdown_names_what_it_could_not_deliver() {
         let n = n.clone();
         tokio::spawn(async move { n.dispatch("g", &Alert::new("stuck")).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_queued(&n, 1).await;
     let left = n.shutdown(Duration::from_millis(300)).await;
     assert_eq!(left.len(), 1, "{left:?}");
     assert_eq!(left[0].group, "g");
