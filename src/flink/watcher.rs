@@ -137,6 +137,23 @@ struct Failure {
     gave_up: Option<String>,
 }
 
+/// Takes the cause of a `status` alert out of the failures new since the
+/// last read (the rest are restarts). A FAILED job's cause is the entry in
+/// which the restart strategy gave up; an older entry is a restart's, and
+/// is never the cause of the failure (Flink may list it first, the terminal
+/// entry up to `refresh-interval` later). Only a job that never restarted
+/// (a failure while initializing) may fail without such an entry.
+fn take_cause(status: JobStatus, new: &mut Vec<Failure>, restarted: bool) -> Option<Failure> {
+    if status != JobStatus::Failed {
+        return new.pop();
+    }
+    match new.iter().rposition(|f| f.gave_up.is_some()) {
+        Some(i) => Some(new.remove(i)),
+        None if restarted => None,
+        None => new.pop(),
+    }
+}
+
 fn failure_of(e: &Entry) -> Option<Failure> {
     let ts = e.timestamp?;
     let trace = e.stacktrace.as_deref().unwrap_or_default();
@@ -215,6 +232,10 @@ struct Waiting {
     wants_cause: bool,
     /// The cause an earlier alert of this failure carried (FAILING → FAILED).
     reuse: Option<String>,
+    /// A FAILED job that had restarted, and a new failure that is not the
+    /// restart strategy giving up: a restart's, unless no such entry comes,
+    /// then the cause.
+    tentative: Option<Failure>,
 }
 
 /// What one job's poll produced: alerts before, the one waiting, after.
@@ -656,7 +677,14 @@ impl FlinkWatcher {
             for (jid, mut w, after) in waiting {
                 match reads.get(&jid) {
                     Some(Ok(x)) => {
-                        let (before, cause) = self.take_new(&jid, x, &w.view, now_ms());
+                        let (before, cause) = self.take_new(&jid, x, &w.view, now_ms(), w.status);
+                        // The entry held back was a restart's after all.
+                        if cause.is_some()
+                            && let Some(f) = w.tentative.take()
+                            && let Some(o) = self.restarted(&jid, &w.view, f)
+                        {
+                            self.send(o, &mut out).await;
+                        }
                         for o in before {
                             self.send(o, &mut out).await;
                         }
@@ -690,8 +718,11 @@ impl FlinkWatcher {
             }
             waiting = still;
         }
-        for (jid, w, after) in waiting {
-            let o = self.waiting_alert(&jid, w, None);
+        for (jid, mut w, after) in waiting {
+            // No entry of the strategy giving up came: the one held back
+            // is the cause.
+            let tentative = w.tentative.take();
+            let o = self.waiting_alert(&jid, w, tentative.as_ref());
             self.send(o, &mut out).await;
             for o in after {
                 self.send(o, &mut out).await;
@@ -709,6 +740,7 @@ impl FlinkWatcher {
         x: &Exceptions,
         view: &JobView,
         now: i64,
+        status: JobStatus,
     ) -> (Vec<Outgoing>, Option<Failure>) {
         let Some(t) = self.state.jobs.get_mut(jid) else {
             return (Vec::new(), None);
@@ -722,7 +754,8 @@ impl FlinkWatcher {
             t.exc_ts = Some(t.exc_ts.map_or(newest.ts, |b| b.max(newest.ts)));
         }
         t.exc_read_at = now;
-        let cause = new.pop();
+        let restarted = !t.restarts.is_empty() || new.len() > 1;
+        let cause = take_cause(status, &mut new, restarted);
         let before = new
             .into_iter()
             .filter_map(|f| self.restarted(jid, view, f))
@@ -1001,8 +1034,14 @@ impl FlinkWatcher {
                 let reuse = (status == JobStatus::Failed && t.open.as_deref() == Some("FAILING"))
                     .then(|| t.open_cause.clone())
                     .flatten();
+                let mut tentative = None;
                 if needs_cause && reuse.is_none() {
-                    cause = new.pop();
+                    let restarted = !t.restarts.is_empty() || new.len() > 1;
+                    cause = take_cause(status, &mut new, restarted);
+                    if cause.is_none() && status == JobStatus::Failed {
+                        // Wait for the entry in which the strategy gave up.
+                        tentative = new.pop();
+                    }
                 }
                 let ready = cause.is_some()
                     || reuse.is_some()
@@ -1017,6 +1056,7 @@ impl FlinkWatcher {
                     too_large: matches!(exc, Some(Err(FetchError::TooLarge(_)))),
                     wants_cause: needs_cause,
                     reuse,
+                    tentative,
                 };
                 waiting = Some((w, ready));
             }
