@@ -282,6 +282,12 @@ impl AlertGroup {
     /// runtime; the sends are polled concurrently within this future, so
     /// dropping it cancels them all.
     pub async fn dispatch(&self, alert: &Alert) -> DispatchReport {
+        self.dispatch_as(alert, alert.fingerprint()).await
+    }
+
+    /// [`dispatch`](Self::dispatch) with the alert's fingerprint already
+    /// computed (it is computed once per dispatch).
+    pub(crate) async fn dispatch_as(&self, alert: &Alert, fingerprint: String) -> DispatchReport {
         let span = tracing::info_span!(
             "alertkit.dispatch",
             group = %self.name,
@@ -289,17 +295,19 @@ impl AlertGroup {
             status = tracing::field::Empty
         );
         let at = Utc::now();
-        let report = self.dispatch_checked(alert).instrument(span.clone()).await;
+        let report = self
+            .dispatch_checked(alert, &fingerprint)
+            .instrument(span.clone())
+            .await;
         span.record("status", report.status.as_str());
-        report.about(alert, at)
+        report.about(alert, fingerprint, at)
     }
 
-    async fn dispatch_checked(&self, alert: &Alert) -> DispatchReport {
+    async fn dispatch_checked(&self, alert: &Alert, fingerprint: &str) -> DispatchReport {
         let Some(interval) = self.repeat_interval.filter(|_| self.enabled) else {
             return self.dispatch_inner(alert).await;
         };
         let state = self.state.clone().unwrap_or_else(default_state);
-        let fingerprint = alert.fingerprint();
         let key = format!("dedup:{}:{fingerprint}", self.name);
         let now = Utc::now();
         // One atomic claim: of many concurrent identical alerts exactly one
@@ -631,9 +639,14 @@ impl DispatchReport {
 
     /// The report with the alert's title and fingerprint and the time the
     /// dispatch started.
-    pub(crate) fn about(mut self, alert: &Alert, at: chrono::DateTime<Utc>) -> Self {
+    pub(crate) fn about(
+        mut self,
+        alert: &Alert,
+        fingerprint: String,
+        at: chrono::DateTime<Utc>,
+    ) -> Self {
         self.title.clone_from(&alert.title);
-        self.fingerprint = alert.fingerprint();
+        self.fingerprint = fingerprint;
         self.dispatched_at = Some(at);
         self
     }

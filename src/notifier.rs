@@ -524,8 +524,9 @@ impl Notifier {
             return Err(shut_down());
         }
         let g = self.group(group).ok_or_else(|| unknown_group(group))?;
-        let mut tracked = self.track(&g, alert);
-        let report = g.dispatch(alert).await;
+        let fingerprint = alert.fingerprint();
+        let mut tracked = self.track(&g, alert, fingerprint.clone());
+        let report = g.dispatch_as(alert, fingerprint).await;
         tracked.finished = true;
         drop(tracked);
         self.notify(alert, &report);
@@ -539,7 +540,7 @@ impl Notifier {
         }
     }
 
-    fn track(&self, g: &AlertGroup, alert: &Alert) -> Tracked {
+    fn track(&self, g: &AlertGroup, alert: &Alert, fingerprint: String) -> Tracked {
         let id = self.inflight.next.fetch_add(1, Ordering::Relaxed);
         let instances = if g.is_enabled() {
             g.members()
@@ -553,7 +554,7 @@ impl Notifier {
         let u = Undelivered {
             group: g.name().to_owned(),
             title: alert.title.clone(),
-            fingerprint: alert.fingerprint(),
+            fingerprint,
             instances,
         };
         self.inflight
@@ -696,8 +697,11 @@ impl Notifier {
             .await
             .map_err(|_| options.timeout);
         let delivery = Delivery::from_result(&member, started.elapsed(), result);
-        let report = DispatchReport::new(format!("test:{instance}"), vec![delivery.clone()])
-            .about(&alert, chrono::Utc::now());
+        let report = DispatchReport::new(format!("test:{instance}"), vec![delivery.clone()]).about(
+            &alert,
+            alert.fingerprint(),
+            chrono::Utc::now(),
+        );
         self.notify(&alert, &report);
         Ok(delivery)
     }
