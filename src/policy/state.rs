@@ -65,11 +65,8 @@ pub trait SharedState: Send + Sync + std::fmt::Debug + 'static {
         interval: Duration,
     ) -> Result<Claim> {
         let previous = self.last_delivery(key).await?;
-        if let Some((s, t)) = &previous
-            && s == state
-            && (at - *t).to_std().unwrap_or_default() < interval
-        {
-            return Ok(Claim::Held { at: *t });
+        if let Some(t) = holding(previous.as_ref(), state, at, interval) {
+            return Ok(Claim::Held { at: t });
         }
         self.record_delivery(key, state, at, interval).await?;
         Ok(Claim::Granted { previous })
@@ -94,6 +91,18 @@ pub trait SharedState: Send + Sync + std::fmt::Debug + 'static {
             }
         }
     }
+}
+
+/// When `previous` (a record's state and time) holds a claim of `state` at
+/// `at`: the same state, less than `interval` before.
+fn holding(
+    previous: Option<&(String, DateTime<Utc>)>,
+    state: &str,
+    at: DateTime<Utc>,
+    interval: Duration,
+) -> Option<DateTime<Utc>> {
+    let (s, t) = previous?;
+    (s == state && (at - *t).to_std().unwrap_or_default() < interval).then_some(*t)
 }
 
 /// The answer to [`SharedState::claim`].
@@ -236,11 +245,8 @@ impl SharedState for MemoryState {
         let now = Instant::now();
         let mut records = self.records();
         let previous = records.live(key, now).map(|r| (r.state.clone(), r.at));
-        if let Some((s, t)) = &previous
-            && s == state
-            && (at - *t).to_std().unwrap_or_default() < interval
-        {
-            return Ok(Claim::Held { at: *t });
+        if let Some(t) = holding(previous.as_ref(), state, at, interval) {
+            return Ok(Claim::Held { at: t });
         }
         let record = Record {
             state: state.to_owned(),

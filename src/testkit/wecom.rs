@@ -228,15 +228,24 @@ impl State {
         )
     }
 
-    fn message_send(&mut self, req: &Request, q: &BTreeMap<String, String>) -> (u16, Value) {
+    /// The request's `access_token`, or WeCom's answer when it is missing,
+    /// expired or unknown.
+    fn token_of<'q>(&self, q: &'q BTreeMap<String, String>) -> Result<&'q String, (u16, Value)> {
         let Some(token) = q.get("access_token").filter(|t| !t.is_empty()) else {
-            return err(41001, "access_token missing");
+            return Err(err(41001, "access_token missing"));
         };
         match self.tokens.check(token) {
-            TokenState::Valid => {}
-            TokenState::Expired => return err(42001, "access_token expired"),
-            TokenState::Unknown => return err(40014, "invalid access_token"),
+            TokenState::Valid => Ok(token),
+            TokenState::Expired => Err(err(42001, "access_token expired")),
+            TokenState::Unknown => Err(err(40014, "invalid access_token")),
         }
+    }
+
+    fn message_send(&mut self, req: &Request, q: &BTreeMap<String, String>) -> (u16, Value) {
+        let token = match self.token_of(q) {
+            Ok(t) => t,
+            Err(answer) => return answer,
+        };
         let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
             return err(40035, "invalid json");
         };
@@ -291,14 +300,10 @@ impl State {
     }
 
     fn appchat_send(&mut self, req: &Request, q: &BTreeMap<String, String>) -> (u16, Value) {
-        let Some(token) = q.get("access_token").filter(|t| !t.is_empty()) else {
-            return err(41001, "access_token missing");
+        let token = match self.token_of(q) {
+            Ok(t) => t,
+            Err(answer) => return answer,
         };
-        match self.tokens.check(token) {
-            TokenState::Valid => {}
-            TokenState::Expired => return err(42001, "access_token expired"),
-            TokenState::Unknown => return err(40014, "invalid access_token"),
-        }
         let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
             return err(40035, "invalid json");
         };
