@@ -281,6 +281,104 @@ impl Fanout {
     }
 }
 
+/// One delivery of one alert to one member: what its idempotency keys are
+/// derived from. Set by the group around each member's send (and kept by
+/// the outbox across redeliveries), read by channels through
+/// [`idempotency_key`].
+#[derive(Debug, Clone)]
+pub(crate) struct DeliveryKey {
+    /// The dispatch (random) or the outbox entry (its id).
+    pub(crate) base: u128,
+    /// The member's instance name: two members never share a key.
+    pub(crate) member: String,
+}
+
+tokio::task_local! {
+    static DELIVERY: DeliveryKey;
+}
+
+impl DeliveryKey {
+    /// A fresh base for one dispatch: unique across processes and hosts.
+    pub(crate) fn fresh_base() -> u128 {
+        use std::sync::OnceLock;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SEED: OnceLock<u128> = OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let seed = *SEED.get_or_init(random_u128);
+        // The seed is random per process; the counter makes each dispatch's
+        // base distinct within it (and the hash below spreads them).
+        seed ^ u128::from(COUNTER.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The key of the delivery in progress, to carry to another task.
+    pub(crate) fn current() -> Option<DeliveryKey> {
+        DELIVERY.try_with(Clone::clone).ok()
+    }
+
+    /// Runs `fut` (one member's send, with its retries) under this key.
+    pub(crate) async fn scope<F: std::future::Future>(self, fut: F) -> F::Output {
+        DELIVERY.scope(self, fut).await
+    }
+}
+
+/// 128 random bits from the operating system (a time- and process-based
+/// value if it has none to give).
+pub(crate) fn random_u128() -> u128 {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let fallback = now ^ (u128::from(std::process::id()) << 96);
+        b = fallback.to_le_bytes();
+    }
+    u128::from_le_bytes(b)
+}
+
+/// The idempotency key of the delivery in progress, for the request named
+/// `part` (a recipient batch, a chat, `""` for a channel's only request):
+/// the same for every retry of this alert to this member, and for every
+/// redelivery of a durable ([`Notifier::enqueue`](crate::Notifier::enqueue))
+/// entry after a restart; different for every other alert, member and
+/// part. UUID-shaped (36 characters), so it fits every platform's field
+/// (DingTalk `msgUuid`, Feishu `uuid` ≤ 50, an email `Message-ID`).
+///
+/// `None` outside a group's dispatch (a channel's `send` called directly):
+/// then send without a key.
+///
+/// ```
+/// use alertkit::channel::idempotency_key;
+/// assert_eq!(idempotency_key(""), None); // not inside a dispatch
+/// ```
+pub fn idempotency_key(part: &str) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    DELIVERY
+        .try_with(|k| {
+            let mut h = Sha256::new();
+            h.update(k.base.to_le_bytes());
+            h.update(k.member.as_bytes());
+            h.update([0xff]);
+            h.update(part.as_bytes());
+            let d = h.finalize();
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&d[..16]);
+            // RFC 9562 version 8 (custom), variant 10.
+            b[6] = (b[6] & 0x0f) | 0x80;
+            b[8] = (b[8] & 0x3f) | 0x80;
+            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            format!(
+                "{}-{}-{}-{}-{}",
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..]
+            )
+        })
+        .ok()
+}
+
 /// One request a channel would send, as [`AlertChannel::preview`] shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]

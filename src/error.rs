@@ -54,10 +54,14 @@ pub enum ErrorKind {
     ShutDown,
     /// No group or instance has the name asked for.
     NotFound,
+    /// The outbox's store cannot take or give back entries: full (its bound
+    /// on entries or bytes reached), not writable, or unreachable. An
+    /// `enqueue` that fails with it did not accept the alert.
+    Storage,
 }
 
 /// Every kind, for parsing.
-const KINDS: [ErrorKind; 18] = [
+const KINDS: [ErrorKind; 19] = [
     ErrorKind::RateLimited,
     ErrorKind::TokenExpired,
     ErrorKind::Unauthorized,
@@ -76,6 +80,7 @@ const KINDS: [ErrorKind; 18] = [
     ErrorKind::Internal,
     ErrorKind::ShutDown,
     ErrorKind::NotFound,
+    ErrorKind::Storage,
 ];
 
 impl std::str::FromStr for ErrorKind {
@@ -133,6 +138,7 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
             ErrorKind::ShutDown => "shut_down",
             ErrorKind::NotFound => "not_found",
+            ErrorKind::Storage => "storage",
         }
     }
 

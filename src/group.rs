@@ -12,7 +12,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use tracing::Instrument;
 
 use crate::alert::Alert;
-use crate::channel::{AlertChannel, Preview, Receipt};
+use crate::channel::{AlertChannel, DeliveryKey, Preview, Receipt};
 use crate::error::{Error, ErrorKind};
 use crate::policy::{Claim, MemoryState, SharedState};
 use chrono::Utc;
@@ -80,10 +80,15 @@ impl Member {
     }
 
     /// Sends under the time limit; on a final failure, tries the fallbacks.
-    async fn deliver(&self, alert: &Alert, group_limit: Duration) -> Delivery {
+    async fn deliver(&self, alert: &Alert, group_limit: Duration, base: u128) -> Delivery {
         let started = Instant::now();
         let limit = self.timeout.unwrap_or(group_limit);
-        let result = tokio::time::timeout(limit, self.channel.send(alert))
+        let key = DeliveryKey {
+            base,
+            member: self.name.clone(),
+        };
+        let result = key
+            .scope(tokio::time::timeout(limit, self.channel.send(alert)))
             .await
             .map_err(|_| limit);
         let d = Delivery::from_result(self, started.elapsed(), result);
@@ -93,7 +98,7 @@ impl Member {
         }
         // Boxed: the common path's future (one per member and dispatch)
         // stays small enough for the allocator's fast path.
-        Box::pin(self.fall_back(alert, group_limit, started, d)).await
+        Box::pin(self.fall_back(alert, group_limit, started, d, base)).await
     }
 
     /// Tries the fallbacks in order after the member itself failed.
@@ -103,12 +108,18 @@ impl Member {
         group_limit: Duration,
         started: Instant,
         mut d: Delivery,
+        base: u128,
     ) -> Delivery {
         let primary = d.error.take();
         // A disabled fallback is as good as absent.
         for fb in self.fallbacks.iter().filter(|f| f.enabled) {
             let limit = fb.timeout.unwrap_or(group_limit);
-            let result = tokio::time::timeout(limit, fb.channel.send(alert))
+            let key = DeliveryKey {
+                base,
+                member: fb.name.clone(),
+            };
+            let result = key
+                .scope(tokio::time::timeout(limit, fb.channel.send(alert)))
                 .await
                 .map_err(|_| limit);
             let f = Delivery::from_result(fb, started.elapsed(), result);
@@ -305,7 +316,7 @@ impl AlertGroup {
 
     async fn dispatch_checked(&self, alert: &Alert, fingerprint: &str) -> DispatchReport {
         let Some(interval) = self.repeat_interval.filter(|_| self.enabled) else {
-            return self.dispatch_inner(alert).await;
+            return self.dispatch_inner(alert, &Progress::fresh()).await;
         };
         let state = self.state.clone().unwrap_or_else(default_state);
         let key = format!("dedup:{}:{fingerprint}", self.name);
@@ -331,7 +342,7 @@ impl AlertGroup {
                 None
             }
         };
-        let report = self.dispatch_inner(alert).await;
+        let report = self.dispatch_inner(alert, &Progress::fresh()).await;
         // Only successful deliveries start the interval.
         if let Some(previous) = previous
             && !matches!(report.status, GroupStatus::Delivered | GroupStatus::Partial)
@@ -342,14 +353,28 @@ impl AlertGroup {
         report
     }
 
-    async fn dispatch_inner(&self, alert: &Alert) -> DispatchReport {
+    /// The repeat interval and the state its records live in, if the group
+    /// deduplicates.
+    pub(crate) fn dedup(&self) -> Option<(Duration, Arc<dyn SharedState>)> {
+        let interval = self.repeat_interval.filter(|_| self.enabled)?;
+        Some((interval, self.state.clone().unwrap_or_else(default_state)))
+    }
+
+    pub(crate) async fn dispatch_inner(
+        &self,
+        alert: &Alert,
+        progress: &Progress,
+    ) -> DispatchReport {
         // The members' sends run concurrently inside this future rather than
         // as spawned tasks: no task, alert copy or cross-thread wake-up per
         // member, and a member that panics is caught here all the same.
         let mut deliveries: Vec<Option<Delivery>> = vec![None; self.members.len()];
         let mut sends = FuturesUnordered::new();
         for (i, m) in self.members.iter().enumerate() {
-            if !self.enabled || !m.enabled {
+            if !self.enabled
+                || !m.enabled
+                || (!progress.done.is_empty() && progress.done.contains(&m.name))
+            {
                 deliveries[i] = Some(Delivery::skipped(m));
                 continue;
             }
@@ -361,7 +386,8 @@ impl AlertGroup {
                 error.kind = tracing::field::Empty,
                 attempts = tracing::field::Empty
             );
-            let send = AssertUnwindSafe(m.deliver(alert, self.timeout)).catch_unwind();
+            let send =
+                AssertUnwindSafe(m.deliver(alert, self.timeout, progress.base)).catch_unwind();
             sends.push(async move { (i, send.await) }.instrument(span));
         }
         let collect = async {
@@ -369,6 +395,10 @@ impl AlertGroup {
                 match result {
                     Ok(d) => {
                         tracing::debug!(instance = %d.instance, outcome = d.outcome.as_str(), elapsed_ms = d.elapsed_ms, "delivery");
+                        if let Some(tx) = &progress.each {
+                            // The receiver outlives the dispatch; a closed one only means nobody listens.
+                            let _ = tx.send(d.clone());
+                        }
                         deliveries[i] = Some(d);
                     }
                     // A panicking channel: its slot stays empty and is reported below.
@@ -394,6 +424,27 @@ impl AlertGroup {
             })
             .collect();
         DispatchReport::new(self.name.clone(), deliveries)
+    }
+}
+
+/// How one dispatch runs: the base of its idempotency keys, the members
+/// already delivered (an outbox entry's earlier attempts), and where each
+/// member's result goes as soon as it is known.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    pub(crate) base: u128,
+    pub(crate) done: std::collections::HashSet<String>,
+    pub(crate) each: Option<tokio::sync::mpsc::UnboundedSender<Delivery>>,
+}
+
+impl Progress {
+    /// A one-off dispatch: fresh keys, nothing done yet, no listener.
+    pub(crate) fn fresh() -> Self {
+        Progress {
+            base: DeliveryKey::fresh_base(),
+            done: Default::default(),
+            each: None,
+        }
     }
 }
 

@@ -67,6 +67,7 @@ pub mod group;
 pub mod http;
 pub mod import;
 pub mod notifier;
+pub mod outbox;
 pub(crate) mod params;
 pub mod policy;
 #[cfg(test)]

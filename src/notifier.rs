@@ -19,7 +19,8 @@ use crate::config::{Config, GroupConfig, InstanceConfig, Registry, check_group};
 use crate::error::{Error, Result};
 use crate::group::{AlertGroup, Delivery, DispatchReport, Member};
 use crate::http::Http;
-use crate::policy::{Limiter, MemoryState, SharedState};
+use crate::outbox::{Entry, Hold, Outbox, OutboxOptions, OutboxStore, Ticket};
+use crate::policy::{Claim, Limiter, MemoryState, SharedState};
 
 struct Instance {
     config: InstanceConfig,
@@ -102,6 +103,7 @@ pub struct Notifier {
     /// Serializes writers so no change is lost between snapshot and swap.
     write: Mutex<()>,
     inflight: Arc<InFlight>,
+    outbox: std::sync::OnceLock<Arc<Outbox>>,
 }
 
 /// Dispatches in progress, for [`Notifier::shutdown`] and for naming what a
@@ -232,6 +234,7 @@ impl Notifier {
             state: RwLock::new(Arc::new(State::default())),
             write: Mutex::new(()),
             inflight: Arc::default(),
+            outbox: std::sync::OnceLock::new(),
         }
     }
 
@@ -533,7 +536,7 @@ impl Notifier {
         Ok(report)
     }
 
-    fn notify(&self, alert: &Alert, report: &DispatchReport) {
+    pub(crate) fn notify(&self, alert: &Alert, report: &DispatchReport) {
         let hooks = self.hooks.read().unwrap_or_else(|e| e.into_inner()).clone();
         for hook in hooks.iter() {
             hook(alert, report);
@@ -596,6 +599,16 @@ impl Notifier {
     pub async fn shutdown(&self, deadline: Duration) -> Vec<Undelivered> {
         self.inflight.closed.store(true, Ordering::SeqCst);
         self.limiter.flush();
+        if let Some(ob) = self.outbox.get() {
+            // Entries not finished stay in the store for the next start.
+            let busy = ob.close(deadline).await;
+            if busy > 0 {
+                tracing::warn!(
+                    busy,
+                    "shutdown deadline passed with outbox deliveries running; their entries stay pending"
+                );
+            }
+        }
         let wait = async {
             loop {
                 let idle = self.inflight.idle.notified();
@@ -616,6 +629,149 @@ impl Notifier {
             );
         }
         left
+    }
+
+    /// Attaches a durable outbox and starts its worker on the current Tokio
+    /// runtime: entries left in `store` by an earlier run (a crash, a
+    /// restart, another replica that died) are delivered first, then those
+    /// [`enqueue`](Notifier::enqueue) adds. The worker stops with
+    /// [`shutdown`](Notifier::shutdown) or when the last `Arc` of the
+    /// notifier is dropped. Once per notifier. See [`crate::outbox`].
+    pub fn start_outbox(
+        self: &Arc<Self>,
+        store: Arc<dyn OutboxStore>,
+        options: OutboxOptions,
+    ) -> Result<()> {
+        if self.outbox.get().is_some() {
+            return Err(Error::new(
+                crate::ErrorKind::InvalidConfig,
+                "this notifier already has an outbox",
+            )
+            .with_retryable(false));
+        }
+        let ob = Outbox::start(Arc::downgrade(self), store, options)?;
+        self.outbox.set(ob).map_err(|_| {
+            Error::new(
+                crate::ErrorKind::InvalidConfig,
+                "this notifier already has an outbox",
+            )
+            .with_retryable(false)
+        })
+    }
+
+    fn outbox(&self) -> Result<&Arc<Outbox>> {
+        self.outbox.get().ok_or_else(|| {
+            Error::new(
+                crate::ErrorKind::InvalidConfig,
+                "no outbox: call Notifier::start_outbox first",
+            )
+            .with_retryable(false)
+        })
+    }
+
+    /// Accepts `alert` for durable delivery to `group`: when this returns
+    /// `Ok`, the alert is in the outbox's store (flushed to disk, or
+    /// acknowledged by Redis), and the worker delivers it in the background
+    /// with the same retries, rate limits, digests and dedup as
+    /// [`dispatch`](Notifier::dispatch), surviving a crash or restart (see
+    /// README, "Delivery guarantees"). Reports go to the
+    /// [`on_dispatch`](Notifier::on_dispatch) hooks, one per attempt.
+    ///
+    /// Fails, and the alert is not accepted, if the group does not exist
+    /// ([`NotFound`](crate::ErrorKind::NotFound)), the store is full or
+    /// cannot be written ([`Storage`](crate::ErrorKind::Storage)), there is
+    /// no outbox, or the notifier is shut down. When the group's
+    /// `repeat_interval` suppresses the alert, nothing is stored and the
+    /// ticket says so.
+    pub async fn enqueue(&self, group: &str, alert: &Alert) -> Result<Ticket> {
+        if self.inflight.closed.load(Ordering::SeqCst) {
+            return Err(shut_down());
+        }
+        let ob = self.outbox()?;
+        let g = self.group(group).ok_or_else(|| unknown_group(group))?;
+        let now = Utc::now();
+        let mut entry = Entry::new(group, alert.clone(), now);
+        if let Some((interval, state)) = g.dedup() {
+            let key = format!("dedup:{}:{}", g.name(), alert.fingerprint());
+            match state.claim(&key, alert.state.as_str(), now, interval).await {
+                Ok(Claim::Granted { previous }) => {
+                    entry.hold = Some(Hold {
+                        key,
+                        at: now,
+                        keep_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+                        previous,
+                    });
+                }
+                Ok(Claim::Held { at }) => {
+                    let age = (now - at).to_std().unwrap_or_default();
+                    return Ok(Ticket {
+                        id: entry.id,
+                        group: group.to_owned(),
+                        accepted_at: now,
+                        suppressed: Some(format!(
+                            "suppressed: the same alert ({}) was delivered or accepted {} s ago; repeat_interval is {} s",
+                            alert.state.as_str(),
+                            age.as_secs(),
+                            interval.as_secs()
+                        )),
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "dedup state unavailable; accepting"),
+            }
+        }
+        if let Err(e) = ob.store.append(&entry).await {
+            if let Some(h) = &entry.hold {
+                self.release_hold(h).await;
+            }
+            tracing::error!(error = %e, group, "outbox: enqueue failed; the alert was not accepted");
+            return Err(e);
+        }
+        #[cfg(feature = "metrics")]
+        metrics::counter!("alertkit_outbox_enqueued_total").increment(1);
+        tracing::debug!(id = %entry.id, group, "outbox: enqueued");
+        ob.wake();
+        Ok(Ticket {
+            id: entry.id,
+            group: group.to_owned(),
+            accepted_at: now,
+            suppressed: None,
+        })
+    }
+
+    /// Hands back a dedup claim made at enqueue time (the entry died).
+    pub(crate) async fn release_hold(&self, h: &Hold) {
+        let keep = Duration::from_millis(h.keep_ms);
+        if let Err(e) = self
+            .shared
+            .release(&h.key, h.at, h.previous.clone(), keep)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot release the dedup claim of a dead letter");
+        }
+    }
+
+    /// The outbox's entries not yet finished, oldest first (at most 10,000):
+    /// for an admin page. Each shows its members' progress.
+    pub async fn pending(&self) -> Result<Vec<Entry>> {
+        self.outbox()?.store.pending(10_000).await
+    }
+
+    /// The outbox's dead letters (entries that failed for good or ran out
+    /// of attempts or age), oldest first (at most 10,000).
+    pub async fn dead_letters(&self) -> Result<Vec<Entry>> {
+        self.outbox()?.store.dead_letters(10_000).await
+    }
+
+    /// Puts a dead letter back in the outbox: its members that failed are
+    /// tried again (those delivered are not). `false` if there is no dead
+    /// letter with this id.
+    pub async fn retry_dead_letter(&self, id: &str) -> Result<bool> {
+        self.outbox()?.revive(id).await
+    }
+
+    /// Deletes a dead letter. `false` if there is none with this id.
+    pub async fn drop_dead_letter(&self, id: &str) -> Result<bool> {
+        self.outbox()?.store.purge(id).await
     }
 
     /// Whether [`shutdown`](Notifier::shutdown) was called.

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::state::{SharedState, Slot};
 use crate::alert::{Alert, AlertState, Mention, Severity};
-use crate::channel::{AlertChannel, Limits, Preview, Rate, Receipt};
+use crate::channel::{AlertChannel, DeliveryKey, Limits, Preview, Rate, Receipt};
 use crate::error::{Error, ErrorKind, Result};
 
 /// How [`RateLimited`] limits.
@@ -102,6 +102,9 @@ struct Job {
     rates: Vec<Rate>,
     max_text: usize,
     digest: bool,
+    /// The delivery's idempotency key: the queue's worker sends in a task
+    /// of its own, so the key travels with the job.
+    key: Option<DeliveryKey>,
     reply: oneshot::Sender<Result<Receipt>>,
 }
 
@@ -365,7 +368,11 @@ fn take_batch(queue: &mut VecDeque<Job>, remaining: usize, flushing: bool) -> Ve
 async fn send_batch(mut batch: Vec<Job>) {
     if batch.len() == 1 {
         if let Some(job) = batch.pop() {
-            let result = job.channel.send(&job.alert).await;
+            let send = job.channel.send(&job.alert);
+            let result = match job.key {
+                Some(k) => k.scope(send).await,
+                None => send.await,
+            };
             let _ = job.reply.send(result);
         }
         return;
@@ -373,7 +380,26 @@ async fn send_batch(mut batch: Vec<Job>) {
     let n = batch.len();
     let alerts: Vec<&Alert> = batch.iter().map(|j| &j.alert).collect();
     let d = digest(&alerts);
-    let result = batch[0].channel.send(&d).await;
+    // A digest's key is its alerts' keys together: a retry of the same
+    // digest is recognised, another combination is not.
+    let key =
+        batch
+            .iter()
+            .filter_map(|j| j.key.as_ref())
+            .fold(None, |acc: Option<DeliveryKey>, k| {
+                Some(match acc {
+                    None => k.clone(),
+                    Some(mut a) => {
+                        a.base = a.base.rotate_left(7) ^ k.base;
+                        a
+                    }
+                })
+            });
+    let send = batch[0].channel.send(&d);
+    let result = match key {
+        Some(k) => k.scope(send).await,
+        None => send.await,
+    };
     tracing::info!(
         alerts = n,
         ok = result.is_ok(),
@@ -434,6 +460,7 @@ impl AlertChannel for RateLimited {
             rates,
             max_text: limits.max_text_bytes.unwrap_or(4096),
             digest: self.policy.digest,
+            key: DeliveryKey::current(),
             reply,
         };
         self.limiter.submit(&key, job, self.policy.queue_bound)?;

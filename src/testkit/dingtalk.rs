@@ -451,4 +451,20 @@ impl Platform for State {
     fn is_message(&self, path: &str) -> bool {
         !matches!(path, "/v1.0/oauth2/accessToken" | "/gettoken")
     }
+
+    /// §1.1: a robot posts one message per `msgUuid` (its window is not
+    /// documented; an hour here, as Feishu's).
+    fn dedup_key(
+        &self,
+        req: &Request,
+        query: &BTreeMap<String, String>,
+    ) -> Option<(String, Duration)> {
+        if req.url.path() != "/robot/send" {
+            return None;
+        }
+        let body: Value = serde_json::from_slice(&req.body).ok()?;
+        let uuid = body.get("msgUuid")?.as_str()?;
+        let token = query.get("access_token")?;
+        Some((format!("robot:{token}:{uuid}"), Duration::from_secs(3600)))
+    }
 }

@@ -60,6 +60,18 @@ pub(crate) trait Platform: Send + 'static {
     fn handle(&mut self, req: &Request, query: &BTreeMap<String, String>) -> (u16, Value);
     /// Whether a successful answer on `path` delivered a message (not a token call).
     fn is_message(&self, path: &str) -> bool;
+    /// The platform's de-dup key of a message request and how long the
+    /// platform remembers it (DingTalk `msgUuid`, Feishu `uuid`, WeCom's
+    /// duplicate check): a request whose key was accepted within that time
+    /// gets the first answer again and posts nothing.
+    fn dedup_key(
+        &self,
+        req: &Request,
+        query: &BTreeMap<String, String>,
+    ) -> Option<(String, Duration)> {
+        let _ = (req, query);
+        None
+    }
 }
 
 struct Shared<P> {
@@ -67,6 +79,8 @@ struct Shared<P> {
     /// Scripted faults, each for any path or for paths ending in the given suffix.
     faults: VecDeque<(Option<String>, Fault)>,
     records: Vec<Recorded>,
+    /// Accepted de-dup keys: when, and the answer given.
+    seen: HashMap<String, (Instant, Duration, u16, Value)>,
 }
 
 pub(crate) struct Fake<P> {
@@ -94,6 +108,7 @@ impl<P: Platform> Fake<P> {
             platform,
             faults: VecDeque::new(),
             records: Vec::new(),
+            seen: HashMap::new(),
         }));
         Mock::given(any())
             .respond_with(Handler {
@@ -235,6 +250,7 @@ async fn proxy<P: Send + 'static>(
                         status: 0,
                         answer: Value::Null,
                         accepted: false,
+                        duplicate: false,
                     });
                     true
                 }
@@ -286,7 +302,25 @@ impl<P: Platform> Respond for Handler<P> {
             .next_fault(&path)
             .and_then(|i| s.faults.remove(i))
             .map(|(_, f)| f);
+        let key = match fault {
+            Some(Fault::Reply(..) | Fault::Raw { .. }) => None,
+            _ => s.platform.dedup_key(req, &query),
+        };
+        let now = Instant::now();
+        let earlier = key.as_ref().and_then(|(k, _)| {
+            s.seen
+                .get(k)
+                .filter(|(at, keep, ..)| now.duration_since(*at) < *keep)
+                .map(|(_, _, status, answer)| (*status, answer.clone()))
+        });
+        let duplicate = earlier.is_some();
         let (status, answer) = match fault {
+            _ if duplicate => {
+                if let Some(Fault::Delay(d)) = fault {
+                    delay = Some(d);
+                }
+                earlier.unwrap_or_default()
+            }
             Some(Fault::Reply(status, body)) => (status, body),
             Some(Fault::Delay(d)) => {
                 delay = Some(d);
@@ -306,10 +340,14 @@ impl<P: Platform> Respond for Handler<P> {
             }
             None => s.platform.handle(req, &query),
         };
-        let accepted = raw.is_none()
+        let accepted = !duplicate
+            && raw.is_none()
             && (200..300).contains(&status)
             && !failed(&answer)
             && s.platform.is_message(&path);
+        if accepted && let Some((k, keep)) = key {
+            s.seen.insert(k, (now, keep, status, answer.clone()));
+        }
         s.records.push(Recorded {
             query,
             headers: req
@@ -323,6 +361,7 @@ impl<P: Platform> Respond for Handler<P> {
             status,
             answer: answer.clone(),
             accepted,
+            duplicate,
         });
         let mut t = match raw {
             Some((headers, body)) => {

@@ -342,4 +342,25 @@ impl Platform for State {
     fn is_message(&self, path: &str) -> bool {
         !path.ends_with("tenant_access_token/internal")
     }
+
+    /// An app's message send posts one message per `uuid` within an hour.
+    fn dedup_key(
+        &self,
+        req: &Request,
+        _query: &BTreeMap<String, String>,
+    ) -> Option<(String, Duration)> {
+        if !req.url.path().ends_with("/im/v1/messages") {
+            return None;
+        }
+        let body: Value = serde_json::from_slice(&req.body).ok()?;
+        let uuid = body.get("uuid")?.as_str()?;
+        let token = req
+            .headers
+            .get("authorization")?
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")?;
+        let app = self.tokens.owner(token)?;
+        Some((format!("app:{app}:{uuid}"), Duration::from_secs(3600)))
+    }
 }

@@ -115,7 +115,12 @@ pub struct Recorded {
     /// The body answered.
     pub answer: serde_json::Value,
     /// Whether the platform accepted it as a message (not a token request).
+    /// A duplicate is answered as the first was but is not a new message.
     pub accepted: bool,
+    /// Whether the platform dropped it as a copy of one it had accepted
+    /// (same DingTalk `msgUuid`, Feishu `uuid`, or identical WeCom JSON
+    /// with the duplicate check on, within the platform's window).
+    pub duplicate: bool,
 }
 
 type MakeError = Arc<dyn Fn() -> Error + Send + Sync>;

@@ -372,4 +372,28 @@ impl Platform for State {
     fn is_message(&self, path: &str) -> bool {
         path != "/cgi-bin/gettoken"
     }
+
+    /// §3.2: with `enable_duplicate_check`, an app drops a message whose
+    /// JSON is identical to one it sent within `duplicate_check_interval`
+    /// (default 1,800 s, at most 4 h).
+    fn dedup_key(
+        &self,
+        req: &Request,
+        query: &BTreeMap<String, String>,
+    ) -> Option<(String, Duration)> {
+        if req.url.path() != "/cgi-bin/message/send" {
+            return None;
+        }
+        let body: Value = serde_json::from_slice(&req.body).ok()?;
+        if body.get("enable_duplicate_check").and_then(Value::as_i64) != Some(1) {
+            return None;
+        }
+        let keep = body
+            .get("duplicate_check_interval")
+            .and_then(Value::as_u64)
+            .unwrap_or(1800)
+            .min(4 * 3600);
+        let corp = self.tokens.owner(query.get("access_token")?)?;
+        Some((format!("app:{corp}:{body}"), Duration::from_secs(keep)))
+    }
 }

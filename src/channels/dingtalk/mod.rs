@@ -405,12 +405,20 @@ impl DingTalk {
 
     /// The robot payload for `alert` and the notes about it, within
     /// [`MAX_BODY`] bytes once serialized.
-    pub(crate) fn robot_payload(&self, alert: &Alert) -> Result<(Vec<u8>, Vec<String>)> {
-        let (alert, mut notes) = crate::text::fit_alert(alert, MAX_BODY);
+    /// With a `msg_uuid` (the delivery's idempotency key), the robot
+    /// de-duplicates a retried or redelivered message (§1.1).
+    pub(crate) fn robot_payload(
+        &self,
+        alert: &Alert,
+        msg_uuid: Option<&str>,
+    ) -> Result<(Vec<u8>, Vec<String>)> {
+        // Room for `"msgUuid":"<key>",` when there is one.
+        let max = MAX_BODY - msg_uuid.map_or(0, |k| k.len() + 16);
+        let (alert, mut notes) = crate::text::fit_alert(alert, max);
         let r = self.render(&alert)?;
-        let (body, more) = r.robot_body(self.msg_type, MAX_BODY)?;
+        let (body, more) = r.robot_body(self.msg_type, max)?;
         notes.extend(more);
-        Ok((body, notes))
+        Ok((with_msg_uuid(body, msg_uuid), notes))
     }
 
     /// The most text one message of this mode carries.
@@ -527,6 +535,24 @@ impl Rendered<'_> {
     }
 }
 
+/// `{"msgUuid":"<key>", ...rest of the object}`: the key goes first, so
+/// the fitted body is not serialized again.
+fn with_msg_uuid(body: Vec<u8>, msg_uuid: Option<&str>) -> Vec<u8> {
+    let Some(key) = msg_uuid else { return body };
+    match body.split_first() {
+        Some((b'{', rest)) if rest.first() != Some(&b'}') => {
+            let mut out = Vec::with_capacity(body.len() + key.len() + 16);
+            out.extend_from_slice(b"{\"msgUuid\":");
+            // A key is UUID-shaped; serializing it keeps any other text valid JSON.
+            out.extend_from_slice(&serde_json::to_vec(key).unwrap_or_else(|_| b"\"\"".to_vec()));
+            out.push(b',');
+            out.extend_from_slice(rest);
+            out
+        }
+        _ => body,
+    }
+}
+
 fn dinky_proxy(p: &Params) -> Result<Option<ProxyConfig>> {
     if let Some(proxy) = &p.proxy {
         return Ok(Some(proxy.clone()));
@@ -545,7 +571,8 @@ impl AlertChannel for DingTalk {
     async fn send(&self, alert: &Alert) -> Result<Receipt> {
         match &self.api {
             Api::Robot(r) => {
-                let (body, notes) = self.robot_payload(alert)?;
+                let key = crate::channel::idempotency_key("");
+                let (body, notes) = self.robot_payload(alert, key.as_deref())?;
                 let receipt = r.send(body).await?;
                 Ok(notes.into_iter().fold(receipt, Receipt::with_note))
             }
@@ -594,7 +621,7 @@ impl AlertChannel for DingTalk {
     fn preview(&self, alert: &Alert) -> Result<Vec<Preview>> {
         match &self.api {
             Api::Robot(r) => {
-                let (body, _) = self.robot_payload(alert)?;
+                let (body, _) = self.robot_payload(alert, None)?;
                 let value = serde_json::from_slice(&body).map_err(|e| {
                     Error::new(crate::ErrorKind::Internal, "payload is not JSON").with_source(e)
                 })?;

@@ -191,15 +191,28 @@ fn ascii_name(name: &str) -> String {
     }
 }
 
-/// The formatted message (ASCII: every non-ASCII part is encoded) and its Message-ID.
+/// The formatted message (ASCII: every non-ASCII part is encoded) and its
+/// Message-ID: `<key@sender's domain>` for a delivery's idempotency `key`,
+/// the same on every retry and redelivery (so readers and archives can drop
+/// a copy), else a random one.
 pub(crate) fn build(
     from: &Mailbox,
     to: &[Mailbox],
     cc: &[Mailbox],
     parts: Parts,
+    key: Option<&str>,
 ) -> Result<(String, Option<String>)> {
+    let message_id = key.map(|k| {
+        let domain = from.email.domain();
+        let domain = if domain.is_ascii() && !domain.is_empty() {
+            domain
+        } else {
+            "alertkit.invalid"
+        };
+        format!("<{k}@{domain}>")
+    });
     let mut b = Message::builder()
-        .message_id(None)
+        .message_id(message_id)
         .from(from.clone())
         .subject(one_line(&parts.subject));
     for m in to {

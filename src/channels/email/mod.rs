@@ -345,7 +345,14 @@ impl Email {
 #[async_trait]
 impl AlertChannel for Email {
     async fn send(&self, alert: &Alert) -> Result<Receipt> {
-        let (formatted, id) = message::build(&self.from, &self.to, &self.cc, self.parts(alert)?)?;
+        let key = crate::channel::idempotency_key("");
+        let (formatted, id) = message::build(
+            &self.from,
+            &self.to,
+            &self.cc,
+            self.parts(alert)?,
+            key.as_deref(),
+        )?;
         let mut outcome = self
             .smtp
             .send(&self.from.email, &self.envelope, &formatted)

@@ -85,7 +85,12 @@ impl App {
         let mut out = Fanout::new(receipt);
         for id in &self.receive_ids {
             out.request();
-            let body = json!({"receive_id": id, "msg_type": msg_type, "content": content});
+            let mut body = json!({"receive_id": id, "msg_type": msg_type, "content": content});
+            // One key per recipient: the platform sends one message per
+            // `uuid` within an hour, so a retry or redelivery is not a copy.
+            if let Some(uuid) = crate::channel::idempotency_key(id) {
+                body["uuid"] = uuid.into();
+            }
             match self.post(&url, &body).await {
                 Ok(reply) => out.delivered(
                     1,

@@ -363,7 +363,16 @@ impl AlertChannel for Webhook {
     async fn send(&self, alert: &Alert) -> Result<Receipt> {
         let (alert, _) = crate::text::fit_alert(alert, MAX_TEXT);
         let alert = &*alert;
-        let (client, method, headers) = (&self.client, self.method.clone(), self.headers.clone());
+        let (client, method, mut headers) =
+            (&self.client, self.method.clone(), self.headers.clone());
+        // The IETF draft's header: a receiver can drop a retried or
+        // redelivered copy. A header the host configured wins.
+        if !headers.contains_key("idempotency-key")
+            && let Some(key) = crate::channel::idempotency_key("")
+            && let Ok(v) = reqwest::header::HeaderValue::from_str(&key)
+        {
+            headers.insert("idempotency-key", v);
+        }
         let reply = match &self.body {
             // The alert itself, serialized straight into the request body.
             None => send_json(client, method, &self.url, headers, Some(alert)).await?,

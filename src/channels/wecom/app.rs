@@ -37,6 +37,10 @@ pub(crate) struct App {
 }
 
 const MESSAGE_SEND: &str = "cgi-bin/message/send";
+/// How long WeCom drops an identical message (the platform's default,
+/// 30 minutes): it covers retries and a host's restart; two different
+/// alerts render differently (their times differ), so they are not merged.
+const DUPLICATE_CHECK_INTERVAL_S: u32 = 1800;
 const APPCHAT_SEND: &str = "cgi-bin/appchat/send";
 
 fn chunk(list: &[String], size: usize, i: usize) -> String {
@@ -136,6 +140,9 @@ impl App {
 
     /// `(path, body)` of every request: recipient batches, then one per chat.
     fn bodies(&self, msg: &Map<String, Value>) -> Vec<(&'static str, Value)> {
+        // Inside a dispatch, a retried or redelivered message is the same
+        // JSON: the platform's duplicate check drops the copy (§3.2).
+        let dedup = crate::channel::idempotency_key("").is_some();
         let mut out: Vec<(&'static str, Value)> = self
             .batches()
             .into_iter()
@@ -145,6 +152,13 @@ impl App {
                 b.insert("toparty".into(), toparty.into());
                 b.insert("totag".into(), totag.into());
                 b.insert("agentid".into(), self.agent_id.unwrap_or_default().into());
+                if dedup {
+                    b.insert("enable_duplicate_check".into(), 1.into());
+                    b.insert(
+                        "duplicate_check_interval".into(),
+                        DUPLICATE_CHECK_INTERVAL_S.into(),
+                    );
+                }
                 (MESSAGE_SEND, Value::Object(b))
             })
             .collect();

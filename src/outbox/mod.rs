@@ -1,0 +1,719 @@
+//! The durable outbox: [`Notifier::enqueue`](crate::Notifier::enqueue)
+//! writes an alert to a store before it returns, and a background worker
+//! delivers it with the same retries, rate limits, digests and dedup as
+//! [`Notifier::dispatch`](crate::Notifier::dispatch), recording each
+//! member's progress, so that after a crash, a restart or a replica dying
+//! only the members not yet delivered are sent again, with the same
+//! platform de-dup keys (see [`idempotency_key`](crate::channel::idempotency_key)).
+//!
+//! Two stores ship: [`Journal`] (embedded, on redb, in a directory the host
+//! names; feature `outbox`, on by default) and [`RedisStreams`] (feature
+//! `redis`; for hosts running several replicas). Others implement
+//! [`OutboxStore`].
+//!
+//! ```
+//! # #[cfg(feature = "outbox")] {
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use alertkit::outbox::{Journal, OutboxOptions};
+//! use alertkit::testkit::recording_registry;
+//! use alertkit::{Alert, Config, Http, Notifier};
+//!
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! let dir = std::env::temp_dir().join(format!("alertkit-doc-{}", std::process::id()));
+//! let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+//!                                    "groups": [{"name": "oncall", "instances": ["ops"]}]}"#).unwrap();
+//! let notifier = Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+//! notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap()), OutboxOptions::default()).unwrap();
+//!
+//! // Durably written when this returns; delivered in the background.
+//! let ticket = notifier.enqueue("oncall", &Alert::new("orders-etl FAILED")).await.unwrap();
+//! assert!(ticket.suppressed.is_none());
+//! while !notifier.pending().await.unwrap().is_empty() {
+//!     tokio::time::sleep(Duration::from_millis(10)).await;
+//! }
+//! notifier.shutdown(Duration::from_secs(5)).await;
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # });
+//! # }
+//! ```
+
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+
+use crate::alert::Alert;
+use crate::error::{Error, ErrorKind, Result};
+use crate::group::{DispatchReport, Outcome, Progress};
+use crate::notifier::Notifier;
+
+#[cfg(feature = "outbox")]
+#[cfg_attr(docsrs, doc(cfg(feature = "outbox")))]
+mod journal;
+#[cfg(feature = "outbox")]
+pub use journal::Journal;
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+mod redis_streams;
+#[cfg(feature = "redis")]
+pub use redis_streams::RedisStreams;
+
+/// What [`Notifier::enqueue`](crate::Notifier::enqueue) gives back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Ticket {
+    /// The entry's id (32 hex digits): find it in
+    /// [`Notifier::pending`](crate::Notifier::pending) or the dead letters,
+    /// and in the `alertkit.outbox.*` spans.
+    pub id: String,
+    /// The group it goes to.
+    pub group: String,
+    /// When it was accepted.
+    pub accepted_at: DateTime<Utc>,
+    /// Set when the group's `repeat_interval` suppressed the alert: nothing
+    /// was stored and nothing will be sent; says why.
+    pub suppressed: Option<String>,
+}
+
+/// One alert in the outbox, with each member's progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Entry {
+    /// 32 hex digits, random: also the base of the platform de-dup keys,
+    /// so a redelivery carries the keys of the first attempt.
+    pub id: String,
+    /// The group it goes to.
+    pub group: String,
+    /// The alert.
+    pub alert: Alert,
+    /// When [`enqueue`](crate::Notifier::enqueue) accepted it.
+    pub accepted_at: DateTime<Utc>,
+    /// Delivery attempts finished so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// When the next attempt is due.
+    pub next_attempt_at: DateTime<Utc>,
+    /// Each member's latest result, by instance name (absent: not tried yet).
+    #[serde(default)]
+    pub members: BTreeMap<String, MemberState>,
+    /// Why it became a dead letter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_reason: Option<String>,
+    /// The group's dedup claim, handed back if the entry dies undelivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) hold: Option<Hold>,
+}
+
+/// A member's latest result for one entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MemberState {
+    /// What happened.
+    pub outcome: Outcome,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The error, if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Error>,
+}
+
+impl MemberState {
+    /// Whether this member is finished with: delivered (perhaps to some
+    /// recipients only), skipped, or failed for good. A retryable failure
+    /// or a timeout is tried again.
+    pub fn is_final(&self) -> bool {
+        match self.outcome {
+            Outcome::Delivered | Outcome::Partial | Outcome::Skipped | Outcome::Suppressed => true,
+            Outcome::Failed => !self.error.as_ref().is_some_and(Error::is_retryable),
+            Outcome::TimedOut => false,
+        }
+    }
+
+    /// Whether the member has the alert.
+    pub fn is_delivered(&self) -> bool {
+        matches!(self.outcome, Outcome::Delivered | Outcome::Partial)
+    }
+}
+
+/// The dedup record an entry claimed at enqueue time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Hold {
+    pub(crate) key: String,
+    pub(crate) at: DateTime<Utc>,
+    pub(crate) keep_ms: u64,
+    pub(crate) previous: Option<(String, DateTime<Utc>)>,
+}
+
+impl Entry {
+    /// A new entry for `alert` to `group`, due now.
+    pub(crate) fn new(group: &str, alert: Alert, now: DateTime<Utc>) -> Self {
+        Entry {
+            id: format!("{:032x}", crate::channel::random_u128()),
+            group: group.to_owned(),
+            alert,
+            accepted_at: now,
+            attempts: 0,
+            next_attempt_at: now,
+            members: BTreeMap::new(),
+            dead_reason: None,
+            hold: None,
+        }
+    }
+
+    /// The base of its de-dup keys.
+    fn key_base(&self) -> u128 {
+        u128::from_str_radix(&self.id, 16).unwrap_or_else(|_| {
+            use sha2::{Digest, Sha256};
+            let d = Sha256::digest(self.id.as_bytes());
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&d[..16]);
+            u128::from_le_bytes(b)
+        })
+    }
+
+    /// Serialized as the stores keep it.
+    pub(crate) fn to_bytes(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|e| {
+            Error::new(ErrorKind::Internal, "cannot serialize an outbox entry").with_source(e)
+        })
+    }
+
+    /// Read back from a store.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            Error::new(
+                ErrorKind::Storage,
+                "an outbox entry in the store is not readable",
+            )
+            .with_source(e)
+        })
+    }
+}
+
+/// Where the outbox keeps its entries. Every method that changes an entry
+/// must have it durably written (flushed to disk, or acknowledged by the
+/// shared store) before it returns `Ok`.
+///
+/// The worker calls [`claim`](OutboxStore::claim) for entries to deliver;
+/// a claimed entry belongs to this process until it is removed, buried, or
+/// (in a store shared by replicas) the process stops calling
+/// [`keep`](OutboxStore::keep) for it and another replica claims it.
+#[async_trait]
+pub trait OutboxStore: Send + Sync + Debug + 'static {
+    /// Stores a new entry. Fails with [`ErrorKind::Storage`] when the store
+    /// is full or cannot be written: the caller must not consider the alert
+    /// accepted.
+    async fn append(&self, entry: &Entry) -> Result<()>;
+
+    /// Up to `max` entries nobody holds, now held by this process (with
+    /// their members' progress).
+    async fn claim(&self, max: usize) -> Result<Vec<Entry>>;
+
+    /// Says this process still holds these entries; returns the ones it
+    /// lost (another replica claimed them). The default holds for ever.
+    async fn keep(&self, ids: &[String]) -> Result<Vec<String>> {
+        let _ = ids;
+        Ok(Vec::new())
+    }
+
+    /// Records that one member is finished with (delivered, or failed for good).
+    async fn record_member(&self, id: &str, member: &str, state: &MemberState) -> Result<()>;
+
+    /// Writes the entry back after an attempt that left members to retry
+    /// (its attempts, next attempt time and members' results).
+    async fn reschedule(&self, entry: &Entry) -> Result<()>;
+
+    /// Removes a finished entry (every member delivered): pruned.
+    async fn remove(&self, id: &str) -> Result<()>;
+
+    /// Moves an entry to the dead letters.
+    async fn bury(&self, entry: &Entry) -> Result<()>;
+
+    /// Entries not yet finished, oldest first, up to `max`.
+    async fn pending(&self, max: usize) -> Result<Vec<Entry>>;
+
+    /// Dead letters, oldest first, up to `max`.
+    async fn dead_letters(&self, max: usize) -> Result<Vec<Entry>>;
+
+    /// Moves a dead letter back to pending (as `entry`, reset by the caller);
+    /// `false` if there is no such dead letter.
+    async fn revive(&self, entry: &Entry) -> Result<bool>;
+
+    /// Deletes a dead letter; `false` if there is none with this id.
+    async fn purge(&self, id: &str) -> Result<bool>;
+}
+
+/// How the outbox delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OutboxOptions {
+    /// Entries delivered at once (default 256).
+    pub concurrency: usize,
+    /// Attempts before an entry becomes a dead letter (default 12, at least 1).
+    pub max_attempts: u32,
+    /// Age after which an entry still failing becomes a dead letter
+    /// (default 24 h).
+    pub max_age: Duration,
+    /// Wait before the second attempt; doubles each time (default 1 s).
+    pub min_backoff: Duration,
+    /// Longest wait between attempts (default 5 min).
+    pub max_backoff: Duration,
+    /// How often the worker looks for entries other processes enqueued or
+    /// left behind (default 1 s; the in-process `enqueue` wakes it at once).
+    pub poll: Duration,
+}
+
+impl Default for OutboxOptions {
+    fn default() -> Self {
+        OutboxOptions {
+            concurrency: 256,
+            max_attempts: 12,
+            max_age: Duration::from_secs(24 * 3600),
+            min_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+impl OutboxOptions {
+    /// Sets [`concurrency`](Self::concurrency).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Sets [`max_attempts`](Self::max_attempts).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    /// Sets [`max_age`](Self::max_age).
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = age;
+        self
+    }
+
+    /// Sets the backoff between attempts.
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.min_backoff = min;
+        self.max_backoff = max.max(min);
+        self
+    }
+
+    /// Sets [`poll`](Self::poll).
+    pub fn poll(mut self, every: Duration) -> Self {
+        self.poll = every.max(Duration::from_millis(10));
+        self
+    }
+
+    fn backoff_after(&self, attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(30));
+        self.min_backoff
+            .checked_mul(factor)
+            .unwrap_or(self.max_backoff)
+            .min(self.max_backoff)
+    }
+}
+
+/// The outbox attached to a notifier.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    pub(crate) store: Arc<dyn OutboxStore>,
+    options: OutboxOptions,
+    wake: tokio::sync::Notify,
+    closed: AtomicBool,
+    /// Entries being delivered right now.
+    busy: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl Outbox {
+    /// Starts the worker for `notifier` on the current Tokio runtime.
+    pub(crate) fn start(
+        notifier: Weak<Notifier>,
+        store: Arc<dyn OutboxStore>,
+        options: OutboxOptions,
+    ) -> Result<Arc<Outbox>> {
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidConfig,
+                "start_outbox must be called inside a Tokio runtime",
+            )
+            .with_retryable(false)
+        })?;
+        let ob = Arc::new(Outbox {
+            store,
+            options,
+            wake: tokio::sync::Notify::new(),
+            closed: AtomicBool::new(false),
+            busy: AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
+        });
+        rt.spawn(run(notifier, ob.clone()));
+        Ok(ob)
+    }
+
+    /// A new entry is in the store.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stops taking entries; waits (up to `deadline`) for deliveries in
+    /// progress. Entries not finished stay in the store.
+    pub(crate) async fn close(&self, deadline: Duration) -> usize {
+        self.closed.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        let wait = async {
+            loop {
+                let idle = self.idle.notified();
+                tokio::pin!(idle);
+                idle.as_mut().enable();
+                if self.busy.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(deadline, wait).await;
+        self.busy.load(Ordering::SeqCst)
+    }
+
+    /// Moves a dead letter back to pending, its failed members to be tried
+    /// again (delivered ones are not sent again).
+    pub(crate) async fn revive(&self, id: &str) -> Result<bool> {
+        let dead = self.store.dead_letters(usize::MAX).await?;
+        let Some(mut e) = dead.into_iter().find(|e| e.id == id) else {
+            return Ok(false);
+        };
+        e.members
+            .retain(|_, s| s.is_delivered() || s.outcome == Outcome::Skipped);
+        e.attempts = 0;
+        e.dead_reason = None;
+        e.next_attempt_at = Utc::now();
+        let revived = self.store.revive(&e).await?;
+        if revived {
+            metric("alertkit_outbox_revived_total");
+            self.wake();
+        }
+        Ok(revived)
+    }
+}
+
+fn metric(name: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(name).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = name;
+}
+
+/// An entry waiting for its next attempt, earliest first.
+struct Due(DateTime<Utc>, String);
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0 && self.1 == other.1
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Reversed: BinaryHeap is a max-heap.
+        other.0.cmp(&self.0).then_with(|| other.1.cmp(&self.1))
+    }
+}
+
+/// The worker: claims entries, delivers them `concurrency` at a time, holds
+/// those waiting for a retry, and says it still holds them.
+async fn run(notifier: Weak<Notifier>, ob: Arc<Outbox>) {
+    let o = ob.options.clone();
+    let mut waiting: HashMap<String, Entry> = HashMap::new();
+    let mut due: BinaryHeap<Due> = BinaryHeap::new();
+    let mut running: tokio::task::JoinSet<(String, Option<Entry>)> = tokio::task::JoinSet::new();
+    let mut held_running: HashSet<String> = HashSet::new();
+    let mut more = true;
+    let keep_every = o.poll.max(Duration::from_millis(100));
+    let mut last_keep = tokio::time::Instant::now();
+    let mut claim_failures = 0u32;
+    loop {
+        if ob.closed.load(Ordering::SeqCst) {
+            break;
+        }
+        let Some(n) = notifier.upgrade() else { break };
+        let now = Utc::now();
+        // Start what is due.
+        while running.len() < o.concurrency && due.peek().is_some_and(|d| d.0 <= now) {
+            let Some(Due(_, id)) = due.pop() else { break };
+            if let Some(e) = waiting.remove(&id) {
+                held_running.insert(id);
+                spawn_attempt(&mut running, n.clone(), ob.clone(), e);
+            }
+        }
+        // Claim more while there is room.
+        let room = o.concurrency.saturating_sub(running.len());
+        if more && room > 0 && waiting.len() < o.concurrency.saturating_mul(4) {
+            match ob.store.claim(room).await {
+                Ok(entries) => {
+                    claim_failures = 0;
+                    more = entries.len() == room;
+                    for e in entries {
+                        if held_running.contains(&e.id) || waiting.contains_key(&e.id) {
+                            continue;
+                        }
+                        if e.next_attempt_at <= now {
+                            held_running.insert(e.id.clone());
+                            spawn_attempt(&mut running, n.clone(), ob.clone(), e);
+                        } else {
+                            due.push(Due(e.next_attempt_at, e.id.clone()));
+                            waiting.insert(e.id.clone(), e);
+                        }
+                    }
+                }
+                Err(e) => {
+                    claim_failures = claim_failures.saturating_add(1);
+                    tracing::error!(error = %e, "outbox: cannot claim entries; trying again");
+                    more = false;
+                }
+            }
+        }
+        // Say we still hold what we hold.
+        if last_keep.elapsed() >= keep_every {
+            last_keep = tokio::time::Instant::now();
+            let ids: Vec<String> = held_running.iter().chain(waiting.keys()).cloned().collect();
+            if !ids.is_empty() {
+                match ob.store.keep(&ids).await {
+                    Ok(lost) => {
+                        for id in lost {
+                            if waiting.remove(&id).is_some() {
+                                tracing::warn!(id = %id, "outbox: another replica took over an entry");
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "outbox: cannot renew held entries"),
+                }
+            }
+        }
+        drop(n);
+        // Wait for a wake-up, a finished delivery, the next due entry or the poll.
+        let next_due = due
+            .peek()
+            .and_then(|d| (d.0 - Utc::now()).to_std().ok())
+            .unwrap_or(Duration::ZERO);
+        let mut sleep_for = o.poll.min(keep_every);
+        if !due.is_empty() {
+            sleep_for = sleep_for.min(next_due);
+        }
+        if claim_failures > 0 {
+            sleep_for = o.poll;
+        }
+        tokio::select! {
+            _ = ob.wake.notified() => more = true,
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                match done {
+                    Ok((id, again)) => {
+                        held_running.remove(&id);
+                        if let Some(e) = again {
+                            due.push(Due(e.next_attempt_at, e.id.clone()));
+                            waiting.insert(e.id.clone(), e);
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "outbox: a delivery task failed; its entry is delivered after a restart"),
+                }
+            }
+            _ = tokio::time::sleep(sleep_for) => more = true,
+        }
+    }
+    // Closed or the notifier is gone: finish what runs.
+    while running.join_next().await.is_some() {}
+}
+
+fn spawn_attempt(
+    running: &mut tokio::task::JoinSet<(String, Option<Entry>)>,
+    n: Arc<Notifier>,
+    ob: Arc<Outbox>,
+    e: Entry,
+) {
+    ob.busy.fetch_add(1, Ordering::SeqCst);
+    let span = tracing::info_span!(
+        "alertkit.outbox.deliver",
+        id = %e.id,
+        group = %e.group,
+        attempt = e.attempts.saturating_add(1),
+        redelivery = e.attempts > 0 || !e.members.is_empty()
+    );
+    running.spawn(
+        async move {
+            let id = e.id.clone();
+            let again = attempt(&n, &ob, e).await;
+            drop(n);
+            if ob.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
+                ob.idle.notify_waiters();
+            }
+            (id, again)
+        }
+        .instrument(span),
+    );
+}
+
+/// One attempt at an entry: sends to the members not finished with,
+/// records each as it finishes, then removes, reschedules or buries it.
+/// Returns the entry if it waits for another attempt.
+async fn attempt(n: &Notifier, ob: &Outbox, mut e: Entry) -> Option<Entry> {
+    let store = &*ob.store;
+    let o = &ob.options;
+    if e.attempts > 0 || !e.members.is_empty() {
+        metric("alertkit_outbox_redeliveries_total");
+        tracing::info!("outbox: redelivering");
+    }
+    let Some(g) = n.group(&e.group) else {
+        e.dead_reason = Some(format!("no group named {:?}", e.group));
+        bury(n, ob, e).await;
+        return None;
+    };
+    let done: HashSet<String> = e
+        .members
+        .iter()
+        .filter(|(_, s)| s.is_final())
+        .map(|(m, _)| m.clone())
+        .collect();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let progress = Progress {
+        base: e.key_base(),
+        done: done.clone(),
+        each: Some(tx),
+    };
+    let id = e.id.clone();
+    let alert = &e.alert;
+    let dispatch = async move {
+        let report = g.dispatch_inner(alert, &progress).await;
+        drop(progress);
+        report
+    };
+    // Each member's result is written as soon as it is known: a crash later
+    // in this attempt does not send it again.
+    let record = async {
+        while let Some(d) = rx.recv().await {
+            let state = MemberState {
+                outcome: d.outcome,
+                at: Utc::now(),
+                error: d.error.clone(),
+            };
+            if state.is_final()
+                && let Err(err) = store.record_member(&id, &d.instance, &state).await
+            {
+                tracing::warn!(error = %err, member = %d.instance, "outbox: cannot record a member's delivery; a restart may send it again (with the same de-dup key)");
+            }
+        }
+    };
+    let (report, ()) = tokio::join!(dispatch, record);
+    let now = Utc::now();
+    for d in &report.deliveries {
+        if done.contains(&d.instance) {
+            continue;
+        }
+        e.members.insert(
+            d.instance.clone(),
+            MemberState {
+                outcome: d.outcome,
+                at: now,
+                error: d.error.clone(),
+            },
+        );
+    }
+    let fingerprint = e.alert.fingerprint();
+    let report = report.about(&e.alert, fingerprint, e.accepted_at);
+    n.notify(&e.alert, &report);
+    finish(n, ob, e, &report, o).await
+}
+
+/// After an attempt: remove, reschedule or bury.
+async fn finish(
+    n: &Notifier,
+    ob: &Outbox,
+    mut e: Entry,
+    report: &DispatchReport,
+    o: &OutboxOptions,
+) -> Option<Entry> {
+    let store = &*ob.store;
+    let pending: Vec<&String> = e
+        .members
+        .iter()
+        .filter(|(_, s)| !s.is_final())
+        .map(|(m, _)| m)
+        .collect();
+    if pending.is_empty() {
+        let failed: Vec<String> = e
+            .members
+            .iter()
+            .filter(|(_, s)| s.outcome == Outcome::Failed)
+            .map(|(m, _)| m.clone())
+            .collect();
+        if failed.is_empty() {
+            match store.remove(&e.id).await {
+                Ok(()) => {
+                    metric("alertkit_outbox_delivered_total");
+                    tracing::debug!(status = report.status.as_str(), "outbox: delivered");
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "outbox: delivered but cannot remove the entry; its members are recorded, so it is not sent again")
+                }
+            }
+            return None;
+        }
+        e.dead_reason = Some(format!("failed for good on {}", failed.join(", ")));
+        bury(n, ob, e).await;
+        return None;
+    }
+    e.attempts = e.attempts.saturating_add(1);
+    let age = (Utc::now() - e.accepted_at).to_std().unwrap_or_default();
+    if e.attempts >= o.max_attempts || age >= o.max_age {
+        let who: Vec<&str> = pending.iter().map(|s| s.as_str()).collect();
+        e.dead_reason = Some(format!(
+            "not delivered to {} after {} attempts over {} s",
+            who.join(", "),
+            e.attempts,
+            age.as_secs()
+        ));
+        bury(n, ob, e).await;
+        return None;
+    }
+    let wait = o.backoff_after(e.attempts);
+    e.next_attempt_at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+    if let Err(err) = store.reschedule(&e).await {
+        tracing::warn!(error = %err, "outbox: cannot write the retry schedule; the entry is retried from its last stored state");
+    }
+    tracing::info!(
+        attempts = e.attempts,
+        wait_ms = wait.as_millis() as u64,
+        "outbox: will retry"
+    );
+    Some(e)
+}
+
+async fn bury(n: &Notifier, ob: &Outbox, e: Entry) {
+    metric("alertkit_outbox_dead_letters_total");
+    tracing::error!(
+        reason = e.dead_reason.as_deref().unwrap_or(""),
+        "outbox: dead letter"
+    );
+    if let Some(h) = &e.hold {
+        n.release_hold(h).await;
+    }
+    if let Err(err) = ob.store.bury(&e).await {
+        tracing::error!(error = %err, "outbox: cannot move the entry to the dead letters; it stays pending");
+    }
+}
