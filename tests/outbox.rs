@@ -452,16 +452,27 @@ fn outbox_child_process() {
         .unwrap();
     rt.block_on(async {
         let n = notifier(&spec["config"], Http::new());
-        let journal = match Journal::open(spec["journal"].as_str().unwrap()) {
-            Ok(j) => j,
-            Err(e) => {
-                println!("open-failed {}", e.kind());
-                return;
-            }
+        let store: Arc<dyn alertkit::outbox::OutboxStore> = match spec["redis"].as_str() {
+            #[cfg(feature = "redis")]
+            Some(url) => Arc::new(
+                alertkit::outbox::RedisStreams::connect(url, "kill")
+                    .await
+                    .unwrap()
+                    .claim_after(Duration::from_secs(2)),
+            ),
+            _ => match Journal::open(spec["journal"].as_str().unwrap()) {
+                Ok(j) => Arc::new(j),
+                Err(e) => {
+                    println!("open-failed {}", e.kind());
+                    return;
+                }
+            },
         };
         n.start_outbox(
-            Arc::new(journal),
-            OutboxOptions::default().backoff(Duration::from_millis(100), Duration::from_secs(1)),
+            store,
+            OutboxOptions::default()
+                .backoff(Duration::from_millis(100), Duration::from_secs(1))
+                .poll(Duration::from_millis(200)),
         )
         .unwrap();
         let count = spec["enqueue"].as_u64().unwrap_or(0);
@@ -566,27 +577,7 @@ async fn killed_mid_delivery_the_next_process_delivers_every_alert_exactly_once(
     assert!(lines.iter().any(|l| l.ends_with("drained")), "{lines:?}");
     let _ = second.wait().await;
 
-    let counts = f.counts();
-    for (name, (per, dups)) in &counts {
-        let missing: Vec<usize> = (0..N)
-            .filter(|i| !per.contains_key(&format!("outbox-{i:04}")))
-            .collect();
-        let twice: Vec<(&String, &usize)> = per.iter().filter(|(_, c)| **c != 1).collect();
-        assert!(
-            missing.is_empty(),
-            "{name}: {} alerts lost: {:?}",
-            missing.len(),
-            &missing[..missing.len().min(10)]
-        );
-        assert!(
-            twice.is_empty(),
-            "{name}: delivered more than once: {twice:?}"
-        );
-        println!(
-            "{name}: {} alerts once each; {dups} copies dropped by the platform's de-dup key",
-            per.len()
-        );
-    }
+    assert_each_once(&f, N);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -625,4 +616,94 @@ async fn a_full_disk_makes_enqueue_fail_loudly() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(feature = "redis")]
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+/// Every alert once per member, and how many copies the platforms dropped.
+fn assert_each_once(f: &Fakes, n: usize) -> BTreeMap<&'static str, usize> {
+    let mut dropped = BTreeMap::new();
+    for (name, (per, dups)) in f.counts() {
+        let missing: Vec<usize> = (0..n)
+            .filter(|i| !per.contains_key(&format!("outbox-{i:04}")))
+            .collect();
+        let twice: Vec<(&String, &usize)> = per.iter().filter(|(_, c)| **c != 1).collect();
+        assert!(
+            missing.is_empty(),
+            "{name}: {} alerts lost: {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+        assert!(
+            twice.is_empty(),
+            "{name}: delivered more than once: {twice:?}"
+        );
+        println!(
+            "{name}: {} alerts once each; {dups} copies dropped by the platform's de-dup key",
+            per.len()
+        );
+        dropped.insert(name, dups);
+    }
+    dropped
+}
+
+/// Two live replicas on one Redis stream share the work and never send the
+/// same entry twice: not even a copy for the platforms to drop.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_live_replicas_on_redis_streams_send_each_entry_once() {
+    let r = redis_server::redis().await;
+    let f = Fakes::start().await;
+    const N: usize = 400;
+    let policy = json!({"retry": {"max_attempts": 3, "min_delay_ms": 20},
+                        "rate_limit": {"digest": false, "rates": [{"count": 100, "per_ms": 1000}]}});
+    let mut a = child(
+        &json!({"config": f.config(&policy), "redis": r.url, "enqueue": N}),
+        None,
+    );
+    let lines = read_until(&mut a, "enqueued", Duration::from_secs(60)).await;
+    assert!(lines.iter().any(|l| l.ends_with("enqueued")), "{lines:?}");
+    let mut b = child(&json!({"config": f.config(&policy), "redis": r.url}), None);
+    for c in [&mut a, &mut b] {
+        let lines = read_until(c, "drained", Duration::from_secs(120)).await;
+        assert!(lines.iter().any(|l| l.ends_with("drained")), "{lines:?}");
+        let _ = c.wait().await;
+    }
+    let dropped = assert_each_once(&f, N);
+    assert!(
+        dropped.values().all(|&d| d == 0),
+        "a live replica sent a copy: {dropped:?}"
+    );
+}
+
+/// One of two replicas is SIGKILLed mid-delivery: the other takes over its
+/// entries after `claim_after` and sends only what it had not.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_on_redis_streams_loses_nothing_and_sends_once() {
+    let r = redis_server::redis().await;
+    let f = Fakes::start().await;
+    const N: usize = 1000;
+    let policy = json!({"retry": {"max_attempts": 3, "min_delay_ms": 20},
+                        "rate_limit": {"digest": false, "rates": [{"count": 100, "per_ms": 1000}]}});
+    let mut a = child(
+        &json!({"config": f.config(&policy), "redis": r.url, "enqueue": N}),
+        None,
+    );
+    let lines = read_until(&mut a, "enqueued", Duration::from_secs(60)).await;
+    assert!(lines.iter().any(|l| l.ends_with("enqueued")), "{lines:?}");
+    let mut b = child(&json!({"config": f.config(&policy), "redis": r.url}), None);
+    let started = Instant::now();
+    while f.ding.requests().len() < 300 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.kill().await.unwrap();
+    assert!(delivered_messages(&f) < 4 * N, "killed before the end");
+    let lines = read_until(&mut b, "drained", Duration::from_secs(120)).await;
+    assert!(lines.iter().any(|l| l.ends_with("drained")), "{lines:?}");
+    let _ = b.wait().await;
+    assert_each_once(&f, N);
 }

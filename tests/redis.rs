@@ -3,7 +3,11 @@
 //! scheduler replicas would be, share one robot's budget and one dedup window.
 #![cfg(all(feature = "redis", feature = "dingtalk", feature = "testkit"))]
 
-use std::process::{Child, Command, Stdio};
+#[path = "support/redis_server.rs"]
+mod redis_server;
+use redis_server::{Redis, redis};
+use std::process::Command;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,55 +17,6 @@ use alertkit::policy::{
 use alertkit::testkit::dingtalk::{FakeDingTalk, RobotSpec};
 use alertkit::testkit::recording_registry;
 use alertkit::{Alert, Config, GroupConfig, GroupStatus, Http, InstanceConfig, Notifier, Rate};
-
-struct Redis {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn redis() -> Redis {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server is required for this test (scripts/test.sh installs it)");
-    // The guard kills and waits for the server whatever happens below.
-    let guard = Redis {
-        child,
-        url: format!("redis://127.0.0.1:{port}/0"),
-    };
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return guard;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("redis-server did not start on port {port}");
-}
 
 #[tokio::test]
 async fn sliding_windows_in_redis() {
