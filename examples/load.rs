@@ -197,6 +197,62 @@ async fn bare_round(
     (d / t.as_secs_f64(), c * 1e6 / d)
 }
 
+/// The durable path: `n` alerts enqueued by 32 tasks to a notifier with an
+/// embedded journal (fsync per commit) and delivered by its worker to the
+/// same 4 members, timed from the first enqueue to the last delivery.
+async fn durable(
+    config: &Config,
+    n: usize,
+    dispatch_rate: f64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let names = ["dingtalk", "wecom", "feishu", "webhook"].map(String::from);
+    let config = config
+        .clone()
+        .with_group(alertkit::GroupConfig::new("load", names.to_vec()));
+    let notifier = Arc::new(Notifier::from_config(&config)?);
+    let dir = std::env::temp_dir().join(format!("alertkit-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    notifier.start_outbox(
+        Arc::new(alertkit::outbox::Journal::open(&dir)?),
+        alertkit::outbox::OutboxOptions::default(),
+    )?;
+    let delivered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let (d, dn) = (delivered.clone(), done.clone());
+    notifier.on_dispatch(move |_, r| {
+        let k = r.deliveries.iter().filter(|x| x.is_delivered()).count();
+        if d.fetch_add(k, std::sync::atomic::Ordering::SeqCst) + k >= n * 4 {
+            dn.notify_one();
+        }
+    });
+    let alert = Arc::new(Alert::sample());
+    let (c0, t0) = (cpu(), Instant::now());
+    let nn = notifier.clone();
+    let (enqueue_time, _) = run_concurrent(n, 32, move |_| {
+        let (nn, a) = (nn.clone(), alert.clone());
+        async move {
+            nn.enqueue("load", &a).await.expect("enqueue");
+        }
+    })
+    .await;
+    if delivered.load(std::sync::atomic::Ordering::SeqCst) < n * 4 {
+        done.notified().await;
+    }
+    let (t, c) = (t0.elapsed(), cpu() - c0);
+    let rate = (n * 4) as f64 / t.as_secs_f64();
+    println!(
+        "
+durable path (enqueue to an embedded journal + background delivery): {n} alerts x 4 in {:.2} s          (enqueue alone {:.0}/s): {rate:.0} deliveries/s, {:.2}x dispatch's {dispatch_rate:.0}; CPU {:.1} µs/delivery",
+        t.as_secs_f64(),
+        n as f64 / enqueue_time.as_secs_f64(),
+        rate / dispatch_rate.max(1e-9),
+        c * 1e6 / (n * 4) as f64,
+    );
+    notifier.shutdown(Duration::from_secs(5)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::args().any(|a| a == "--sink") {
         return Ok(sink()?);
@@ -216,7 +272,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let n: usize = arg("--n").and_then(|v| v.parse().ok()).unwrap_or(20_000);
     // For profiling: `--conc 32` runs one concurrency level; `--only
-    // alertkit|bare|fanout` one side; `--member wecom` a group of that one.
+    // alertkit|bare|fanout|durable` one side; `--member wecom` a group of that one.
     let levels: Vec<usize> = match arg("--conc") {
         Some(c) => vec![c.parse().unwrap_or(32)],
         None => vec![1, 32],
@@ -306,6 +362,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         "| concurrency | alertkit deliveries/s | bare reqwest POSTs/s | ratio (rounds' range) | CPU µs/delivery (alertkit / bare) |"
     );
     println!("|---|---|---|---|---|");
+    let mut dispatch_rate = 0.0;
+    if only == Some("durable") {
+        // Profiling the durable path alone.
+        durable(&config, n, dispatch_rate).await?;
+        let _ = child.kill();
+        let _ = child.wait();
+        return Ok(());
+    }
     for &concurrency in &levels {
         // Warm up connections.
         let _ = group.dispatch(&alert).await;
@@ -337,6 +401,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             median(ak.iter().map(|r| r.1)),
             median(bare.iter().map(|r| r.1)),
         );
+        dispatch_rate = r_ak;
         println!(
             "| {concurrency} | {r_ak:.0} | {r_bare:.0} | {:.2} ({:.2}–{:.2}) | {cpu_ak:.1} / {cpu_bare:.1} ({:.2}x) |",
             r_ak / r_bare,
@@ -344,6 +409,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             ratios.iter().copied().fold(0.0, f64::max),
             cpu_ak / cpu_bare.max(1e-9)
         );
+    }
+    if only.is_none() && member.is_none() {
+        durable(&config, n, dispatch_rate).await?;
     }
     let _ = child.kill();
     let _ = child.wait();

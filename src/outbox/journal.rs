@@ -191,8 +191,10 @@ impl Journal {
         if let Some(size) = mem.sizes.remove(id) {
             mem.bytes = mem.bytes.saturating_sub(size);
         }
-        mem.claimed.remove(id);
-        mem.unclaimed.retain(|e| e.id != id);
+        // A claimed entry is not in the queue: no scan for it.
+        if !mem.claimed.remove(id) {
+            mem.unclaimed.retain(|e| e.id != id);
+        }
     }
 }
 
@@ -211,6 +213,7 @@ impl Drop for Inner {
 fn writer(db: &Database, rx: &std::sync::mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
+        // Everything waiting shares the commit (and its fsync).
         while jobs.len() < 4096 {
             match rx.try_recv() {
                 Ok(j) => jobs.push(j),

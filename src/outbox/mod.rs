@@ -634,6 +634,20 @@ async fn attempt(n: &Notifier, ob: &Outbox, mut e: Entry) -> Option<Entry> {
             },
         );
     }
+    // A member taken out of the group since an earlier attempt is not
+    // waited for.
+    let current: HashSet<&str> = report
+        .deliveries
+        .iter()
+        .map(|d| d.instance.as_str())
+        .collect();
+    e.members.retain(|m, s| {
+        let keep = s.is_final() || current.contains(m.as_str());
+        if !keep {
+            tracing::info!(member = %m, "outbox: member no longer in the group; not retried");
+        }
+        keep
+    });
     let fingerprint = e.alert.fingerprint();
     let report = report.about(&e.alert, fingerprint, e.accepted_at);
     n.notify(&e.alert, &report);
