@@ -69,6 +69,41 @@ impl Config {
     pub fn from_value(value: serde_json::Value) -> Result<Self> {
         serde_path_to_error::deserialize(value).map_err(|e| path_error("", e))
     }
+
+    /// Parses TOML, with the same field-path errors as
+    /// [`from_json`](Config::from_json) (never the value found there). A
+    /// syntax error names the line and column instead.
+    ///
+    /// ```
+    /// use alertkit::Config;
+    /// let config = Config::from_toml(r#"
+    ///     [[instances]]
+    ///     name = "ops-mail"
+    ///     type = "email"
+    ///     params = { host = "smtp.example.com", port = 465 }
+    ///
+    ///     [[groups]]
+    ///     name = "flink-prod"
+    ///     instances = ["ops-mail"]
+    /// "#)?;
+    /// assert_eq!(config.instances[0].params["port"], 465);
+    ///
+    /// let e = Config::from_toml("[[instances]]\nname = \"a\"\ntype = \"email\"\nenabled = \"s3cret\"").unwrap_err();
+    /// assert_eq!(e.field(), Some("instances[0].enabled"));
+    /// assert!(!e.to_string().contains("s3cret"));
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
+    #[cfg(feature = "toml")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "toml")))]
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let de = toml::Deserializer::parse(text).map_err(|e| toml_syntax_error(text, &e))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            // The toml error's `Display` quotes the offending line (it may
+            // hold a secret): only its message is kept.
+            let path = e.path().to_string();
+            path_error_parts("", path, e.into_inner().message())
+        })
+    }
 }
 
 /// One configured channel instance.
@@ -357,7 +392,12 @@ impl<'a> BuildContext<'a> {
 /// message, so it is taken from there.
 fn path_error<E: std::fmt::Display>(prefix: &str, e: serde_path_to_error::Error<E>) -> Error {
     let path = e.path().to_string();
-    let inner = scrub(&e.into_inner().to_string());
+    path_error_parts(prefix, path, &e.into_inner().to_string())
+}
+
+/// [`path_error`] from the path and the format's message.
+fn path_error_parts(prefix: &str, path: String, message: &str) -> Error {
+    let inner = scrub(message);
     let mut parts: Vec<&str> = Vec::new();
     if !prefix.is_empty() {
         parts.push(prefix);
@@ -375,6 +415,23 @@ fn path_error<E: std::fmt::Display>(prefix: &str, e: serde_path_to_error::Error<
         parts.join(".")
     };
     Error::config(field, inner)
+}
+
+/// A TOML syntax error: its line and column and what was expected, without
+/// the line itself (toml's `Display` quotes it; it may hold a secret).
+#[cfg(feature = "toml")]
+fn toml_syntax_error(text: &str, e: &toml::de::Error) -> Error {
+    let message = scrub(e.message().trim());
+    let Some(span) = e.span() else {
+        return Error::config("config", format!("TOML syntax error: {message}"));
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    Error::config(
+        "config",
+        format!("TOML syntax error at line {line}, column {column}: {message}"),
+    )
 }
 
 /// A serde message without the value it quotes: `invalid type: string

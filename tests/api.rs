@@ -107,3 +107,80 @@ fn the_live_config_saves_and_loads_as_it_was() {
     let loaded = Config::from_json(&saved).unwrap();
     assert_eq!(loaded, config, "{saved}");
 }
+
+/// `Config::from_toml` reads what `from_json` reads, and its errors name
+/// the field's path without the value found there.
+#[cfg(feature = "toml")]
+#[test]
+fn toml_config_equals_json_config_and_errors_name_the_path() {
+    let from_toml = Config::from_toml(
+        r#"
+        [[instances]]
+        name = "ops-mail"
+        type = "email"
+        timeout_ms = 5000
+        params = { host = "smtp.example.com", port = 465, to = ["ops@example.com"] }
+        policy = { retry = { max_attempts = 2, min_delay_ms = 100 } }
+
+        [[instances]]
+        name = "mem"
+        type = "recording"
+        enabled = false
+
+        [[groups]]
+        name = "flink-prod"
+        instances = ["ops-mail", "mem"]
+        repeat_interval_secs = 600
+        fallbacks = { ops-mail = ["mem"] }
+        "#,
+    )
+    .unwrap();
+    let from_json = Config::from_json(
+        r#"{"instances": [
+            {"name": "ops-mail", "type": "email", "timeout_ms": 5000,
+             "params": {"host": "smtp.example.com", "port": 465, "to": ["ops@example.com"]},
+             "policy": {"retry": {"max_attempts": 2, "min_delay_ms": 100}}},
+            {"name": "mem", "type": "recording", "enabled": false}],
+           "groups": [{"name": "flink-prod", "instances": ["ops-mail", "mem"],
+                       "repeat_interval_secs": 600, "fallbacks": {"ops-mail": ["mem"]}}]}"#,
+    )
+    .unwrap();
+    assert_eq!(from_toml, from_json);
+
+    // The same mistake, the same error from both formats.
+    let bad_toml = "[[instances]]\nname = \"a\"\ntype = \"email\"\ntimeout_ms = \"s3cret\"\n";
+    let bad_json = r#"{"instances": [{"name": "a", "type": "email", "timeout_ms": "s3cret"}]}"#;
+    let (t, j) = (
+        Config::from_toml(bad_toml).unwrap_err(),
+        Config::from_json(bad_json).unwrap_err(),
+    );
+    assert_eq!(t.kind(), ErrorKind::InvalidConfig);
+    assert_eq!(t.field(), Some("instances[0].timeout_ms"), "{t}");
+    assert_eq!((t.field(), t.kind()), (j.field(), j.kind()));
+    assert!(!t.to_string().contains("s3cret"), "{t}");
+    let e = Config::from_toml("[[groups]]\nname = \"g\"\nmembers = [\"a\"]\n").unwrap_err();
+    assert_eq!(e.field(), Some("groups[0].members"), "{e}");
+    assert!(e.message().contains("unknown field `members`"), "{e}");
+    let e = Config::from_toml("[[instances]]\ntype = \"email\"\n").unwrap_err();
+    assert_eq!(e.field(), Some("instances[0].name"), "{e}");
+
+    // A param of the wrong type is found when the instance is built.
+    let config = Config::from_toml(
+        "[[instances]]\nname = \"ops-mail\"\ntype = \"email\"\n\
+         params = { host = \"smtp.example.com\", port = [\"s3cret\"], to = [\"a@b.c\"] }\n",
+    )
+    .unwrap();
+    let e = Notifier::from_config(&config).unwrap_err();
+    assert_eq!(
+        (e.instance(), e.field()),
+        (Some("ops-mail"), Some("params.port")),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+
+    // A syntax error names the line, never the line's text.
+    let e = Config::from_toml("[[instances]]\nname = \"a\"\ntype = \"s3cret\n").unwrap_err();
+    assert_eq!(e.field(), Some("config"), "{e}");
+    assert!(e.message().contains("line 3"), "{e}");
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+}
