@@ -184,3 +184,114 @@ fn toml_config_equals_json_config_and_errors_name_the_path() {
     assert!(e.message().contains("line 3"), "{e}");
     assert!(!e.to_string().contains("s3cret"), "{e}");
 }
+
+/// `Error::http_status` is the answer's status, apart from the platform's
+/// code, and survives a stored report.
+#[tokio::test]
+async fn errors_carry_the_http_status_apart_from_the_platform_code() {
+    let fake = FakeDingTalk::start().await;
+    fake.add_robot("tok", RobotSpec::default());
+    let config = Config::from_value(serde_json::json!({
+        "instances": [{"name": "ops", "type": "dingtalk", "params": {"webhook": fake.webhook("tok")},
+                       "policy": {"retry": false, "rate_limit": false}}],
+        "groups": [{"name": "g", "instances": ["ops"]}]}))
+    .unwrap();
+    let n = Notifier::from_config(&config).unwrap();
+    let ops = n.channel("ops").unwrap();
+
+    // A gateway's 503 page: no platform code, the status says it.
+    fake.push_fault(Fault::Raw {
+        status: 503,
+        headers: vec![("content-type".into(), "text/html".into())],
+        body: "<html>Service Unavailable</html>".into(),
+    });
+    let e = ops.send(&Alert::new("a")).await.unwrap_err();
+    assert_eq!(e.http_status(), Some(503), "{e}");
+    assert!(e.is_retryable(), "{e}");
+
+    // 429 with Retry-After.
+    fake.push_fault(Fault::Raw {
+        status: 429,
+        headers: vec![("retry-after".into(), "7".into())],
+        body: String::new(),
+    });
+    let e = ops.send(&Alert::new("b")).await.unwrap_err();
+    assert_eq!(
+        (e.kind(), e.http_status()),
+        (ErrorKind::RateLimited, Some(429))
+    );
+    assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(7)));
+
+    // HTTP 200 with an errcode: both, each in its place.
+    fake.push_fault(Fault::errcode(310000, "keywords not in content"));
+    let e = ops.send(&Alert::new("c")).await.unwrap_err();
+    assert_eq!(
+        (e.kind(), e.code(), e.http_status()),
+        (ErrorKind::KeywordMissing, Some("310000"), Some(200))
+    );
+
+    // Through a report and back.
+    fake.push_fault(Fault::errcode(310000, "keywords not in content"));
+    let report = n.dispatch("g", &Alert::new("d")).await.unwrap();
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["deliveries"][0]["error"]["http_status"], 200, "{json}");
+    let back: DispatchReport = serde_json::from_value(json).unwrap();
+    let e = back.deliveries[0].error.as_ref().unwrap();
+    assert_eq!((e.code(), e.http_status()), (Some("310000"), Some(200)));
+
+    // A webhook whose API answers 200 with an error field, then 429.
+    let api = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"ok": false, "msg": "channel_not_found"})),
+        )
+        .up_to_n_times(1)
+        .mount(&api)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(wiremock::ResponseTemplate::new(429))
+        .mount(&api)
+        .await;
+    let config = Config::from_value(serde_json::json!({
+        "instances": [{"name": "hook", "type": "webhook",
+                       "params": {"url": api.uri(), "success": {"json_pointer": "/ok", "equals": true}},
+                       "policy": {"retry": false, "rate_limit": false}}]}))
+    .unwrap();
+    let hooks = Notifier::from_config(&config).unwrap();
+    let hook = hooks.channel("hook").unwrap();
+    let e = hook.send(&Alert::new("f")).await.unwrap_err();
+    assert_eq!(
+        (e.code(), e.http_status()),
+        (Some("false"), Some(200)),
+        "{e}"
+    );
+    let e = hook.send(&Alert::new("g")).await.unwrap_err();
+    assert_eq!(
+        (e.kind(), e.http_status()),
+        (ErrorKind::RateLimited, Some(429)),
+        "{e}"
+    );
+
+    // No answer, no status.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let config = Config::from_value(serde_json::json!({
+        "instances": [{"name": "dead", "type": "dingtalk",
+                       "params": {"webhook": format!("http://127.0.0.1:{port}/robot/send?access_token=tok")},
+                       "policy": {"retry": false, "rate_limit": false}}]}))
+    .unwrap();
+    let dead = Notifier::from_config(&config).unwrap();
+    let e = dead
+        .channel("dead")
+        .unwrap()
+        .send(&Alert::new("e"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.http_status()),
+        (ErrorKind::Transport, None),
+        "{e}"
+    );
+}

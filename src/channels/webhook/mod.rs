@@ -325,7 +325,8 @@ impl Webhook {
             if !msg.is_empty() {
                 e = Error::new(e.kind(), msg)
                     .with_code(format!("HTTP {status}"))
-                    .with_retryable(e.is_retryable());
+                    .with_retryable(e.is_retryable())
+                    .with_http_status(status);
                 if let Some(w) = reply.retry_after {
                     e = e.with_retry_after(w);
                 }
@@ -350,7 +351,8 @@ impl Webhook {
                         },
                     )
                     .with_code(code)
-                    .with_retryable(false),
+                    .with_retryable(false)
+                    .with_http_status(status),
                 );
             }
         }
