@@ -37,8 +37,8 @@
 //! # }).unwrap();
 //! ```
 //!
-//! Third-party channels implement [`AlertChannel`] and register a factory in
-//! a [`Registry`]. Secrets are [`secrecy::SecretString`]s and never appear in
+//! Third-party channels implement [`AlertChannel`] and [`FromParams`] and
+//! are registered by type in a [`Registry`] (see [`registry`]). Secrets are [`secrecy::SecretString`]s and never appear in
 //! `Debug`, `Display`, errors or logs.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -71,6 +71,7 @@ pub(crate) mod params;
 pub mod policy;
 #[cfg(test)]
 mod proptests;
+pub mod registry;
 mod secrets;
 pub mod template;
 pub mod testkit;
@@ -81,11 +82,12 @@ pub use async_trait::async_trait;
 pub use channel::{AlertChannel, Limits, Preview, Rate, Receipt};
 /// The `chrono` version alertkit's public types use (`Alert::occurred_at`).
 pub use chrono;
-pub use config::{BuildContext, ChannelFactory, Config, GroupConfig, InstanceConfig, Registry};
+pub use config::{Config, GroupConfig, InstanceConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use group::{AlertGroup, Delivery, DispatchReport, GroupStatus, Member, Outcome};
 pub use http::Http;
 pub use notifier::{GroupInfo, InstanceInfo, Notifier, TestSendOptions, Undelivered};
+pub use registry::{BuildContext, ChannelFactory, FromParams, Registry};
 pub use secrecy;
 /// The `url` version alertkit's public types use.
 pub use url;

@@ -49,8 +49,8 @@ use serde::Deserialize;
 
 use crate::alert::Alert;
 use crate::channel::{AlertChannel, Preview, Receipt};
-use crate::config::{BuildContext, Registry};
 use crate::error::{Error, ErrorKind, Result};
+use crate::registry::{BuildContext, FromParams, Registry};
 use crate::template::Format;
 
 #[cfg(feature = "testkit")]
@@ -228,11 +228,10 @@ struct RecordingParams {
     delay_ms: u64,
 }
 
-/// [`Registry::default`] plus the type `recording`: a [`RecordingChannel`]
-/// with params `fail` (bool: answer 310000) and `delay_ms`.
-pub fn recording_registry() -> Registry {
-    let mut r = Registry::default();
-    r.register("recording", |ctx: &BuildContext<'_>| {
+/// Params `fail` (bool: answer like a robot whose keyword is missing,
+/// 310000) and `delay_ms`; the instance's templates render its preview.
+impl FromParams for RecordingChannel {
+    fn from_params(ctx: &BuildContext<'_>) -> Result<Self> {
         let p: RecordingParams = ctx.params()?;
         let mut ch = if p.fail {
             RecordingChannel::failing()
@@ -243,7 +242,15 @@ pub fn recording_registry() -> Registry {
         if p.delay_ms > 0 {
             ch = ch.with_delay(Duration::from_millis(p.delay_ms));
         }
-        Ok(Arc::new(ch) as Arc<dyn AlertChannel>)
-    });
+        Ok(ch)
+    }
+}
+
+/// [`Registry::default`] plus the type `recording`: a [`RecordingChannel`]
+/// with params `fail` (bool: answer 310000) and `delay_ms`.
+pub fn recording_registry() -> Registry {
+    let mut r = Registry::default();
+    r.register_channel::<RecordingChannel>("recording")
+        .expect("no built-in channel is called recording");
     r
 }
