@@ -22,7 +22,8 @@
 //!   "groups": [{"name": "flink-prod", "instances": ["ops", "broken"]}]
 //! }"#)?;
 //! // `Notifier::from_config(&config)` uses the built-in channels; the
-//! // recording registry adds an in-memory one for examples and tests.
+//! // recording registry (feature `testkit`) adds an in-memory one for
+//! // examples and tests.
 //! let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new())?;
 //!
 //! let alert = Alert::new("Flink job orders-etl FAILED")
@@ -74,6 +75,8 @@ mod proptests;
 pub mod registry;
 mod secrets;
 pub mod template;
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 pub(crate) mod text;
 

@@ -1,10 +1,12 @@
-//! Test helpers for hosts and for alertkit itself.
+//! Test helpers for hosts and for alertkit itself (feature `testkit`: add
+//! `alertkit = { version = "..", features = ["testkit"] }` to your
+//! `[dev-dependencies]`).
 //!
 //! [`RecordingChannel`] is an in-memory channel that records what it is sent
 //! and can be told to fail or hang; [`recording_registry`] registers it as the
 //! type `recording` so config-driven code can be tested without a network.
 //!
-//! With the `testkit` feature: fake DingTalk, WeCom and Feishu/Lark servers
+//! Fake DingTalk, WeCom and Feishu/Lark servers
 //! and an SMTP server on 127.0.0.1, as strict as the platforms (signatures,
 //! timestamps, keywords, sizes, tokens, rate limits, real error bodies),
 //! recording every request, with scriptable faults (`Fault`: an error
