@@ -39,8 +39,17 @@
 //! ```
 //!
 //! Third-party channels implement [`AlertChannel`] and [`FromParams`] and
-//! are registered by type in a [`Registry`] (see [`registry`]). Secrets are [`secrecy::SecretString`]s and never appear in
-//! `Debug`, `Display`, errors or logs.
+//! are registered by type in a [`Registry`] (see [`registry`]). Secrets are
+//! [`secrecy::SecretString`]s and never appear in `Debug`, `Display`, errors
+//! or logs.
+//!
+//! ## Feature flags
+//!
+#![cfg_attr(feature = "document-features", doc = document_features::document_features!())]
+#![cfg_attr(
+    not(feature = "document-features"),
+    doc = "The `[features]` of Cargo.toml (listed here on docs.rs)."
+)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

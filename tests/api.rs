@@ -295,3 +295,37 @@ async fn errors_carry_the_http_status_apart_from_the_platform_code() {
         "{e}"
     );
 }
+
+/// docs.rs lists the features from the `##` comments in Cargo.toml
+/// (`document-features`): every feature a user can turn on has one.
+#[test]
+fn every_feature_is_documented_for_docs_rs() {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("Cargo.toml");
+    let features = manifest
+        .split("\n[features]\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .expect("a [features] table");
+    let mut documented = false;
+    let mut names = Vec::new();
+    for line in features.lines().map(str::trim) {
+        if line.starts_with("## ") {
+            documented = true;
+        } else if let Some((name, _)) = line.split_once(" = ")
+            && !line.starts_with('#')
+        {
+            names.push(name);
+            let exempt = ["default", "document-features"].contains(&name);
+            assert!(
+                documented || exempt,
+                "feature `{name}` has no `## ` comment"
+            );
+            documented = false;
+        }
+    }
+    assert!(
+        names.contains(&"toml") && names.contains(&"testkit"),
+        "{names:?}"
+    );
+}

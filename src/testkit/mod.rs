@@ -60,6 +60,7 @@ mod fake;
 #[cfg(feature = "testkit")]
 mod pki;
 #[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub use fake::Fault;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
@@ -80,6 +81,16 @@ pub mod smtp;
     feature = "feishu",
     feature = "email"
 ))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        feature = "testkit",
+        feature = "dingtalk",
+        feature = "wecom",
+        feature = "feishu",
+        feature = "email"
+    )))
+)]
 pub mod sandbox;
 #[cfg(all(
     feature = "testkit",
@@ -88,6 +99,16 @@ pub mod sandbox;
     feature = "feishu",
     feature = "email"
 ))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        feature = "testkit",
+        feature = "dingtalk",
+        feature = "wecom",
+        feature = "feishu",
+        feature = "email"
+    )))
+)]
 pub use sandbox::Sandbox;
 
 #[cfg(all(feature = "testkit", feature = "feishu"))]
