@@ -329,3 +329,25 @@ fn every_feature_is_documented_for_docs_rs() {
         "{names:?}"
     );
 }
+
+/// The registry moved to `alertkit::registry`; the old paths name the same
+/// types, so code written against them still builds.
+#[test]
+fn the_registry_keeps_its_old_paths() {
+    fn same<T>(_: std::marker::PhantomData<T>, _: std::marker::PhantomData<T>) {}
+    use std::marker::PhantomData as P;
+    same(
+        P::<alertkit::config::Registry>,
+        P::<alertkit::registry::Registry>,
+    );
+    same(P::<alertkit::Registry>, P::<alertkit::registry::Registry>);
+    same(
+        P::<alertkit::config::BuildContext<'static>>,
+        P::<alertkit::BuildContext<'static>>,
+    );
+    fn factory<F: alertkit::config::ChannelFactory>(_: F) {}
+    factory(|_: &alertkit::BuildContext<'_>| -> alertkit::Result<std::sync::Arc<dyn alertkit::AlertChannel>> {
+        Ok(std::sync::Arc::new(alertkit::testkit::RecordingChannel::new()))
+    });
+    assert!(alertkit::Registry::default().contains("WeChat"));
+}
