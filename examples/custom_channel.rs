@@ -4,12 +4,10 @@
 //! 127.0.0.1, registers the `incident` type, builds a group from config and
 //! dispatches to it.
 
-use std::sync::Arc;
-
 use alertkit::http::{Reply, parse_url, send_json};
 use alertkit::{
-    Alert, AlertChannel, BuildContext, Config, Error, ErrorKind, Http, Notifier, Receipt, Registry,
-    async_trait,
+    Alert, AlertChannel, BuildContext, Config, Error, ErrorKind, FromParams, Http, Notifier,
+    Receipt, Registry, async_trait,
 };
 use serde::Deserialize;
 use wiremock::matchers::{method, path};
@@ -58,13 +56,16 @@ impl AlertChannel for Incident {
     }
 }
 
-fn incident_factory(ctx: &BuildContext<'_>) -> alertkit::Result<Arc<dyn AlertChannel>> {
-    let p: IncidentParams = ctx.params()?;
-    Ok(Arc::new(Incident {
-        client: ctx.http().client().clone(),
-        url: parse_url("params.url", &p.url, false)?,
-        service: p.service,
-    }))
+/// How a `Registry` builds an `incident` instance from its params.
+impl FromParams for Incident {
+    fn from_params(ctx: &BuildContext<'_>) -> alertkit::Result<Self> {
+        let p: IncidentParams = ctx.params()?;
+        Ok(Incident {
+            client: ctx.http().client().clone(),
+            url: parse_url("params.url", &p.url, false)?,
+            service: p.service,
+        })
+    }
 }
 
 #[tokio::main]
@@ -79,7 +80,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await;
 
     let mut registry = Registry::default();
-    registry.register("incident", incident_factory);
+    registry.register_channel::<Incident>("incident")?;
 
     let config = Config::from_json(&format!(
         r#"{{"instances": [{{"name": "incidents", "type": "incident",

@@ -50,8 +50,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
     let text = std::fs::read_to_string(&config_path)?;
-    let config: Config = if config_path.ends_with(".toml") {
-        toml::from_str(&text)?
+    let config = if config_path.ends_with(".toml") {
+        Config::from_toml(&text)?
     } else {
         Config::from_json(&text)?
     };

@@ -103,15 +103,8 @@ fn load(source: &Source) -> Result<Config, String> {
 fn load_config(path: &str) -> Result<Config, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     if path.ends_with(".toml") {
-        // The TOML error's own Display quotes the source line, which may
-        // hold a secret: say where, and what was expected, only.
-        let value: serde_json::Value = toml::from_str(&text).map_err(|e| {
-            let line = e.span().map_or(0, |s| {
-                text[..s.start.min(text.len())].lines().count().max(1)
-            });
-            format!("{path}: line {line}: {}", e.message())
-        })?;
-        Config::from_value(value).map_err(|e| format!("{path}: {e}"))
+        // Errors name the field or the line, never the value (it may be a secret).
+        Config::from_toml(&text).map_err(|e| format!("{path}: {e}"))
     } else {
         Config::from_json(&text).map_err(|e| format!("{path}: {e}"))
     }

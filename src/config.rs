@@ -1,4 +1,5 @@
-//! Instances and groups as data, and the [`Registry`] of channel factories.
+//! Instances and groups as data. (The [`Registry`] of channel factories
+//! lives in [`crate::registry`]; it is re-exported here as it always was.)
 //!
 //! The shape is format-agnostic (anything serde reads: JSON, TOML, YAML):
 //!
@@ -10,18 +11,17 @@
 //! Type names are matched case-insensitively, so Dinky's `DingTalk`,
 //! `FeiShu` and `Email` work as they are; `WeChat` and `lark` are aliases.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::channel::AlertChannel;
-use crate::error::{Error, ErrorKind, Result};
-use crate::http::Http;
+use crate::error::{Error, Result};
 use crate::policy::PolicyConfig;
-use crate::template::{TemplateOverrides, Templates};
+use crate::template::TemplateOverrides;
+
+#[doc(no_inline)]
+pub use crate::registry::{BuildContext, ChannelFactory, FromParams, Registry};
 
 /// The whole alerting configuration: instances and the groups over them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -68,6 +68,41 @@ impl Config {
     /// ```
     pub fn from_value(value: serde_json::Value) -> Result<Self> {
         serde_path_to_error::deserialize(value).map_err(|e| path_error("", e))
+    }
+
+    /// Parses TOML, with the same field-path errors as
+    /// [`from_json`](Config::from_json) (never the value found there). A
+    /// syntax error names the line and column instead.
+    ///
+    /// ```
+    /// use alertkit::Config;
+    /// let config = Config::from_toml(r#"
+    ///     [[instances]]
+    ///     name = "ops-mail"
+    ///     type = "email"
+    ///     params = { host = "smtp.example.com", port = 465 }
+    ///
+    ///     [[groups]]
+    ///     name = "flink-prod"
+    ///     instances = ["ops-mail"]
+    /// "#)?;
+    /// assert_eq!(config.instances[0].params["port"], 465);
+    ///
+    /// let e = Config::from_toml("[[instances]]\nname = \"a\"\ntype = \"email\"\nenabled = \"s3cret\"").unwrap_err();
+    /// assert_eq!(e.field(), Some("instances[0].enabled"));
+    /// assert!(!e.to_string().contains("s3cret"));
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
+    #[cfg(feature = "toml")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "toml")))]
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let de = toml::Deserializer::parse(text).map_err(|e| toml_syntax_error(text, &e))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            // The toml error's `Display` quotes the offending line (it may
+            // hold a secret): only its message is kept.
+            let path = e.path().to_string();
+            path_error_parts("", path, e.into_inner().message())
+        })
     }
 }
 
@@ -289,75 +324,20 @@ impl GroupConfig {
     }
 }
 
-/// What a factory gets to build one instance.
-#[derive(Debug)]
-pub struct BuildContext<'a> {
-    name: &'a str,
-    kind: &'a str,
-    params: &'a serde_json::Map<String, serde_json::Value>,
-    http: &'a Http,
-    templates: Templates,
-}
-
-impl<'a> BuildContext<'a> {
-    /// A context for building an instance outside a [`Notifier`](crate::Notifier)
-    /// (tests, hosts wiring channels by hand).
-    pub fn new(
-        name: &'a str,
-        kind: &'a str,
-        params: &'a serde_json::Map<String, serde_json::Value>,
-        http: &'a Http,
-        templates: Templates,
-    ) -> Self {
-        BuildContext {
-            name,
-            kind,
-            params,
-            http,
-            templates,
-        }
-    }
-
-    /// The instance name.
-    pub fn name(&self) -> &str {
-        self.name
-    }
-
-    /// The canonical type name the instance was registered under.
-    pub fn kind(&self) -> &str {
-        self.kind
-    }
-
-    /// The raw params.
-    pub fn raw_params(&self) -> &serde_json::Map<String, serde_json::Value> {
-        self.params
-    }
-
-    /// The shared HTTP client and caches.
-    pub fn http(&self) -> &Http {
-        self.http
-    }
-
-    /// The instance's compiled templates.
-    pub fn templates(&self) -> &Templates {
-        &self.templates
-    }
-
-    /// Deserializes the params into the channel's config struct. An unknown,
-    /// missing or mistyped param is an [`ErrorKind::InvalidConfig`] error whose
-    /// field is the param's path (`params.at_mobiles[2]`). Declare the struct
-    /// with `#[serde(deny_unknown_fields)]` so typos are caught.
-    pub fn params<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_path_to_error::deserialize(self.params).map_err(|e| path_error("params", e))
-    }
-}
-
 /// A deserialization error as a config error whose field is the full path
 /// (`params.at_mobiles[1]`); serde names a missing field only in its
 /// message, so it is taken from there.
-fn path_error<E: std::fmt::Display>(prefix: &str, e: serde_path_to_error::Error<E>) -> Error {
+pub(crate) fn path_error<E: std::fmt::Display>(
+    prefix: &str,
+    e: serde_path_to_error::Error<E>,
+) -> Error {
     let path = e.path().to_string();
-    let inner = scrub(&e.into_inner().to_string());
+    path_error_parts(prefix, path, &e.into_inner().to_string())
+}
+
+/// [`path_error`] from the path and the format's message.
+fn path_error_parts(prefix: &str, path: String, message: &str) -> Error {
+    let inner = scrub(message);
     let mut parts: Vec<&str> = Vec::new();
     if !prefix.is_empty() {
         parts.push(prefix);
@@ -375,6 +355,23 @@ fn path_error<E: std::fmt::Display>(prefix: &str, e: serde_path_to_error::Error<
         parts.join(".")
     };
     Error::config(field, inner)
+}
+
+/// A TOML syntax error: its line and column and what was expected, without
+/// the line itself (toml's `Display` quotes it; it may hold a secret).
+#[cfg(feature = "toml")]
+fn toml_syntax_error(text: &str, e: &toml::de::Error) -> Error {
+    let message = scrub(e.message().trim());
+    let Some(span) = e.span() else {
+        return Error::config("config", format!("TOML syntax error: {message}"));
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    Error::config(
+        "config",
+        format!("TOML syntax error at line {line}, column {column}: {message}"),
+    )
 }
 
 /// A serde message without the value it quotes: `invalid type: string
@@ -412,142 +409,6 @@ fn quoted_name(msg: &str) -> Option<&str> {
     let start = msg.find('`')? + 1;
     let len = msg[start..].find('`')?;
     Some(&msg[start..start + len])
-}
-
-/// Builds a channel from an instance's params.
-pub trait ChannelFactory: Send + Sync + 'static {
-    /// Validates the params and builds the channel. Nothing may be sent here.
-    fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn AlertChannel>>;
-}
-
-impl<F> ChannelFactory for F
-where
-    F: Fn(&BuildContext<'_>) -> Result<Arc<dyn AlertChannel>> + Send + Sync + 'static,
-{
-    fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn AlertChannel>> {
-        self(ctx)
-    }
-}
-
-/// Maps a type name to a channel factory.
-///
-/// [`Registry::default`] holds the built-in channels of the enabled
-/// features; a third-party crate adds its own:
-///
-/// ```
-/// use std::sync::Arc;
-/// use alertkit::{AlertChannel, BuildContext, Registry};
-/// use alertkit::testkit::RecordingChannel;
-///
-/// let mut registry = Registry::default();
-/// registry.register("pager", |_ctx: &BuildContext<'_>| {
-///     Ok(Arc::new(RecordingChannel::new()) as Arc<dyn AlertChannel>)
-/// });
-/// assert!(registry.kinds().contains(&"pager"));
-/// ```
-#[derive(Clone)]
-pub struct Registry {
-    /// lower-cased name or alias → (canonical name, factory)
-    factories: HashMap<String, (String, Arc<dyn ChannelFactory>)>,
-}
-
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry")
-            .field("kinds", &self.kinds())
-            .finish()
-    }
-}
-
-impl Default for Registry {
-    /// The built-in channels of the enabled features, with Dinky's aliases.
-    fn default() -> Self {
-        let mut r = Registry::empty();
-        crate::channels::register_builtins(&mut r);
-        r
-    }
-}
-
-impl Registry {
-    /// A registry with no channel types.
-    pub fn empty() -> Self {
-        Registry {
-            factories: HashMap::new(),
-        }
-    }
-
-    /// Registers (or replaces) the type `kind`.
-    pub fn register(&mut self, kind: &str, factory: impl ChannelFactory) -> &mut Self {
-        self.factories.insert(
-            kind.to_ascii_lowercase(),
-            (kind.to_owned(), Arc::new(factory)),
-        );
-        self
-    }
-
-    /// Makes `alias` another name of the registered type `kind`.
-    pub fn alias(&mut self, alias: &str, kind: &str) -> &mut Self {
-        if let Some(entry) = self.factories.get(&kind.to_ascii_lowercase()).cloned() {
-            self.factories.insert(alias.to_ascii_lowercase(), entry);
-        }
-        self
-    }
-
-    /// The canonical type names, sorted.
-    pub fn kinds(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.factories.values().map(|(k, _)| k.as_str()).collect();
-        v.sort_unstable();
-        v.dedup();
-        v
-    }
-
-    /// Builds one instance with `templates` (group overrides already merged).
-    pub(crate) fn build(
-        &self,
-        cfg: &InstanceConfig,
-        http: &Http,
-        group_templates: &TemplateOverrides,
-    ) -> Result<Arc<dyn AlertChannel>> {
-        let err = |e: Error| e.with_instance(cfg.name.clone());
-        if cfg.name.trim().is_empty() {
-            return Err(Error::config("name", "instance name is empty"));
-        }
-        let (kind, factory) = self
-            .factories
-            .get(&cfg.kind.to_ascii_lowercase())
-            .ok_or_else(|| {
-                err(Error::config(
-                    "type",
-                    format!(
-                        "unknown channel type {:?}; known: {}",
-                        cfg.kind,
-                        self.kinds().join(", ")
-                    ),
-                ))
-            })?;
-        if cfg.timeout_ms == Some(0) {
-            return Err(err(Error::config("timeout_ms", "must be at least 1")));
-        }
-        cfg.policy.validate().map_err(err)?;
-        let merged = cfg.templates.or(group_templates);
-        let templates = Templates::with_overrides(&merged).map_err(err)?;
-        let ctx = BuildContext::new(&cfg.name, kind, &cfg.params, http, templates);
-        let secrets = crate::secrets::secrets_of(cfg);
-        let scrub = |e: Error| {
-            let list: Vec<&str> = secrets.iter().map(String::as_str).collect();
-            e.map_message(|m| crate::http::scrub(m, &list))
-        };
-        let channel = factory.build(&ctx).map_err(|e| {
-            // A factory's errors are config errors by definition: nothing was sent.
-            let e = if e.kind() == ErrorKind::Template {
-                e
-            } else {
-                e.with_retryable(false)
-            };
-            err(scrub(e))
-        })?;
-        Ok(crate::secrets::Scrubbed::wrap(channel, secrets))
-    }
 }
 
 /// The instance names a group refers to that are missing from `known`.
@@ -630,35 +491,6 @@ mod tests {
         )
         .unwrap_err();
         assert!(!e.to_string().contains("s3cr3t"), "{e}");
-    }
-
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    struct P {
-        webhook: String,
-        #[serde(default)]
-        at_mobiles: Vec<String>,
-    }
-
-    fn ctx_err(params: serde_json::Value) -> Error {
-        let map = params.as_object().unwrap().clone();
-        let http = Http::new();
-        let ctx = BuildContext::new("ops", "x", &map, &http, Templates::default());
-        ctx.params::<P>().unwrap_err()
-    }
-
-    #[test]
-    fn param_errors_name_the_field() {
-        let e = ctx_err(serde_json::json!({}));
-        assert_eq!(e.field(), Some("params.webhook"), "{e}");
-        assert!(e.message().contains("missing field"), "{e}");
-        let e = ctx_err(serde_json::json!({"webhook": "x", "wehbook": "y"}));
-        assert_eq!(e.field(), Some("params.wehbook"), "{e}");
-        let e = ctx_err(serde_json::json!({"webhook": "x", "at_mobiles": ["1", 2]}));
-        assert_eq!(e.field(), Some("params.at_mobiles[1]"), "{e}");
-        let e = ctx_err(serde_json::json!({"webhook": 5}));
-        assert_eq!(e.field(), Some("params.webhook"), "{e}");
     }
 
     #[test]

@@ -191,6 +191,7 @@ struct Inner {
     field: Option<String>,
     retry_after: Option<Duration>,
     attempts: u32,
+    http_status: Option<u16>,
     source: Option<Source>,
 }
 
@@ -206,6 +207,7 @@ impl Error {
             field: None,
             retry_after: None,
             attempts: 1,
+            http_status: None,
             source: None,
         }))
     }
@@ -225,6 +227,13 @@ impl Error {
     /// Sets the platform's raw error code (`errcode`, `code`, SMTP reply code).
     pub fn with_code(mut self, code: impl Into<String>) -> Self {
         self.0.code = Some(code.into());
+        self
+    }
+
+    /// Sets the HTTP status of the answer the error was read from (channels
+    /// set it wherever they classify an answer, success status or not).
+    pub fn with_http_status(mut self, status: u16) -> Self {
+        self.0.http_status = Some(status);
         self
     }
 
@@ -283,6 +292,25 @@ impl Error {
     /// The platform's raw error code, if it gave one.
     pub fn code(&self) -> Option<&str> {
         self.0.code.as_deref()
+    }
+
+    /// The HTTP status of the answer that caused the error, apart from the
+    /// platform's [`code`](Error::code): DingTalk answers `errcode 310000`
+    /// under HTTP 200, a gateway 503 has no platform code of its own. `None`
+    /// when no HTTP answer came (a timeout, a refused connection, SMTP, a
+    /// config error).
+    ///
+    /// ```
+    /// use alertkit::{Error, ErrorKind};
+    /// let e = Error::new(ErrorKind::KeywordMissing, "keywords not in content")
+    ///     .with_code("310000")
+    ///     .with_http_status(200);
+    /// assert_eq!((e.http_status(), e.code()), (Some(200), Some("310000")));
+    /// let back: Error = serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();
+    /// assert_eq!(back.http_status(), Some(200));
+    /// ```
+    pub fn http_status(&self) -> Option<u16> {
+        self.0.http_status
     }
 
     /// The human-readable message, without instance or code.
@@ -346,6 +374,9 @@ impl fmt::Debug for Error {
         if let Some(r) = &self.0.retry_after {
             d.field("retry_after", r);
         }
+        if let Some(h) = &self.0.http_status {
+            d.field("http_status", h);
+        }
         if let Some(s) = &self.0.source {
             // The source's Display, never its Debug: reqwest's Debug holds the URL.
             d.field("source", &format_args!("{s}"));
@@ -363,13 +394,15 @@ impl std::error::Error for Error {
     }
 }
 
-/// Serializes as `{"kind", "retryable", "code", "message"}` (plus `field` and
-/// `retry_after_ms` when set), the shape of a failed delivery in a
+/// Serializes as `{"kind", "retryable", "code", "message"}` (plus `field`,
+/// `retry_after_ms` and `http_status` when set), the shape of a failed delivery in a
 /// [`DispatchReport`](crate::DispatchReport).
 impl Serialize for Error {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let len =
-            4 + usize::from(self.0.field.is_some()) + usize::from(self.0.retry_after.is_some());
+        let len = 4
+            + usize::from(self.0.field.is_some())
+            + usize::from(self.0.retry_after.is_some())
+            + usize::from(self.0.http_status.is_some());
         let mut s = serializer.serialize_struct("Error", len)?;
         s.serialize_field("kind", self.0.kind.as_str())?;
         s.serialize_field("retryable", &self.0.retryable)?;
@@ -381,12 +414,16 @@ impl Serialize for Error {
         if let Some(wait) = self.0.retry_after {
             s.serialize_field("retry_after_ms", &(wait.as_millis() as u64))?;
         }
+        if let Some(status) = self.0.http_status {
+            s.serialize_field("http_status", &status)?;
+        }
         s.end()
     }
 }
 
 /// Reads an error back from what [`Serialize`] wrote (a stored report): the
-/// kind, retry flag, code, message, field and wait; not the source.
+/// kind, retry flag, code, message, field, wait and HTTP status; not the
+/// source.
 impl<'de> serde::Deserialize<'de> for Error {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(serde::Deserialize)]
@@ -400,6 +437,8 @@ impl<'de> serde::Deserialize<'de> for Error {
             field: Option<String>,
             #[serde(default)]
             retry_after_ms: Option<u64>,
+            #[serde(default)]
+            http_status: Option<u16>,
         }
         let r = Repr::deserialize(d)?;
         let mut e = Error::new(r.kind, r.message).with_retryable(r.retryable);
@@ -411,6 +450,9 @@ impl<'de> serde::Deserialize<'de> for Error {
         }
         if let Some(ms) = r.retry_after_ms {
             e = e.with_retry_after(Duration::from_millis(ms));
+        }
+        if let Some(status) = r.http_status {
+            e = e.with_http_status(status);
         }
         Ok(e)
     }

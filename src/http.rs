@@ -650,7 +650,8 @@ pub fn transport_error(e: reqwest::Error, url: &Url) -> Error {
 }
 
 /// An error for an answer that is not what the platform documents (not
-/// JSON, or no code): retryable for 5xx, 408 and 429, permanent otherwise.
+/// JSON, or no code): retryable for 5xx, 408 and 429, permanent otherwise;
+/// its [`http_status`](Error::http_status) is the answer's.
 pub fn unexpected_reply(reply: &Reply) -> Error {
     let s = reply.status.as_u16();
     if reply.status.is_redirection() {
@@ -660,7 +661,8 @@ pub fn unexpected_reply(reply: &Reply) -> Error {
             format!("redirected (HTTP {s}) to {to}; redirects are not followed"),
         )
         .with_code(format!("HTTP {s}"))
-        .with_retryable(false);
+        .with_retryable(false)
+        .with_http_status(s);
     }
     let (kind, retryable) = match s {
         429 => (ErrorKind::RateLimited, true),
@@ -671,7 +673,8 @@ pub fn unexpected_reply(reply: &Reply) -> Error {
     };
     let mut e = Error::new(kind, format!("unexpected answer (HTTP {s})"))
         .with_code(format!("HTTP {s}"))
-        .with_retryable(retryable);
+        .with_retryable(retryable)
+        .with_http_status(s);
     if let Some(wait) = reply.retry_after {
         e = e.with_retry_after(wait);
     }
@@ -714,7 +717,8 @@ pub fn token_from(
             ErrorKind::Platform,
             format!("token answer without {token_key}"),
         )
-        .with_retryable(true));
+        .with_retryable(true)
+        .with_http_status(reply.status.as_u16()));
     }
     let ttl = reply
         .body

@@ -22,7 +22,8 @@
 //!   "groups": [{"name": "flink-prod", "instances": ["ops", "broken"]}]
 //! }"#)?;
 //! // `Notifier::from_config(&config)` uses the built-in channels; the
-//! // recording registry adds an in-memory one for examples and tests.
+//! // recording registry (feature `testkit`) adds an in-memory one for
+//! // examples and tests.
 //! let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new())?;
 //!
 //! let alert = Alert::new("Flink job orders-etl FAILED")
@@ -37,9 +38,18 @@
 //! # }).unwrap();
 //! ```
 //!
-//! Third-party channels implement [`AlertChannel`] and register a factory in
-//! a [`Registry`]. Secrets are [`secrecy::SecretString`]s and never appear in
-//! `Debug`, `Display`, errors or logs.
+//! Third-party channels implement [`AlertChannel`] and [`FromParams`] and
+//! are registered by type in a [`Registry`] (see [`registry`]). Secrets are
+//! [`secrecy::SecretString`]s and never appear in `Debug`, `Display`, errors
+//! or logs.
+//!
+//! ## Feature flags
+//!
+#![cfg_attr(feature = "document-features", doc = document_features::document_features!())]
+#![cfg_attr(
+    not(feature = "document-features"),
+    doc = "The `[features]` of Cargo.toml (listed here on docs.rs)."
+)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -72,8 +82,11 @@ pub(crate) mod params;
 pub mod policy;
 #[cfg(test)]
 mod proptests;
+pub mod registry;
 mod secrets;
 pub mod template;
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 pub(crate) mod text;
 
@@ -82,11 +95,12 @@ pub use async_trait::async_trait;
 pub use channel::{AlertChannel, Limits, Preview, Rate, Receipt};
 /// The `chrono` version alertkit's public types use (`Alert::occurred_at`).
 pub use chrono;
-pub use config::{BuildContext, ChannelFactory, Config, GroupConfig, InstanceConfig, Registry};
+pub use config::{Config, GroupConfig, InstanceConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use group::{AlertGroup, Delivery, DispatchReport, GroupStatus, Member, Outcome};
 pub use http::Http;
 pub use notifier::{GroupInfo, InstanceInfo, Notifier, TestSendOptions, Undelivered};
+pub use registry::{BuildContext, ChannelFactory, FromParams, Registry};
 pub use secrecy;
 /// The `url` version alertkit's public types use.
 pub use url;

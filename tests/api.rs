@@ -107,3 +107,247 @@ fn the_live_config_saves_and_loads_as_it_was() {
     let loaded = Config::from_json(&saved).unwrap();
     assert_eq!(loaded, config, "{saved}");
 }
+
+/// `Config::from_toml` reads what `from_json` reads, and its errors name
+/// the field's path without the value found there.
+#[cfg(feature = "toml")]
+#[test]
+fn toml_config_equals_json_config_and_errors_name_the_path() {
+    let from_toml = Config::from_toml(
+        r#"
+        [[instances]]
+        name = "ops-mail"
+        type = "email"
+        timeout_ms = 5000
+        params = { host = "smtp.example.com", port = 465, to = ["ops@example.com"] }
+        policy = { retry = { max_attempts = 2, min_delay_ms = 100 } }
+
+        [[instances]]
+        name = "mem"
+        type = "recording"
+        enabled = false
+
+        [[groups]]
+        name = "flink-prod"
+        instances = ["ops-mail", "mem"]
+        repeat_interval_secs = 600
+        fallbacks = { ops-mail = ["mem"] }
+        "#,
+    )
+    .unwrap();
+    let from_json = Config::from_json(
+        r#"{"instances": [
+            {"name": "ops-mail", "type": "email", "timeout_ms": 5000,
+             "params": {"host": "smtp.example.com", "port": 465, "to": ["ops@example.com"]},
+             "policy": {"retry": {"max_attempts": 2, "min_delay_ms": 100}}},
+            {"name": "mem", "type": "recording", "enabled": false}],
+           "groups": [{"name": "flink-prod", "instances": ["ops-mail", "mem"],
+                       "repeat_interval_secs": 600, "fallbacks": {"ops-mail": ["mem"]}}]}"#,
+    )
+    .unwrap();
+    assert_eq!(from_toml, from_json);
+
+    // The same mistake, the same error from both formats.
+    let bad_toml = "[[instances]]\nname = \"a\"\ntype = \"email\"\ntimeout_ms = \"s3cret\"\n";
+    let bad_json = r#"{"instances": [{"name": "a", "type": "email", "timeout_ms": "s3cret"}]}"#;
+    let (t, j) = (
+        Config::from_toml(bad_toml).unwrap_err(),
+        Config::from_json(bad_json).unwrap_err(),
+    );
+    assert_eq!(t.kind(), ErrorKind::InvalidConfig);
+    assert_eq!(t.field(), Some("instances[0].timeout_ms"), "{t}");
+    assert_eq!((t.field(), t.kind()), (j.field(), j.kind()));
+    assert!(!t.to_string().contains("s3cret"), "{t}");
+    let e = Config::from_toml("[[groups]]\nname = \"g\"\nmembers = [\"a\"]\n").unwrap_err();
+    assert_eq!(e.field(), Some("groups[0].members"), "{e}");
+    assert!(e.message().contains("unknown field `members`"), "{e}");
+    let e = Config::from_toml("[[instances]]\ntype = \"email\"\n").unwrap_err();
+    assert_eq!(e.field(), Some("instances[0].name"), "{e}");
+
+    // A param of the wrong type is found when the instance is built.
+    let config = Config::from_toml(
+        "[[instances]]\nname = \"ops-mail\"\ntype = \"email\"\n\
+         params = { host = \"smtp.example.com\", port = [\"s3cret\"], to = [\"a@b.c\"] }\n",
+    )
+    .unwrap();
+    let e = Notifier::from_config(&config).unwrap_err();
+    assert_eq!(
+        (e.instance(), e.field()),
+        (Some("ops-mail"), Some("params.port")),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+
+    // A syntax error names the line, never the line's text.
+    let e = Config::from_toml("[[instances]]\nname = \"a\"\ntype = \"s3cret\n").unwrap_err();
+    assert_eq!(e.field(), Some("config"), "{e}");
+    assert!(e.message().contains("line 3"), "{e}");
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+}
+
+/// `Error::http_status` is the answer's status, apart from the platform's
+/// code, and survives a stored report.
+#[tokio::test]
+async fn errors_carry_the_http_status_apart_from_the_platform_code() {
+    let fake = FakeDingTalk::start().await;
+    fake.add_robot("tok", RobotSpec::default());
+    let config = Config::from_value(serde_json::json!({
+        "instances": [{"name": "ops", "type": "dingtalk", "params": {"webhook": fake.webhook("tok")},
+                       "policy": {"retry": false, "rate_limit": false}}],
+        "groups": [{"name": "g", "instances": ["ops"]}]}))
+    .unwrap();
+    let n = Notifier::from_config(&config).unwrap();
+    let ops = n.channel("ops").unwrap();
+
+    // A gateway's 503 page: no platform code, the status says it.
+    fake.push_fault(Fault::Raw {
+        status: 503,
+        headers: vec![("content-type".into(), "text/html".into())],
+        body: "<html>Service Unavailable</html>".into(),
+    });
+    let e = ops.send(&Alert::new("a")).await.unwrap_err();
+    assert_eq!(e.http_status(), Some(503), "{e}");
+    assert!(e.is_retryable(), "{e}");
+
+    // 429 with Retry-After.
+    fake.push_fault(Fault::Raw {
+        status: 429,
+        headers: vec![("retry-after".into(), "7".into())],
+        body: String::new(),
+    });
+    let e = ops.send(&Alert::new("b")).await.unwrap_err();
+    assert_eq!(
+        (e.kind(), e.http_status()),
+        (ErrorKind::RateLimited, Some(429))
+    );
+    assert_eq!(e.retry_after(), Some(std::time::Duration::from_secs(7)));
+
+    // HTTP 200 with an errcode: both, each in its place.
+    fake.push_fault(Fault::errcode(310000, "keywords not in content"));
+    let e = ops.send(&Alert::new("c")).await.unwrap_err();
+    assert_eq!(
+        (e.kind(), e.code(), e.http_status()),
+        (ErrorKind::KeywordMissing, Some("310000"), Some(200))
+    );
+
+    // Through a report and back.
+    fake.push_fault(Fault::errcode(310000, "keywords not in content"));
+    let report = n.dispatch("g", &Alert::new("d")).await.unwrap();
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["deliveries"][0]["error"]["http_status"], 200, "{json}");
+    let back: DispatchReport = serde_json::from_value(json).unwrap();
+    let e = back.deliveries[0].error.as_ref().unwrap();
+    assert_eq!((e.code(), e.http_status()), (Some("310000"), Some(200)));
+
+    // A webhook whose API answers 200 with an error field, then 429.
+    let api = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"ok": false, "msg": "channel_not_found"})),
+        )
+        .up_to_n_times(1)
+        .mount(&api)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(wiremock::ResponseTemplate::new(429))
+        .mount(&api)
+        .await;
+    let config = Config::from_value(serde_json::json!({
+        "instances": [{"name": "hook", "type": "webhook",
+                       "params": {"url": api.uri(), "success": {"json_pointer": "/ok", "equals": true}},
+                       "policy": {"retry": false, "rate_limit": false}}]}))
+    .unwrap();
+    let hooks = Notifier::from_config(&config).unwrap();
+    let hook = hooks.channel("hook").unwrap();
+    let e = hook.send(&Alert::new("f")).await.unwrap_err();
+    assert_eq!(
+        (e.code(), e.http_status()),
+        (Some("false"), Some(200)),
+        "{e}"
+    );
+    let e = hook.send(&Alert::new("g")).await.unwrap_err();
+    assert_eq!(
+        (e.kind(), e.http_status()),
+        (ErrorKind::RateLimited, Some(429)),
+        "{e}"
+    );
+
+    // No answer, no status.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let config = Config::from_value(serde_json::json!({
+        "instances": [{"name": "dead", "type": "dingtalk",
+                       "params": {"webhook": format!("http://127.0.0.1:{port}/robot/send?access_token=tok")},
+                       "policy": {"retry": false, "rate_limit": false}}]}))
+    .unwrap();
+    let dead = Notifier::from_config(&config).unwrap();
+    let e = dead
+        .channel("dead")
+        .unwrap()
+        .send(&Alert::new("e"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.http_status()),
+        (ErrorKind::Transport, None),
+        "{e}"
+    );
+}
+
+/// docs.rs lists the features from the `##` comments in Cargo.toml
+/// (`document-features`): every feature a user can turn on has one.
+#[test]
+fn every_feature_is_documented_for_docs_rs() {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("Cargo.toml");
+    let features = manifest
+        .split("\n[features]\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .expect("a [features] table");
+    let mut documented = false;
+    let mut names = Vec::new();
+    for line in features.lines().map(str::trim) {
+        if line.starts_with("## ") {
+            documented = true;
+        } else if let Some((name, _)) = line.split_once(" = ")
+            && !line.starts_with('#')
+        {
+            names.push(name);
+            let exempt = ["default", "document-features"].contains(&name);
+            assert!(
+                documented || exempt,
+                "feature `{name}` has no `## ` comment"
+            );
+            documented = false;
+        }
+    }
+    assert!(
+        names.contains(&"toml") && names.contains(&"testkit"),
+        "{names:?}"
+    );
+}
+
+/// The registry moved to `alertkit::registry`; the old paths name the same
+/// types, so code written against them still builds.
+#[test]
+fn the_registry_keeps_its_old_paths() {
+    fn same<T>(_: std::marker::PhantomData<T>, _: std::marker::PhantomData<T>) {}
+    use std::marker::PhantomData as P;
+    same(
+        P::<alertkit::config::Registry>,
+        P::<alertkit::registry::Registry>,
+    );
+    same(P::<alertkit::Registry>, P::<alertkit::registry::Registry>);
+    same(
+        P::<alertkit::config::BuildContext<'static>>,
+        P::<alertkit::BuildContext<'static>>,
+    );
+    fn factory<F: alertkit::config::ChannelFactory>(_: F) {}
+    factory(|_: &alertkit::BuildContext<'_>| -> alertkit::Result<std::sync::Arc<dyn alertkit::AlertChannel>> {
+        Ok(std::sync::Arc::new(alertkit::testkit::RecordingChannel::new()))
+    });
+    assert!(alertkit::Registry::default().contains("WeChat"));
+}

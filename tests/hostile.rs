@@ -226,11 +226,13 @@ async fn any_channel_error_loses_its_instance_secrets() {
         }
     }
     let mut registry = Registry::default();
-    registry.register("echo", |ctx: &BuildContext<'_>| {
-        let p = ctx.raw_params();
-        let s = |k: &str| p[k].as_str().unwrap().to_owned();
-        Ok(Arc::new(Echo(s("username"), s("password"))) as Arc<dyn AlertChannel>)
-    });
+    registry
+        .register("echo", |ctx: &BuildContext<'_>| {
+            let p = ctx.raw_params();
+            let s = |k: &str| p[k].as_str().unwrap().to_owned();
+            Ok(Arc::new(Echo(s("username"), s("password"))) as Arc<dyn AlertChannel>)
+        })
+        .unwrap();
     let config = Config::from_value(json!({"instances": [{"name": "e", "type": "echo",
         "params": {"username": "alerts", "password": "hunter2-pw"},
         "policy": {"retry": false, "rate_limit": false}}]}))

@@ -320,13 +320,15 @@ async fn third_party_channel_mixes_with_built_ins() {
     let log = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut registry = Registry::default();
     let l = log.clone();
-    registry.register("pager", move |ctx: &BuildContext<'_>| {
-        let p: PagerParams = ctx.params()?;
-        Ok(Arc::new(Pager {
-            service: p.service,
-            log: l.clone(),
-        }) as Arc<dyn AlertChannel>)
-    });
+    registry
+        .register("pager", move |ctx: &BuildContext<'_>| {
+            let p: PagerParams = ctx.params()?;
+            Ok(Arc::new(Pager {
+                service: p.service,
+                log: l.clone(),
+            }) as Arc<dyn AlertChannel>)
+        })
+        .unwrap();
     let config = Config::from_json(&format!(
         r#"{{"instances": [{{"name": "ding", "type": "dingtalk", "params": {{"webhook": "{}", "secret": "SECx"}}}},
                           {{"name": "pager", "type": "Pager", "params": {{"service": "ops"}}}}],

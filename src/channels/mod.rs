@@ -1,6 +1,6 @@
 //! The built-in channels, one folder each, each behind its cargo feature.
 
-use crate::config::Registry;
+use crate::registry::Registry;
 
 #[cfg(feature = "dingtalk")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dingtalk")))]
@@ -21,6 +21,16 @@ pub mod webhook;
 #[cfg(feature = "wecom")]
 #[cfg_attr(docsrs, doc(cfg(feature = "wecom")))]
 pub mod wecom;
+
+impl Default for Registry {
+    /// The built-in channels of the enabled features, with Dinky's type
+    /// names as aliases (`DingTalk`, `WeChat`, `FeiShu`, `Email`, `Http`).
+    fn default() -> Self {
+        let mut r = Registry::empty();
+        register_builtins(&mut r);
+        r
+    }
+}
 
 /// Registers every built-in channel of the enabled features, with Dinky's
 /// type names as aliases.

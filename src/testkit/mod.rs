@@ -1,10 +1,12 @@
-//! Test helpers for hosts and for alertkit itself.
+//! Test helpers for hosts and for alertkit itself (feature `testkit`: add
+//! `alertkit = { version = "..", features = ["testkit"] }` to your
+//! `[dev-dependencies]`).
 //!
 //! [`RecordingChannel`] is an in-memory channel that records what it is sent
 //! and can be told to fail or hang; [`recording_registry`] registers it as the
 //! type `recording` so config-driven code can be tested without a network.
 //!
-//! With the `testkit` feature: fake DingTalk, WeCom and Feishu/Lark servers
+//! Fake DingTalk, WeCom and Feishu/Lark servers
 //! and an SMTP server on 127.0.0.1, as strict as the platforms (signatures,
 //! timestamps, keywords, sizes, tokens, rate limits, real error bodies),
 //! recording every request, with scriptable faults (`Fault`: an error
@@ -49,8 +51,8 @@ use serde::Deserialize;
 
 use crate::alert::Alert;
 use crate::channel::{AlertChannel, Preview, Receipt};
-use crate::config::{BuildContext, Registry};
 use crate::error::{Error, ErrorKind, Result};
+use crate::registry::{BuildContext, FromParams, Registry};
 use crate::template::Format;
 
 #[cfg(feature = "testkit")]
@@ -58,6 +60,7 @@ mod fake;
 #[cfg(feature = "testkit")]
 mod pki;
 #[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub use fake::Fault;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
@@ -78,6 +81,16 @@ pub mod smtp;
     feature = "feishu",
     feature = "email"
 ))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        feature = "testkit",
+        feature = "dingtalk",
+        feature = "wecom",
+        feature = "feishu",
+        feature = "email"
+    )))
+)]
 pub mod sandbox;
 #[cfg(all(
     feature = "testkit",
@@ -86,6 +99,16 @@ pub mod sandbox;
     feature = "feishu",
     feature = "email"
 ))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        feature = "testkit",
+        feature = "dingtalk",
+        feature = "wecom",
+        feature = "feishu",
+        feature = "email"
+    )))
+)]
 pub use sandbox::Sandbox;
 
 #[cfg(all(feature = "testkit", feature = "feishu"))]
@@ -233,11 +256,10 @@ struct RecordingParams {
     delay_ms: u64,
 }
 
-/// [`Registry::default`] plus the type `recording`: a [`RecordingChannel`]
-/// with params `fail` (bool: answer 310000) and `delay_ms`.
-pub fn recording_registry() -> Registry {
-    let mut r = Registry::default();
-    r.register("recording", |ctx: &BuildContext<'_>| {
+/// Params `fail` (bool: answer like a robot whose keyword is missing,
+/// 310000) and `delay_ms`; the instance's templates render its preview.
+impl FromParams for RecordingChannel {
+    fn from_params(ctx: &BuildContext<'_>) -> Result<Self> {
         let p: RecordingParams = ctx.params()?;
         let mut ch = if p.fail {
             RecordingChannel::failing()
@@ -248,7 +270,15 @@ pub fn recording_registry() -> Registry {
         if p.delay_ms > 0 {
             ch = ch.with_delay(Duration::from_millis(p.delay_ms));
         }
-        Ok(Arc::new(ch) as Arc<dyn AlertChannel>)
-    });
+        Ok(ch)
+    }
+}
+
+/// [`Registry::default`] plus the type `recording`: a [`RecordingChannel`]
+/// with params `fail` (bool: answer 310000) and `delay_ms`.
+pub fn recording_registry() -> Registry {
+    let mut r = Registry::default();
+    r.register_channel::<RecordingChannel>("recording")
+        .expect("no built-in channel is called recording");
     r
 }

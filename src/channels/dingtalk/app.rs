@@ -65,7 +65,8 @@ impl App {
                     format!("token request refused: {}", e.message()),
                 )
                 .with_code(e.code().unwrap_or_default())
-                .with_retryable(false),
+                .with_retryable(false)
+                .with_http_status(reply.status.as_u16()),
                 _ => e,
             });
         }

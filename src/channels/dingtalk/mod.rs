@@ -60,9 +60,9 @@ pub use config::{Mode, MsgType};
 
 use crate::alert::{Alert, Mention};
 use crate::channel::{AlertChannel, Limits, Preview, Rate, Receipt};
-use crate::config::{BuildContext, Registry};
 use crate::error::{Error, Result};
 use crate::http::{ProxyConfig, parse_url};
+use crate::registry::{BuildContext, Registry};
 use crate::template::{Format, Templates};
 
 /// The type name.
@@ -75,9 +75,7 @@ pub const API_BASE: &str = "https://api.dingtalk.com";
 pub const MAX_BODY: usize = 20_000;
 
 pub(crate) fn register(r: &mut Registry) {
-    r.register(KIND, |ctx: &BuildContext<'_>| {
-        Ok(Arc::new(DingTalk::build(ctx)?) as Arc<dyn AlertChannel>)
-    });
+    r.builtin(KIND, &[], |ctx| Ok(Arc::new(DingTalk::build(ctx)?)));
 }
 
 /// A DingTalk instance. Build it from config through a

@@ -69,8 +69,8 @@ pub use config::{EmailFormat, TlsMode};
 
 use crate::alert::Alert;
 use crate::channel::{AlertChannel, Preview, Receipt};
-use crate::config::{BuildContext, Registry};
 use crate::error::{Error, Result};
+use crate::registry::{BuildContext, Registry};
 use crate::template::{Format, JsonTemplate, Templates};
 
 /// The type name.
@@ -85,11 +85,9 @@ const DEFERRED_RETRIES: [Duration; 2] = [Duration::from_secs(1), Duration::from_
 const MAX_TEXT: usize = 1 << 20;
 
 pub(crate) fn register(r: &mut Registry) {
-    r.register(KIND, |ctx: &BuildContext<'_>| {
-        Ok(Arc::new(Email::build(ctx)?) as Arc<dyn AlertChannel>)
+    r.builtin(KIND, &["mail", "smtp"], |ctx| {
+        Ok(Arc::new(Email::build(ctx)?))
     });
-    r.alias("mail", KIND);
-    r.alias("smtp", KIND);
 }
 
 /// An email instance; see the module docs for params.

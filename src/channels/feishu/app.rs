@@ -47,6 +47,7 @@ impl App {
                 )
                 .with_code(e.code().unwrap_or_default())
                 .with_retryable(false)
+                .with_http_status(reply.status.as_u16())
             });
         }
         crate::http::token_from(&reply, "tenant_access_token", "expire")

@@ -53,7 +53,8 @@ pub(crate) fn classify(reply: &Reply) -> Option<Error> {
     };
     let mut e = Error::new(kind, msg)
         .with_code(code)
-        .with_retryable(retryable);
+        .with_retryable(retryable)
+        .with_http_status(reply.status.as_u16());
     if kind == ErrorKind::RateLimited {
         e = e.with_retry_after(reply.retry_after.unwrap_or(Duration::from_secs(1)));
     }

@@ -60,9 +60,9 @@ pub use config::{Mode, MsgType, ReceiveIdType};
 
 use crate::alert::{Alert, Mention, Severity};
 use crate::channel::{AlertChannel, Limits, Preview, Rate, Receipt};
-use crate::config::{BuildContext, Registry};
 use crate::error::{Error, Result};
 use crate::http::{join_api, parse_url, post_bytes, redact_url};
+use crate::registry::{BuildContext, Registry};
 use crate::template::{FactTimes, Format, Lang, Templates};
 use crate::text::fit_json;
 
@@ -78,10 +78,7 @@ pub const MAX_BODY: usize = 20_000;
 pub const APP_MAX_CONTENT: usize = 30_000;
 
 pub(crate) fn register(r: &mut Registry) {
-    r.register(KIND, |ctx: &BuildContext<'_>| {
-        Ok(Arc::new(Feishu::build(ctx)?) as Arc<dyn AlertChannel>)
-    });
-    r.alias("lark", KIND);
+    r.builtin(KIND, &["lark"], |ctx| Ok(Arc::new(Feishu::build(ctx)?)));
 }
 
 /// A Feishu/Lark instance; see the module docs for params.

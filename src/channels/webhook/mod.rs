@@ -43,9 +43,9 @@ use url::Url;
 
 use crate::alert::Alert;
 use crate::channel::{AlertChannel, Preview, Receipt};
-use crate::config::{BuildContext, Registry};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{ProxyConfig, Reply, parse_url, send_json};
+use crate::registry::{BuildContext, Registry};
 use crate::template::JsonTemplate;
 
 /// The type name.
@@ -56,10 +56,7 @@ pub const KIND: &str = "webhook";
 const MAX_TEXT: usize = 1 << 20;
 
 pub(crate) fn register(r: &mut Registry) {
-    r.register(KIND, |ctx: &BuildContext<'_>| {
-        Ok(Arc::new(Webhook::build(ctx)?) as Arc<dyn AlertChannel>)
-    });
-    r.alias("http", KIND);
+    r.builtin(KIND, &["http"], |ctx| Ok(Arc::new(Webhook::build(ctx)?)));
 }
 
 #[derive(Deserialize)]
@@ -325,7 +322,8 @@ impl Webhook {
             if !msg.is_empty() {
                 e = Error::new(e.kind(), msg)
                     .with_code(format!("HTTP {status}"))
-                    .with_retryable(e.is_retryable());
+                    .with_retryable(e.is_retryable())
+                    .with_http_status(status);
                 if let Some(w) = reply.retry_after {
                     e = e.with_retry_after(w);
                 }
@@ -350,7 +348,8 @@ impl Webhook {
                         },
                     )
                     .with_code(code)
-                    .with_retryable(false),
+                    .with_retryable(false)
+                    .with_http_status(status),
                 );
             }
         }

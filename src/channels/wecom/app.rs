@@ -104,6 +104,7 @@ impl App {
                 Error::new(ErrorKind::Unauthorized, e.message().to_owned())
                     .with_code(e.code().unwrap_or_default())
                     .with_retryable(false)
+                    .with_http_status(reply.status.as_u16())
             } else {
                 e
             });

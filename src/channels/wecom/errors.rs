@@ -32,7 +32,8 @@ pub(crate) fn classify(reply: &Reply) -> Option<Error> {
     };
     let mut e = Error::new(kind, short(&reply.message()))
         .with_code(code)
-        .with_retryable(retryable);
+        .with_retryable(retryable)
+        .with_http_status(reply.status.as_u16());
     if kind == ErrorKind::RateLimited {
         // 45009 is a per-minute window (§4): waiting less only burns attempts.
         e = e.with_retry_after(reply.retry_after.unwrap_or(Duration::from_secs(60)));

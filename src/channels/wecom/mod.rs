@@ -58,9 +58,9 @@ pub use config::{Mode, MsgType};
 
 use crate::alert::{Alert, Mention};
 use crate::channel::{AlertChannel, Limits, Preview, Rate, Receipt};
-use crate::config::{BuildContext, Registry};
 use crate::error::{Error, Result};
 use crate::http::{join_api, parse_url};
+use crate::registry::{BuildContext, Registry};
 use crate::template::{Format, Templates};
 use crate::text::fit_text;
 
@@ -76,11 +76,9 @@ pub const BOT_TEXT_MAX: usize = 2048;
 pub const BOT_MARKDOWN_MAX: usize = 4096;
 
 pub(crate) fn register(r: &mut Registry) {
-    r.register(KIND, |ctx: &BuildContext<'_>| {
-        Ok(Arc::new(WeCom::build(ctx)?) as Arc<dyn AlertChannel>)
+    r.builtin(KIND, &["WeChat", "wework"], |ctx| {
+        Ok(Arc::new(WeCom::build(ctx)?))
     });
-    r.alias("WeChat", KIND);
-    r.alias("wework", KIND);
 }
 
 /// WeCom's rule for the chat ids `appchat/create` accepts.

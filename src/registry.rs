@@ -1,0 +1,489 @@
+//! The [`Registry`] of channel types: a type name (`dingtalk`, `pager`)
+//! maps to a factory that builds an instance from its params.
+//!
+//! Channels depend on this module (the built-ins register themselves here);
+//! [`config`](crate::config) holds the data and re-exports these types.
+//!
+//! A third-party channel implements [`AlertChannel`] and [`FromParams`] and
+//! is registered by type:
+//!
+//! ```
+//! use alertkit::{Alert, AlertChannel, BuildContext, Config, FromParams, Http, Notifier, Receipt, Registry, async_trait};
+//!
+//! #[derive(Debug)]
+//! struct Pager { service: String }
+//!
+//! #[async_trait]
+//! impl AlertChannel for Pager {
+//!     async fn send(&self, _alert: &Alert) -> alertkit::Result<Receipt> {
+//!         Ok(Receipt::new().with_message_id(format!("{}-1", self.service)))
+//!     }
+//!     fn kind(&self) -> &str { "pager" }
+//! }
+//!
+//! impl FromParams for Pager {
+//!     fn from_params(ctx: &BuildContext<'_>) -> alertkit::Result<Self> {
+//!         #[derive(serde::Deserialize)]
+//!         #[serde(deny_unknown_fields)]
+//!         struct Params { service: String }
+//!         let p: Params = ctx.params()?;    // a missing or mistyped param names its path
+//!         Ok(Pager { service: p.service })
+//!     }
+//! }
+//!
+//! let mut registry = Registry::default();
+//! registry.register_channel::<Pager>("pager")?.alias("pagerduty", "pager")?;
+//! // A type is registered once; `replace` says a replacement is meant.
+//! assert!(registry.register_channel::<Pager>("Pager").is_err());
+//!
+//! let config = Config::from_json(r#"{"instances": [{"name": "p", "type": "PagerDuty",
+//!     "params": {"service": "ops"}}]}"#)?;
+//! let notifier = Notifier::from_config_with(&config, registry, Http::new())?;
+//! assert_eq!(notifier.channel("p").unwrap().kind(), "pager");
+//!
+//! let mut registry = Registry::default();
+//! registry.register_channel::<Pager>("pager")?;
+//! let bad = Config::from_json(r#"{"instances": [{"name": "p", "type": "pager", "params": {"srvice": "ops"}}]}"#)?;
+//! let e = Notifier::from_config_with(&bad, registry, Http::new()).unwrap_err();
+//! assert_eq!((e.instance(), e.field()), (Some("p"), Some("params.srvice")));
+//! # Ok::<(), alertkit::Error>(())
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use crate::channel::AlertChannel;
+use crate::config::{InstanceConfig, path_error};
+use crate::error::{Error, ErrorKind, Result};
+use crate::http::Http;
+use crate::template::{TemplateOverrides, Templates};
+
+/// What a factory gets to build one instance.
+#[derive(Debug)]
+pub struct BuildContext<'a> {
+    name: &'a str,
+    kind: &'a str,
+    params: &'a serde_json::Map<String, serde_json::Value>,
+    http: &'a Http,
+    templates: Templates,
+}
+
+impl<'a> BuildContext<'a> {
+    /// A context for building an instance outside a [`Notifier`](crate::Notifier)
+    /// (tests, hosts wiring channels by hand).
+    pub fn new(
+        name: &'a str,
+        kind: &'a str,
+        params: &'a serde_json::Map<String, serde_json::Value>,
+        http: &'a Http,
+        templates: Templates,
+    ) -> Self {
+        BuildContext {
+            name,
+            kind,
+            params,
+            http,
+            templates,
+        }
+    }
+
+    /// The instance name.
+    pub fn name(&self) -> &str {
+        self.name
+    }
+
+    /// The canonical type name the instance was registered under.
+    pub fn kind(&self) -> &str {
+        self.kind
+    }
+
+    /// The raw params.
+    pub fn raw_params(&self) -> &serde_json::Map<String, serde_json::Value> {
+        self.params
+    }
+
+    /// The shared HTTP client and caches.
+    pub fn http(&self) -> &Http {
+        self.http
+    }
+
+    /// The instance's compiled templates.
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
+    /// Deserializes the params into the channel's config struct. An unknown,
+    /// missing or mistyped param is an [`ErrorKind::InvalidConfig`] error whose
+    /// field is the param's path (`params.at_mobiles[2]`). Declare the struct
+    /// with `#[serde(deny_unknown_fields)]` so typos are caught.
+    pub fn params<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_path_to_error::deserialize(self.params).map_err(|e| path_error("params", e))
+    }
+}
+
+/// Builds a channel from an instance's params. Any
+/// `Fn(&BuildContext<'_>) -> Result<Arc<dyn AlertChannel>>` is one (for a
+/// factory that holds state); a channel type that implements [`FromParams`]
+/// needs none (see [`Registry::register_channel`]).
+pub trait ChannelFactory: Send + Sync + 'static {
+    /// Validates the params and builds the channel. Nothing may be sent here.
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn AlertChannel>>;
+}
+
+impl<F> ChannelFactory for F
+where
+    F: Fn(&BuildContext<'_>) -> Result<Arc<dyn AlertChannel>> + Send + Sync + 'static,
+{
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn AlertChannel>> {
+        self(ctx)
+    }
+}
+
+/// A channel type built from an instance's params, for
+/// [`Registry::register_channel`] (see the [module docs](self) for a whole
+/// channel).
+///
+/// ```
+/// # use alertkit::{Alert, AlertChannel, BuildContext, FromParams, Receipt, async_trait};
+/// # #[derive(Debug)] struct Pager { client: reqwest::Client, service: String }
+/// # #[async_trait] impl AlertChannel for Pager {
+/// #     async fn send(&self, _: &Alert) -> alertkit::Result<Receipt> { Ok(Receipt::new()) }
+/// # }
+/// impl FromParams for Pager {
+///     fn from_params(ctx: &BuildContext<'_>) -> alertkit::Result<Self> {
+///         #[derive(serde::Deserialize)]
+///         #[serde(deny_unknown_fields)]
+///         struct Params { service: String }
+///         let p: Params = ctx.params()?;
+///         // The shared client (connection pool, the host's proxy and TLS settings).
+///         Ok(Pager { client: ctx.http().client().clone(), service: p.service })
+///     }
+/// }
+/// ```
+pub trait FromParams: AlertChannel + Sized {
+    /// Validates the params (read them with [`BuildContext::params`]) and
+    /// builds the channel. Nothing may be sent here.
+    fn from_params(ctx: &BuildContext<'_>) -> Result<Self>;
+}
+
+/// Maps a type name to a channel factory.
+///
+/// [`Registry::default`] holds the built-in channels of the enabled
+/// features (with Dinky's type names as aliases); a third-party crate adds
+/// its own with [`register_channel`](Registry::register_channel) or
+/// [`register`](Registry::register). Names match case-insensitively. A
+/// name is registered once: registering it again is an error unless
+/// [`replace`](Registry::replace) says so.
+///
+/// ```
+/// use std::sync::Arc;
+/// use alertkit::{AlertChannel, BuildContext, ErrorKind, Registry};
+/// use alertkit::testkit::RecordingChannel;
+///
+/// let mut registry = Registry::default();
+/// // A factory that holds state: a closure.
+/// let shared = RecordingChannel::new();
+/// registry.register("pager", move |_ctx: &BuildContext<'_>| {
+///     Ok(Arc::new(shared.clone()) as Arc<dyn AlertChannel>)
+/// })?;
+/// assert!(registry.kinds().contains(&"pager"));
+///
+/// let e = registry.register_channel::<RecordingChannel>("DingTalk").unwrap_err();
+/// assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+/// registry.replace("dingtalk", |_ctx: &BuildContext<'_>| {
+///     Ok(Arc::new(RecordingChannel::new()) as Arc<dyn AlertChannel>)
+/// });
+/// assert!(registry.alias("pd", "pagerduty").is_err());   // no such type
+/// # Ok::<(), alertkit::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Registry {
+    /// lower-cased type name → (the name as registered, factory)
+    kinds: HashMap<String, (String, Arc<dyn ChannelFactory>)>,
+    /// lower-cased alias → lower-cased type name
+    aliases: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("kinds", &self.kinds())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// A registry with no channel types.
+    pub fn empty() -> Self {
+        Registry {
+            kinds: HashMap::new(),
+            aliases: HashMap::new(),
+        }
+    }
+
+    /// Registers the type `kind`, built by `factory`. An
+    /// [`ErrorKind::InvalidConfig`] error if the name is empty or already
+    /// a type or an alias (use [`replace`](Registry::replace) to replace one).
+    pub fn register(&mut self, kind: &str, factory: impl ChannelFactory) -> Result<&mut Self> {
+        let key = kind.to_ascii_lowercase();
+        if kind.trim().is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                "a channel type name cannot be empty",
+            ));
+        }
+        if let Some(taken) = self.taken(&key) {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "channel type {kind:?} is already registered ({taken}); use Registry::replace to replace it"
+                ),
+            ));
+        }
+        self.kinds.insert(key, (kind.to_owned(), Arc::new(factory)));
+        Ok(self)
+    }
+
+    /// Registers the type `kind`, built by [`C::from_params`](FromParams::from_params);
+    /// the same rules as [`register`](Registry::register).
+    ///
+    /// ```
+    /// use alertkit::Registry;
+    /// use alertkit::testkit::RecordingChannel;
+    ///
+    /// let mut registry = Registry::empty();
+    /// registry.register_channel::<RecordingChannel>("memory")?.alias("mem", "memory")?;
+    /// assert_eq!(registry.kinds(), ["memory"]);
+    /// assert!(registry.contains("MEM"));
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
+    pub fn register_channel<C: FromParams>(&mut self, kind: &str) -> Result<&mut Self> {
+        self.register(kind, factory_of::<C>)
+    }
+
+    /// Registers the type `kind`, replacing the type or alias of that name
+    /// if there is one (an alias of that name stops being one; other
+    /// aliases of a replaced type now name the new one).
+    pub fn replace(&mut self, kind: &str, factory: impl ChannelFactory) -> &mut Self {
+        let key = kind.to_ascii_lowercase();
+        self.aliases.remove(&key);
+        self.kinds.insert(key, (kind.to_owned(), Arc::new(factory)));
+        self
+    }
+
+    /// Makes `alias` another name of the registered type (or alias) `kind`.
+    /// An [`ErrorKind::InvalidConfig`] error if `kind` is unknown or
+    /// `alias` already names another type; naming the same one again is fine.
+    pub fn alias(&mut self, alias: &str, kind: &str) -> Result<&mut Self> {
+        let kind_key = kind.to_ascii_lowercase();
+        let Some(target) = self.resolve(&kind_key) else {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "cannot alias {alias:?} to unknown channel type {kind:?}; known: {}",
+                    self.kinds().join(", ")
+                ),
+            ));
+        };
+        let target = target.to_owned();
+        let key = alias.to_ascii_lowercase();
+        if alias.trim().is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                "a channel type alias cannot be empty",
+            ));
+        }
+        match self.resolve(&key) {
+            Some(t) if t == target => Ok(self),
+            Some(_) => Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "{alias:?} already names channel type {:?}",
+                    self.taken(&key).unwrap_or_default()
+                ),
+            )),
+            None => {
+                self.aliases.insert(key, target);
+                Ok(self)
+            }
+        }
+    }
+
+    /// Whether `kind` names a registered type or alias (case-insensitively).
+    pub fn contains(&self, kind: &str) -> bool {
+        self.resolve(&kind.to_ascii_lowercase()).is_some()
+    }
+
+    /// The type names as registered (no aliases), sorted.
+    pub fn kinds(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.kinds.values().map(|(k, _)| k.as_str()).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The lower-cased type name `key` (a type or an alias) stands for.
+    fn resolve<'s>(&'s self, key: &'s str) -> Option<&'s str> {
+        if self.kinds.contains_key(key) {
+            return Some(key);
+        }
+        self.aliases.get(key).map(String::as_str)
+    }
+
+    /// What a lower-cased name already is: the type's name as registered
+    /// (for an alias, the type it names).
+    fn taken(&self, key: &str) -> Option<String> {
+        let kind = self.resolve(key)?;
+        let name = &self.kinds.get(kind)?.0;
+        Some(if kind == key {
+            format!("type {name:?}")
+        } else {
+            format!("an alias of {name:?}")
+        })
+    }
+
+    /// A built-in type and its aliases (no name can be taken yet).
+    pub(crate) fn builtin(
+        &mut self,
+        kind: &str,
+        aliases: &[&str],
+        factory: impl Fn(&BuildContext<'_>) -> Result<Arc<dyn AlertChannel>> + Send + Sync + 'static,
+    ) {
+        let key = kind.to_ascii_lowercase();
+        for alias in aliases {
+            self.aliases.insert(alias.to_ascii_lowercase(), key.clone());
+        }
+        self.replace(kind, factory);
+    }
+
+    /// Builds one instance with `templates` (group overrides already merged).
+    pub(crate) fn build(
+        &self,
+        cfg: &InstanceConfig,
+        http: &Http,
+        group_templates: &TemplateOverrides,
+    ) -> Result<Arc<dyn AlertChannel>> {
+        let err = |e: Error| e.with_instance(cfg.name.clone());
+        if cfg.name.trim().is_empty() {
+            return Err(Error::config("name", "instance name is empty"));
+        }
+        let (kind, factory) = self
+            .resolve(&cfg.kind.to_ascii_lowercase())
+            .and_then(|key| self.kinds.get(key))
+            .ok_or_else(|| {
+                err(Error::config(
+                    "type",
+                    format!(
+                        "unknown channel type {:?}; known: {}",
+                        cfg.kind,
+                        self.kinds().join(", ")
+                    ),
+                ))
+            })?;
+        if cfg.timeout_ms == Some(0) {
+            return Err(err(Error::config("timeout_ms", "must be at least 1")));
+        }
+        cfg.policy.validate().map_err(err)?;
+        let merged = cfg.templates.or(group_templates);
+        let templates = Templates::with_overrides(&merged).map_err(err)?;
+        let ctx = BuildContext::new(&cfg.name, kind, &cfg.params, http, templates);
+        let secrets = crate::secrets::secrets_of(cfg);
+        let scrub = |e: Error| {
+            let list: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            e.map_message(|m| crate::http::scrub(m, &list))
+        };
+        let channel = factory.build(&ctx).map_err(|e| {
+            // A factory's errors are config errors by definition: nothing was sent.
+            let e = if e.kind() == ErrorKind::Template {
+                e
+            } else {
+                e.with_retryable(false)
+            };
+            err(scrub(e))
+        })?;
+        Ok(crate::secrets::Scrubbed::wrap(channel, secrets))
+    }
+}
+
+/// The factory of a [`FromParams`] channel type.
+fn factory_of<C: FromParams>(ctx: &BuildContext<'_>) -> Result<Arc<dyn AlertChannel>> {
+    Ok(Arc::new(C::from_params(ctx)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct P {
+        webhook: String,
+        #[serde(default)]
+        at_mobiles: Vec<String>,
+    }
+
+    fn ctx_err(params: serde_json::Value) -> Error {
+        let map = params.as_object().unwrap().clone();
+        let http = Http::new();
+        let ctx = BuildContext::new("ops", "x", &map, &http, Templates::default());
+        ctx.params::<P>().unwrap_err()
+    }
+
+    #[test]
+    fn param_errors_name_the_field() {
+        let e = ctx_err(serde_json::json!({}));
+        assert_eq!(e.field(), Some("params.webhook"), "{e}");
+        assert!(e.message().contains("missing field"), "{e}");
+        let e = ctx_err(serde_json::json!({"webhook": "x", "wehbook": "y"}));
+        assert_eq!(e.field(), Some("params.wehbook"), "{e}");
+        let e = ctx_err(serde_json::json!({"webhook": "x", "at_mobiles": ["1", 2]}));
+        assert_eq!(e.field(), Some("params.at_mobiles[1]"), "{e}");
+        let e = ctx_err(serde_json::json!({"webhook": 5}));
+        assert_eq!(e.field(), Some("params.webhook"), "{e}");
+    }
+
+    #[derive(Debug)]
+    struct Nothing;
+
+    #[async_trait::async_trait]
+    impl AlertChannel for Nothing {
+        async fn send(&self, _: &crate::Alert) -> Result<crate::Receipt> {
+            Ok(crate::Receipt::new())
+        }
+    }
+
+    fn memory(_: &BuildContext<'_>) -> Result<Arc<dyn AlertChannel>> {
+        Ok(Arc::new(Nothing))
+    }
+
+    #[test]
+    fn names_are_registered_once_and_aliases_need_a_type() {
+        let mut r = Registry::empty();
+        r.register("Pager", memory).unwrap();
+        let e = r.register("pager", memory).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+        assert!(e.message().contains("already registered"), "{e}");
+        r.alias("pd", "PAGER")
+            .unwrap()
+            .alias("PD", "pager")
+            .unwrap();
+        r.alias("pd2", "pd").unwrap();
+        assert!(r.register("pd", memory).is_err());
+        assert!(r.alias("x", "nope").is_err());
+        assert!(r.alias("", "pager").is_err());
+        assert!(r.register(" ", memory).is_err());
+        r.register("other", memory).unwrap();
+        assert!(r.alias("pd", "other").is_err());
+        assert!(r.alias("other", "pager").is_err());
+        assert_eq!(r.kinds(), ["Pager", "other"]);
+        // Replacing a type keeps its aliases; replacing an alias makes it a type.
+        r.replace("pager", memory);
+        assert!(r.contains("pd2"));
+        r.replace("pd", memory);
+        assert_eq!(r.kinds(), ["other", "pager", "pd"]);
+        assert!(r.contains("pd2"));
+    }
+}
