@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::alert::Alert;
 use crate::channel::{AlertChannel, Preview};
@@ -20,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::group::{AlertGroup, Delivery, DispatchReport, Member};
 use crate::http::Http;
 use crate::outbox::{Entry, Hold, Outbox, OutboxOptions, OutboxStore, Ticket};
-use crate::policy::{Claim, Limiter, MemoryState, SharedState};
+use crate::policy::{Claim, Limiter, MemoryState, SharedState, Stack};
 
 struct Instance {
     config: InstanceConfig,
@@ -104,6 +105,7 @@ pub struct Notifier {
     write: Mutex<()>,
     inflight: Arc<InFlight>,
     outbox: std::sync::OnceLock<Arc<Outbox>>,
+    stack: Stack,
 }
 
 /// Dispatches in progress, for [`Notifier::shutdown`] and for naming what a
@@ -235,7 +237,63 @@ impl Notifier {
             write: Mutex::new(()),
             inflight: Arc::default(),
             outbox: std::sync::OnceLock::new(),
+            stack: Stack::default(),
         }
+    }
+
+    /// Sets the layers around every instance this notifier builds (call it
+    /// before [`apply`](Notifier::apply)): the host's own decorators and
+    /// the built-in retry and rate limit, in the order the [`Stack`] lists
+    /// them. The default is [`Stack::default`].
+    pub fn layers(mut self, stack: Stack) -> Self {
+        self.stack = stack;
+        self
+    }
+
+    /// Reports as a channel, for a sink that writes them somewhere slow (a
+    /// database) without holding up any dispatch: every report (dispatch,
+    /// outbox attempt, test send) with its alert is offered to a queue of
+    /// `capacity`; when the sink falls that far behind, the report is not
+    /// queued for it (logged, and counted in
+    /// `alertkit_reports_dropped_total` with feature `metrics`) and the
+    /// dispatch goes on. Several sinks can be opened.
+    ///
+    /// ```
+    /// use alertkit::{Alert, Config, Http, Notifier};
+    /// use alertkit::testkit::recording_registry;
+    ///
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    ///                                    "groups": [{"name": "g", "instances": ["ops"]}]}"#).unwrap();
+    /// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    /// let mut reports = notifier.report_sink(1024);
+    /// let writer = tokio::spawn(async move {
+    ///     let mut rows = Vec::new();
+    ///     while let Some((alert, report)) = reports.recv().await {
+    ///         rows.push(format!("{} {} {}", report.group, alert.title, report.status.as_str()));
+    ///     }
+    ///     rows // `INSERT INTO alert_history ...` in a real host
+    /// });
+    /// notifier.dispatch("g", &Alert::new("disk full")).await.unwrap();
+    /// drop(notifier); // closes the sink
+    /// assert_eq!(writer.await.unwrap(), ["g disk full delivered"]);
+    /// # });
+    /// ```
+    pub fn report_sink(
+        &self,
+        capacity: usize,
+    ) -> tokio::sync::mpsc::Receiver<(Alert, DispatchReport)> {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        self.on_dispatch(move |alert, report| {
+            if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) =
+                tx.try_send((alert.clone(), report.clone()))
+            {
+                #[cfg(feature = "metrics")]
+                metrics::counter!("alertkit_reports_dropped_total").increment(1);
+                tracing::warn!(group = %report.group, title = %alert.title, "report sink full: this report was not queued for it");
+            }
+        });
+        rx
     }
 
     /// Calls `hook` with the alert and report of every dispatch (after it
@@ -330,7 +388,9 @@ impl Notifier {
         let raw = self
             .registry
             .build(&config, &self.http, &Default::default())?;
-        let channel = config.policy.apply(raw.clone(), &self.limiter);
+        let channel = self
+            .stack
+            .apply(raw.clone(), &config, &config.policy, &self.limiter);
         Ok(Arc::new(Instance {
             config,
             raw,
@@ -353,7 +413,11 @@ impl Notifier {
                     let ch = self
                         .registry
                         .build(&inst.config, &self.http, &config.templates)?;
-                    own.insert(name.clone(), inst.config.policy.apply(ch, &self.limiter));
+                    own.insert(
+                        name.clone(),
+                        self.stack
+                            .apply(ch, &inst.config, &inst.config.policy, &self.limiter),
+                    );
                 }
             }
         }
@@ -684,6 +748,19 @@ impl Notifier {
     /// `repeat_interval` suppresses the alert, nothing is stored and the
     /// ticket says so.
     pub async fn enqueue(&self, group: &str, alert: &Alert) -> Result<Ticket> {
+        let span =
+            tracing::info_span!("alertkit.outbox.enqueue", group, id = tracing::field::Empty);
+        self.enqueue_inner(group, alert, &span)
+            .instrument(span.clone())
+            .await
+    }
+
+    async fn enqueue_inner(
+        &self,
+        group: &str,
+        alert: &Alert,
+        span: &tracing::Span,
+    ) -> Result<Ticket> {
         if self.inflight.closed.load(Ordering::SeqCst) {
             return Err(shut_down());
         }
@@ -691,6 +768,7 @@ impl Notifier {
         let g = self.group(group).ok_or_else(|| unknown_group(group))?;
         let now = Utc::now();
         let mut entry = Entry::new(group, alert.clone(), now);
+        span.record("id", entry.id.as_str());
         if let Some((interval, state)) = g.dedup() {
             let key = format!("dedup:{}:{}", g.name(), alert.fingerprint());
             match state.claim(&key, alert.state.as_str(), now, interval).await {
@@ -834,7 +912,8 @@ impl Notifier {
             .ok_or_else(|| unknown_instance(instance))?;
         let channel = match (options.retry, options.rate_limit) {
             (true, true) => inst.channel.clone(),
-            (false, false) => inst.raw.clone(),
+            // The host's layers stay (a tenant filter, metrics); only the
+            // built-in policies are left out.
             (retry, rate_limit) => {
                 let mut policy = inst.config.policy.clone();
                 if !retry {
@@ -843,7 +922,8 @@ impl Notifier {
                 if !rate_limit {
                     policy.rate_limit = crate::policy::Toggle::Off;
                 }
-                policy.apply(inst.raw.clone(), &self.limiter)
+                self.stack
+                    .apply(inst.raw.clone(), &inst.config, &policy, &self.limiter)
             }
         };
         let member = Member::new(instance, channel);

@@ -351,3 +351,143 @@ fn the_registry_keeps_its_old_paths() {
     });
     assert!(alertkit::Registry::default().contains("WeChat"));
 }
+
+/// A channel that fails (retryably) `fails` times, then delivers.
+#[derive(Debug)]
+struct Flaky {
+    fails: std::sync::atomic::AtomicUsize,
+}
+
+#[alertkit::async_trait]
+impl alertkit::AlertChannel for Flaky {
+    async fn send(&self, _: &Alert) -> alertkit::Result<alertkit::Receipt> {
+        let left = self.fails.load(std::sync::atomic::Ordering::SeqCst);
+        if left > 0 {
+            self.fails
+                .store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            return Err(alertkit::Error::new(
+                ErrorKind::Transport,
+                "connection reset",
+            ));
+        }
+        Ok(alertkit::Receipt::new())
+    }
+}
+
+/// Counts the calls it sees; refuses alerts of another tenant.
+#[derive(Debug)]
+struct Host {
+    inner: std::sync::Arc<dyn alertkit::AlertChannel>,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tenant: String,
+}
+
+#[alertkit::async_trait]
+impl alertkit::AlertChannel for Host {
+    async fn send(&self, alert: &Alert) -> alertkit::Result<alertkit::Receipt> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if alert.labels.get("tenant") != Some(&self.tenant) {
+            return Err(alertkit::Error::new(
+                ErrorKind::InvalidRecipient,
+                "another tenant's alert",
+            )
+            .with_retryable(false));
+        }
+        self.inner.send(alert).await
+    }
+}
+
+/// Issue 19: host middleware wraps every member in the order the host
+/// chooses, the built-in retry and rate limit being layers too.
+#[tokio::test]
+async fn host_layers_compose_with_the_builtin_policies_in_the_order_given() {
+    use alertkit::policy::Stack;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let run = |outside: bool| async move {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let layer = move |inner: Arc<dyn alertkit::AlertChannel>, i: &alertkit::InstanceConfig| {
+            Arc::new(Host {
+                inner,
+                calls: c.clone(),
+                tenant: i.params["tenant"].as_str().unwrap().to_owned(),
+            }) as Arc<dyn alertkit::AlertChannel>
+        };
+        let stack = if outside {
+            Stack::default().layer(layer)
+        } else {
+            Stack::new().rate_limit().layer(layer).retry()
+        };
+        let mut registry = alertkit::Registry::default();
+        registry
+            .register("flaky", |_: &alertkit::BuildContext<'_>| {
+                Ok(Arc::new(Flaky {
+                    fails: AtomicUsize::new(2),
+                }) as Arc<dyn alertkit::AlertChannel>)
+            })
+            .unwrap();
+        let n = Notifier::new(registry, Http::new()).layers(stack);
+        n.apply(
+            &Config::from_json(
+                r#"{"instances": [{"name": "a", "type": "flaky", "params": {"tenant": "a"},
+                    "policy": {"retry": {"max_attempts": 4, "min_delay_ms": 1, "max_delay_ms": 2}}}],
+                    "groups": [{"name": "g", "instances": ["a"]}]}"#,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let ok = n
+            .dispatch("g", &Alert::new("x").label("tenant", "a"))
+            .await
+            .unwrap();
+        let other = n
+            .dispatch("g", &Alert::new("y").label("tenant", "b"))
+            .await
+            .unwrap();
+        (ok, other, calls.load(Ordering::SeqCst))
+    };
+    // Outside the retry: one call per dispatch.
+    let (ok, other, calls) = run(true).await;
+    assert_eq!(ok.status, GroupStatus::Delivered);
+    assert_eq!(ok.deliveries[0].attempts, 3);
+    assert_eq!(
+        other.deliveries[0].error.as_ref().unwrap().kind(),
+        ErrorKind::InvalidRecipient
+    );
+    assert_eq!(calls, 2);
+    // Inside: it sees every attempt.
+    let (ok, _, calls) = run(false).await;
+    assert_eq!(ok.status, GroupStatus::Delivered);
+    assert_eq!(calls, 3 + 1);
+}
+
+/// Issue 19: an async sink gets every report without holding up dispatch;
+/// a sink that falls behind loses reports for itself only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_sink_gets_reports_without_blocking_dispatch() {
+    let config = Config::from_json(
+        r#"{"instances": [{"name": "ops", "type": "recording"}],
+            "groups": [{"name": "g", "instances": ["ops"]}]}"#,
+    )
+    .unwrap();
+    let n = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    let mut slow = n.report_sink(2); // never read until the end
+    let mut fast = n.report_sink(100);
+    let started = std::time::Instant::now();
+    for i in 0..10 {
+        n.dispatch("g", &Alert::new(format!("a{i}"))).await.unwrap();
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let mut got = Vec::new();
+    while let Ok((alert, report)) = fast.try_recv() {
+        assert_eq!(report.status, GroupStatus::Delivered);
+        got.push(alert.title);
+    }
+    assert_eq!(got.len(), 10);
+    let mut slow_got = 0;
+    while slow.try_recv().is_ok() {
+        slow_got += 1;
+    }
+    assert_eq!(slow_got, 2, "a full sink takes no more");
+}

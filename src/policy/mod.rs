@@ -15,6 +15,7 @@
 //! Rate-limit windows and dedup records live in a [`SharedState`]: in
 //! memory by default, or shared by several processes (Redis, feature `redis`).
 
+mod layer;
 mod rate_limit;
 #[cfg(feature = "redis")]
 mod redis_state;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use layer::{Layer, Stack};
 pub use rate_limit::{Limiter, RateLimitPolicy, RateLimited, RateSpec, digest};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
