@@ -707,3 +707,52 @@ async fn a_replica_killed_on_redis_streams_loses_nothing_and_sends_once() {
     let _ = b.wait().await;
     assert_each_once(&f, N);
 }
+
+/// The host's lifecycle: the runtime the worker ran on shuts down with a
+/// delivery in flight (a sync host's `block_on`, a test runtime); the next
+/// enqueue on another runtime starts the worker again, and the entry that
+/// was in flight is delivered too, once (its key makes the copy a duplicate).
+#[test]
+fn the_worker_starts_again_when_its_runtime_is_gone() {
+    let servers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let f = servers.block_on(Fakes::start());
+    let policy = json!({"retry": false, "rate_limit": false});
+    let mut config = f.config(&policy);
+    config["groups"][0]["instances"] = json!(["ding"]);
+    let n = notifier(&config, Http::new());
+    let dir = temp_dir("outbox-runtime");
+    let first = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    first.block_on(async {
+        n.start_outbox(
+            Arc::new(Journal::open(&dir).unwrap()),
+            OutboxOptions::default().poll(Duration::from_millis(50)),
+        )
+        .unwrap();
+        // Posted, but the answer comes after the runtime is gone.
+        f.ding.push_fault(Fault::Delay(Duration::from_secs(3)));
+        n.enqueue("g", &Alert::new("outbox-0001")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    });
+    drop(first);
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    second.block_on(async {
+        n.enqueue("g", &Alert::new("outbox-0002")).await.unwrap();
+        drained(&n, Duration::from_secs(10)).await;
+    });
+    let (per, dups) = &f.counts()["ding"];
+    assert_eq!(per.get("outbox-0001"), Some(&1), "{per:?}");
+    assert_eq!(per.get("outbox-0002"), Some(&1), "{per:?}");
+    assert_eq!(*dups, 1, "the redelivery reached the robot as a copy");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -500,4 +500,21 @@ impl OutboxStore for Journal {
     async fn purge(&self, id: &str) -> Result<bool> {
         self.run(Op::Purge(id.to_owned())).await
     }
+
+    async fn release_claims(&self) -> Result<()> {
+        let db = self.inner.db.clone();
+        let stored = tokio::task::spawn_blocking(move || load(&db, ENTRIES, usize::MAX))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Internal, "journal read failed").with_source(e))??;
+        let mut mem = self.mem();
+        let claimed = std::mem::take(&mut mem.claimed);
+        // As stored (with members' progress), oldest first, ahead of the
+        // entries nobody had claimed yet.
+        for e in stored.into_iter().rev() {
+            if claimed.contains(&e.id) {
+                mem.unclaimed.push_front(e);
+            }
+        }
+        Ok(())
+    }
 }

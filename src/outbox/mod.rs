@@ -249,6 +249,14 @@ pub trait OutboxStore: Send + Sync + Debug + 'static {
 
     /// Deletes a dead letter; `false` if there is none with this id.
     async fn purge(&self, id: &str) -> Result<bool>;
+
+    /// Makes every entry this process holds claimable again: the worker
+    /// that held them stopped (its runtime shut down) and a new one starts.
+    /// The default does nothing: right for a store whose holds lapse on
+    /// their own (the Redis Streams store's, after `claim_after`).
+    async fn release_claims(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// How the outbox delivers.
@@ -335,6 +343,9 @@ pub(crate) struct Outbox {
     /// Entries being delivered right now.
     busy: AtomicUsize,
     idle: tokio::sync::Notify,
+    notifier: Weak<Notifier>,
+    /// The worker, to start again when its runtime is gone.
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Outbox {
@@ -351,6 +362,10 @@ impl Outbox {
             )
             .with_retryable(false)
         })?;
+        let mut options = options;
+        options.concurrency = options.concurrency.max(1);
+        options.max_attempts = options.max_attempts.max(1);
+        options.poll = options.poll.max(Duration::from_millis(10));
         let ob = Arc::new(Outbox {
             store,
             options,
@@ -358,13 +373,27 @@ impl Outbox {
             closed: AtomicBool::new(false),
             busy: AtomicUsize::new(0),
             idle: tokio::sync::Notify::new(),
+            notifier: notifier.clone(),
+            task: std::sync::Mutex::new(None),
         });
-        rt.spawn(run(notifier, ob.clone()));
+        let task = rt.spawn(run(notifier, ob.clone(), false));
+        *ob.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         Ok(ob)
     }
 
-    /// A new entry is in the store.
-    pub(crate) fn wake(&self) {
+    /// A new entry is in the store: wakes the worker, starting it again on
+    /// the caller's runtime if the one it ran on is gone (a sync host's
+    /// `block_on`, a test runtime).
+    pub(crate) fn wake(self: &Arc<Self>) {
+        if !self.closed.load(Ordering::SeqCst) {
+            let mut task = self.task.lock().unwrap_or_else(|e| e.into_inner());
+            if task.as_ref().is_none_or(|t| t.is_finished())
+                && let Ok(rt) = tokio::runtime::Handle::try_current()
+            {
+                tracing::warn!("outbox: the worker's runtime is gone; starting it on this one");
+                *task = Some(rt.spawn(run(self.notifier.clone(), self.clone(), true)));
+            }
+        }
         self.wake.notify_one();
     }
 
@@ -390,7 +419,7 @@ impl Outbox {
 
     /// Moves a dead letter back to pending, its failed members to be tried
     /// again (delivered ones are not sent again).
-    pub(crate) async fn revive(&self, id: &str) -> Result<bool> {
+    pub(crate) async fn revive(self: &Arc<Self>, id: &str) -> Result<bool> {
         let dead = self.store.dead_letters(usize::MAX).await?;
         let Some(mut e) = dead.into_iter().find(|e| e.id == id) else {
             return Ok(false);
@@ -439,8 +468,11 @@ impl Ord for Due {
 
 /// The worker: claims entries, delivers them `concurrency` at a time, holds
 /// those waiting for a retry, and says it still holds them.
-async fn run(notifier: Weak<Notifier>, ob: Arc<Outbox>) {
+async fn run(notifier: Weak<Notifier>, ob: Arc<Outbox>, restarted: bool) {
     let o = ob.options.clone();
+    if restarted && let Err(e) = ob.store.release_claims().await {
+        tracing::error!(error = %e, "outbox: cannot take back the entries the stopped worker held");
+    }
     let mut waiting: HashMap<String, Entry> = HashMap::new();
     let mut due: BinaryHeap<Due> = BinaryHeap::new();
     let mut running: tokio::task::JoinSet<(String, Option<Entry>)> = tokio::task::JoinSet::new();
@@ -541,6 +573,18 @@ async fn run(notifier: Weak<Notifier>, ob: Arc<Outbox>) {
     while running.join_next().await.is_some() {}
 }
 
+/// One delivery in progress; counted down however the task ends (a
+/// runtime shutting down drops it).
+struct Busy(Arc<Outbox>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 fn spawn_attempt(
     running: &mut tokio::task::JoinSet<(String, Option<Entry>)>,
     n: Arc<Notifier>,
@@ -548,6 +592,7 @@ fn spawn_attempt(
     e: Entry,
 ) {
     ob.busy.fetch_add(1, Ordering::SeqCst);
+    let busy = Busy(ob.clone());
     let span = tracing::info_span!(
         "alertkit.outbox.deliver",
         id = %e.id,
@@ -560,9 +605,7 @@ fn spawn_attempt(
             let id = e.id.clone();
             let again = attempt(&n, &ob, e).await;
             drop(n);
-            if ob.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
-                ob.idle.notify_waiters();
-            }
+            drop(busy);
             (id, again)
         }
         .instrument(span),
