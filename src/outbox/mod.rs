@@ -6,8 +6,8 @@
 //! only the members not yet delivered are sent again, with the same
 //! platform de-dup keys (see [`idempotency_key`](crate::channel::idempotency_key)).
 //!
-//! Two stores ship: [`Journal`] (embedded, on redb, in a directory the host
-//! names; feature `outbox`, on by default) and [`RedisStreams`] (feature
+//! Two stores ship: `Journal` (embedded, on redb, in a directory the host
+//! names; feature `outbox`, on by default) and `RedisStreams` (feature
 //! `redis`; for hosts running several replicas). Others implement
 //! [`OutboxStore`].
 //!
