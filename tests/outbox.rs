@@ -756,3 +756,67 @@ fn the_worker_starts_again_when_its_runtime_is_gone() {
     assert_eq!(*dups, 1, "the redelivery reached the robot as a copy");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Redis Streams: dead letters (bounded, oldest dropped), retried and
+/// dropped; a full stream refuses `enqueue`.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_streams_dead_letters_and_bounds() {
+    use alertkit::outbox::RedisStreams;
+    let r = redis_server::redis().await;
+    let f = Fakes::start().await;
+    let policy = json!({"retry": false, "rate_limit": false});
+    let n = notifier(&f.config(&policy), Http::new());
+    let store = RedisStreams::connect(&r.url, "dl")
+        .await
+        .unwrap()
+        .max_dead(1);
+    n.start_outbox(Arc::new(store), OutboxOptions::default())
+        .unwrap();
+    for _ in 0..2 {
+        f.ding
+            .push_fault(Fault::errcode(310000, "keywords not in content"));
+    }
+    n.enqueue("g", &Alert::new("outbox-0001")).await.unwrap();
+    drained(&n, Duration::from_secs(10)).await;
+    n.enqueue("g", &Alert::new("outbox-0002")).await.unwrap();
+    drained(&n, Duration::from_secs(10)).await;
+    let dead = n.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1, "bounded to 1, the oldest went: {dead:?}");
+    assert_eq!(dead[0].alert.title, "outbox-0002");
+    assert!(dead[0].members["feishu"].is_delivered());
+    assert!(n.retry_dead_letter(&dead[0].id).await.unwrap());
+    drained(&n, Duration::from_secs(10)).await;
+    assert!(n.dead_letters().await.unwrap().is_empty());
+    let counts = f.counts();
+    for name in ["ding", "wecom", "feishu", "email"] {
+        assert_eq!(
+            counts[name].0.get("outbox-0002"),
+            Some(&1),
+            "{name}: {counts:?}"
+        );
+    }
+    assert_eq!(counts["ding"].0.get("outbox-0001"), None);
+
+    // A full stream: the first entry hangs on the robot, the second waits.
+    let mut config = f.config(&policy);
+    config["groups"][0]["instances"] = json!(["ding"]);
+    let slow = notifier(&config, Http::new());
+    let store = RedisStreams::connect(&r.url, "full")
+        .await
+        .unwrap()
+        .max_entries(2);
+    slow.start_outbox(Arc::new(store), OutboxOptions::default().concurrency(1))
+        .unwrap();
+    for _ in 0..3 {
+        f.ding.push_fault(Fault::Delay(Duration::from_secs(2)));
+    }
+    slow.enqueue("g", &Alert::new("outbox-0010")).await.unwrap();
+    slow.enqueue("g", &Alert::new("outbox-0011")).await.unwrap();
+    let e = slow
+        .enqueue("g", &Alert::new("outbox-0012"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Storage, "{e}");
+    assert!(e.to_string().contains("full"), "{e}");
+}

@@ -50,8 +50,9 @@ return lost
 "#;
 
 /// Finishes an entry (removed, or buried when ARGV[5] is set). KEYS:
-/// stream, bytes counter, entry override, progress, dead hash. ARGV: group,
-/// stream id, size, id, dead entry or ''.
+/// stream, bytes counter, entry override, progress, dead hash, dead index
+/// (scored by burial time). ARGV: group, stream id, size, id, dead entry or
+/// '', max dead letters. The oldest dead letters beyond the bound go.
 const FINISH: &str = r#"
 local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 local deleted = redis.call('XDEL', KEYS[1], ARGV[2])
@@ -60,7 +61,16 @@ if deleted == 1 then
 end
 redis.call('DEL', KEYS[3], KEYS[4])
 if ARGV[5] ~= '' then
+  local t = redis.call('TIME')
   redis.call('HSET', KEYS[5], ARGV[4], ARGV[5])
+  redis.call('ZADD', KEYS[6], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[4])
+  local over = redis.call('ZCARD', KEYS[6]) - tonumber(ARGV[6])
+  if over > 0 then
+    local popped = redis.call('ZPOPMIN', KEYS[6], over)
+    for i = 1, #popped, 2 do
+      redis.call('HDEL', KEYS[5], popped[i])
+    end
+  end
 end
 return deleted
 "#;
@@ -89,6 +99,7 @@ pub struct RedisStreams {
     timeout: Duration,
     max_entries: u64,
     max_bytes: u64,
+    max_dead: u64,
     append: redis::Script,
     keep: redis::Script,
     finish: redis::Script,
@@ -196,6 +207,7 @@ impl RedisStreams {
             timeout: Duration::from_secs(5),
             max_entries: 1_000_000,
             max_bytes: 1 << 30,
+            max_dead: 10_000,
             append: redis::Script::new(APPEND),
             keep: redis::Script::new(KEEP),
             finish: redis::Script::new(FINISH),
@@ -222,6 +234,12 @@ impl RedisStreams {
     /// At most `n` bytes of pending entries (default 1 GiB).
     pub fn max_bytes(mut self, n: u64) -> Self {
         self.max_bytes = n.max(1);
+        self
+    }
+
+    /// At most `n` dead letters; beyond, the oldest are deleted (default 10,000).
+    pub fn max_dead(mut self, n: u64) -> Self {
+        self.max_dead = n;
         self
     }
 
@@ -312,11 +330,13 @@ impl RedisStreams {
             .key(self.key("entry", id))
             .key(self.key("progress", id))
             .key(format!("{}:dead", self.prefix))
+            .key(format!("{}:dead-index", self.prefix))
             .arg(&self.group)
             .arg(&sid)
             .arg(size)
             .arg(id)
-            .arg(dead.unwrap_or_default());
+            .arg(dead.unwrap_or_default())
+            .arg(self.max_dead);
         let _: i64 = self
             .call("finish an entry", inv.invoke_async(&mut conn))
             .await?;
@@ -556,11 +576,16 @@ impl OutboxStore for RedisStreams {
         // Pending first, then out of the dead letters: a failure between
         // the two leaves a copy, never nothing.
         self.append(entry).await?;
-        let _: i64 = self
+        let _: (i64, i64) = self
             .call(
                 "revive",
-                redis::cmd("HDEL")
+                redis::pipe()
+                    .atomic()
+                    .cmd("HDEL")
                     .arg(&dead)
+                    .arg(&entry.id)
+                    .cmd("ZREM")
+                    .arg(format!("{}:dead-index", self.prefix))
                     .arg(&entry.id)
                     .query_async(&mut conn),
             )
@@ -570,11 +595,16 @@ impl OutboxStore for RedisStreams {
 
     async fn purge(&self, id: &str) -> Result<bool> {
         let mut conn = self.conn.clone();
-        let removed: i64 = self
+        let (removed, _): (i64, i64) = self
             .call(
                 "drop a dead letter",
-                redis::cmd("HDEL")
+                redis::pipe()
+                    .atomic()
+                    .cmd("HDEL")
                     .arg(format!("{}:dead", self.prefix))
+                    .arg(id)
+                    .cmd("ZREM")
+                    .arg(format!("{}:dead-index", self.prefix))
                     .arg(id)
                     .query_async(&mut conn),
             )
