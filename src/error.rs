@@ -251,6 +251,13 @@ impl Error {
         self
     }
 
+    /// The same error without an instance name (a typed config's, built
+    /// before it has one).
+    pub(crate) fn without_instance(mut self) -> Self {
+        self.0.instance = None;
+        self
+    }
+
     /// Names the config field or param at fault (kept if already set).
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         if self.0.field.is_none() {

@@ -1,14 +1,14 @@
 //! DingTalk instance params, with Dinky's names as aliases (platforms.md §10).
 
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::params::{one_or_many, port};
 
 use crate::http::ProxyConfig;
 
 /// Which DingTalk API an instance uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// A custom group robot webhook (default).
@@ -21,7 +21,7 @@ pub enum Mode {
 }
 
 /// Message type of robot and conversation sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MsgType {
     /// Markdown (default).

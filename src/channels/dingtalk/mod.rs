@@ -45,6 +45,7 @@ mod conversation;
 mod errors;
 mod robot;
 mod sign;
+mod typed;
 
 #[cfg(test)]
 pub(crate) use errors::{classify_errcode, classify_new_api};
@@ -57,6 +58,10 @@ use serde_json::json;
 
 use config::Params;
 pub use config::{Mode, MsgType};
+pub use typed::{
+    DingTalkApp, DingTalkAppBuilder, DingTalkConversation, DingTalkConversationBuilder,
+    DingTalkRobot, DingTalkRobotBuilder,
+};
 
 use crate::alert::{Alert, Mention};
 use crate::channel::{AlertChannel, Limits, Preview, Rate, Receipt};

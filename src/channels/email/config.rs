@@ -2,10 +2,10 @@
 //! mean the same (§10; `sender` and `user` do not: see `crate::import`).
 
 use secrecy::SecretString;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// How the connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TlsMode {
     /// TLS from the first byte (SMTPS, port 465): the default on port 465.
@@ -21,7 +21,7 @@ pub enum TlsMode {
 }
 
 /// What the message holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EmailFormat {
     /// Plain text and the HTML template (default).

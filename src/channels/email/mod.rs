@@ -54,6 +54,7 @@ mod config;
 mod message;
 mod smtp;
 mod tls;
+mod typed;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -66,6 +67,7 @@ use serde_json::{Value, json};
 
 use config::Params;
 pub use config::{EmailFormat, TlsMode};
+pub use typed::{EmailConfig, EmailConfigBuilder};
 
 use crate::alert::Alert;
 use crate::channel::{AlertChannel, Preview, Receipt};

@@ -1,12 +1,12 @@
 //! Feishu/Lark instance params, with Dinky's `FeiShu` names as aliases (§10).
 
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::http::ProxyConfig;
 
 /// Which Feishu API an instance uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// A custom bot webhook (default).
@@ -17,7 +17,7 @@ pub enum Mode {
 }
 
 /// Message type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MsgType {
     /// A card: header coloured by severity, facts as fields, links as buttons (default).
@@ -33,7 +33,7 @@ pub enum MsgType {
 }
 
 /// Id kinds `receive_ids` may hold in app mode (§11).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReceiveIdType {
     /// Group chats (default).

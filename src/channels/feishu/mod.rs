@@ -43,6 +43,7 @@ mod app;
 mod config;
 mod errors;
 mod sign;
+mod typed;
 
 #[cfg(test)]
 pub(crate) use errors::classify;
@@ -57,6 +58,7 @@ use url::Url;
 
 use config::Params;
 pub use config::{Mode, MsgType, ReceiveIdType};
+pub use typed::{FeishuApp, FeishuAppBuilder, FeishuBot, FeishuBotBuilder};
 
 use crate::alert::{Alert, Mention, Severity};
 use crate::channel::{AlertChannel, Limits, Preview, Rate, Receipt};

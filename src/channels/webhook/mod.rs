@@ -48,6 +48,9 @@ use crate::http::{ProxyConfig, Reply, parse_url, send_json};
 use crate::registry::{BuildContext, Registry};
 use crate::template::JsonTemplate;
 
+mod typed;
+pub use typed::{WebhookConfig, WebhookConfigBuilder};
+
 /// The type name.
 pub const KIND: &str = "webhook";
 

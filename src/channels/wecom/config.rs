@@ -1,12 +1,12 @@
 //! WeCom instance params, with Dinky's `WeChat` names as aliases (§10).
 
 use secrecy::SecretString;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::http::ProxyConfig;
 
 /// Which WeCom API an instance uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Application message (Dinky `sendType: app`).
@@ -17,7 +17,7 @@ pub enum Mode {
 }
 
 /// Message type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MsgType {
     /// Markdown with WeCom's `<font color>` (default).

@@ -43,6 +43,7 @@ mod app;
 mod bot;
 mod config;
 mod errors;
+mod typed;
 
 #[cfg(test)]
 pub(crate) use errors::classify;
@@ -55,6 +56,7 @@ use serde_json::{Map, Value, json};
 
 use config::Params;
 pub use config::{Mode, MsgType};
+pub use typed::{WeComApp, WeComAppBuilder, WeComRobot, WeComRobotBuilder};
 
 use crate::alert::{Alert, Mention};
 use crate::channel::{AlertChannel, Limits, Preview, Rate, Receipt};

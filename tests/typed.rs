@@ -1,0 +1,468 @@
+//! Typed configs (issue 19): for every built-in channel mode, the builder
+//! makes the same instance as the JSON path, that instance sends through
+//! the testkit's fake platform, and an invalid value gives the JSON path's
+//! error (same kind, field and message).
+#![cfg(all(
+    feature = "dingtalk",
+    feature = "wecom",
+    feature = "feishu",
+    feature = "email",
+    feature = "webhook",
+    feature = "testkit"
+))]
+
+use alertkit::policy::PolicyConfig;
+use alertkit::testkit::dingtalk::{FakeDingTalk, RobotSpec};
+use alertkit::testkit::feishu::{BotSpec, FakeFeishu};
+use alertkit::testkit::smtp::FakeSmtp;
+use alertkit::testkit::wecom::FakeWeCom;
+use alertkit::{Alert, Config, Error, ErrorKind, Http, InstanceConfig, Notifier, Receipt};
+use serde_json::{Value, json};
+
+/// Instance `x` of `kind` as `Config::from_value` reads it.
+fn from_json(kind: &str, params: Value) -> InstanceConfig {
+    Config::from_value(json!({"instances": [{"name": "x", "type": kind, "params": params}]}))
+        .unwrap()
+        .instances
+        .remove(0)
+}
+
+/// The error `Notifier::from_config` gives for instance `x` of `kind`.
+fn json_error(kind: &str, params: Value) -> Error {
+    Notifier::from_config(&Config::default().with_instance(from_json(kind, params))).unwrap_err()
+}
+
+/// The typed error is the JSON path's, without the instance name.
+fn assert_same_error(typed: Error, json: Error) {
+    assert!(
+        matches!(typed.kind(), ErrorKind::InvalidConfig | ErrorKind::Template),
+        "{typed}"
+    );
+    assert_eq!(
+        (typed.kind(), typed.field(), typed.message()),
+        (json.kind(), json.field(), json.message()),
+        "typed: {typed}\njson: {json}"
+    );
+    assert_eq!((typed.instance(), json.instance()), (None, Some("x")));
+}
+
+/// Sends through a notifier holding `instance` (no policies).
+async fn send(instance: InstanceConfig) -> alertkit::Result<Receipt> {
+    let n = Notifier::from_config(
+        &Config::default().with_instance(instance.policy(PolicyConfig::off())),
+    )?;
+    n.channel("x").unwrap().send(&alert()).await
+}
+
+/// A link lets WeCom's text card be one.
+fn alert() -> Alert {
+    Alert::new("disk full").link("Flink UI", "https://flink.example/")
+}
+
+#[tokio::test]
+async fn dingtalk_robot() {
+    use alertkit::channels::dingtalk::{DingTalkRobot, MsgType};
+    let fake = FakeDingTalk::start().await;
+    fake.add_robot(
+        "tok",
+        RobotSpec {
+            secret: Some("SECtyped".into()),
+            keywords: vec!["alert".into()],
+        },
+    );
+    let typed = DingTalkRobot::builder()
+        .webhook(fake.webhook("tok"))
+        .secret("SECtyped")
+        .keywords(["alert"])
+        .at_mobiles(["13800000000"])
+        .msg_type(MsgType::Text)
+        .build()
+        .unwrap();
+    assert!(!format!("{typed:?}").contains("SECtyped"));
+    let json = from_json(
+        "dingtalk",
+        json!({"mode": "robot", "webhook": fake.webhook("tok"), "secret": "SECtyped",
+               "keywords": ["alert"], "at_mobiles": ["13800000000"], "msg_type": "text"}),
+    );
+    assert_eq!(typed.clone().into_instance("x"), json);
+    send(typed.clone().into_instance("x")).await.unwrap();
+    typed
+        .channel(&Http::new())
+        .unwrap()
+        .send(&alert())
+        .await
+        .unwrap();
+    let sent = fake.accepted();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].body["msgtype"], "text");
+    assert_eq!(sent[0].body["at"]["atMobiles"], json!(["13800000000"]));
+
+    // A webhook without its token; plain HTTP off loopback.
+    let e = DingTalkRobot::builder()
+        .webhook("https://oapi.dingtalk.com/robot/send")
+        .build()
+        .unwrap_err();
+    assert_same_error(
+        e,
+        json_error(
+            "dingtalk",
+            json!({"mode": "robot", "webhook": "https://oapi.dingtalk.com/robot/send"}),
+        ),
+    );
+    let e = DingTalkRobot::builder()
+        .access_token("t")
+        .base_url("http://dingtalk.example")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), Some("params.base_url"));
+    assert_same_error(
+        e,
+        json_error(
+            "dingtalk",
+            json!({"mode": "robot", "access_token": "t", "base_url": "http://dingtalk.example"}),
+        ),
+    );
+}
+
+#[tokio::test]
+async fn dingtalk_app_and_conversation() {
+    use alertkit::channels::dingtalk::{DingTalkApp, DingTalkConversation};
+    let fake = FakeDingTalk::start().await;
+    fake.add_app("dingapp", "app-secret-value", "dingrobot");
+    let typed = DingTalkApp::builder()
+        .app_key("dingapp")
+        .app_secret("app-secret-value")
+        .robot_code("dingrobot")
+        .user_ids(["u1"])
+        .flow_control_wait(std::time::Duration::from_millis(10))
+        .base_url(fake.uri())
+        .build()
+        .unwrap()
+        .into_instance("x");
+    // Dinky's and DingTalk's names (`client_id`) read as the typed ones.
+    let json = from_json(
+        "dingtalk",
+        json!({"mode": "app", "app_key": "dingapp", "app_secret": "app-secret-value",
+               "robot_code": "dingrobot", "user_ids": ["u1"], "flow_control_wait_ms": 10,
+               "base_url": fake.uri()}),
+    );
+    assert_eq!(typed, json);
+    send(typed).await.unwrap();
+
+    let typed = DingTalkConversation::builder()
+        .app_key("dingapp")
+        .app_secret("app-secret-value")
+        .chat_ids(["chat1"])
+        .base_url(fake.uri())
+        .build()
+        .unwrap()
+        .into_instance("x");
+    let json = from_json(
+        "dingtalk",
+        json!({"mode": "conversation", "app_key": "dingapp", "app_secret": "app-secret-value",
+               "chat_ids": ["chat1"], "base_url": fake.uri()}),
+    );
+    assert_eq!(typed, json);
+    send(typed).await.unwrap();
+    assert_eq!(fake.accepted().len(), 2);
+
+    let e = DingTalkApp::builder()
+        .app_key("k")
+        .app_secret("s")
+        .robot_code("r")
+        .build()
+        .unwrap_err();
+    assert_same_error(
+        e,
+        json_error(
+            "dingtalk",
+            json!({"mode": "app", "app_key": "k", "app_secret": "s", "robot_code": "r"}),
+        ),
+    );
+    let e = DingTalkConversation::builder()
+        .app_key("k")
+        .chat_ids(["c"])
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), Some("params.app_secret"));
+    assert_same_error(
+        e,
+        json_error(
+            "dingtalk",
+            json!({"mode": "conversation", "app_key": "k", "chat_ids": ["c"]}),
+        ),
+    );
+}
+
+#[tokio::test]
+async fn wecom_app_and_robot() {
+    use alertkit::channels::wecom::{MsgType, WeComApp, WeComRobot};
+    let fake = FakeWeCom::start().await;
+    fake.add_app("ww-corp", "corp-secret-value", 1000002);
+    fake.add_recipients(&["zhangsan", "lisi"], &[], &[]);
+    fake.add_bot("bot-key");
+    let typed = WeComApp::builder()
+        .corp_id("ww-corp")
+        .secret("corp-secret-value")
+        .agent_id(1000002)
+        .to_users(["zhangsan", "lisi"])
+        .msg_type(MsgType::Textcard)
+        .base_url(fake.uri())
+        .build()
+        .unwrap()
+        .into_instance("x");
+    let json = from_json(
+        "wecom",
+        json!({"mode": "app", "corp_id": "ww-corp", "secret": "corp-secret-value",
+               "agent_id": 1000002, "to_users": ["zhangsan", "lisi"], "msg_type": "textcard",
+               "base_url": fake.uri()}),
+    );
+    assert_eq!(typed, json);
+    send(typed).await.unwrap();
+
+    let typed = WeComRobot::builder()
+        .webhook(fake.webhook("bot-key"))
+        .mentioned_mobiles(["13800000000"])
+        .msg_type(MsgType::Text)
+        .build()
+        .unwrap()
+        .into_instance("x");
+    let json = from_json(
+        "wecom",
+        json!({"mode": "bot", "webhook": fake.webhook("bot-key"),
+               "mentioned_mobiles": ["13800000000"], "msg_type": "text"}),
+    );
+    assert_eq!(typed, json);
+    send(typed).await.unwrap();
+    let mut kinds: Vec<String> = fake
+        .accepted()
+        .iter()
+        .map(|r| r.body["msgtype"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["text", "textcard"]);
+
+    let e = WeComApp::builder()
+        .corp_id("ww-corp")
+        .secret("s")
+        .to_users(["a"])
+        .build()
+        .unwrap_err();
+    assert_same_error(
+        e,
+        json_error(
+            "wecom",
+            json!({"mode": "app", "corp_id": "ww-corp", "secret": "s", "to_users": ["a"]}),
+        ),
+    );
+    let e = WeComRobot::builder()
+        .key("k")
+        .msg_type(MsgType::Textcard)
+        .build()
+        .unwrap_err();
+    assert_same_error(
+        e,
+        json_error(
+            "wecom",
+            json!({"mode": "bot", "key": "k", "msg_type": "textcard"}),
+        ),
+    );
+}
+
+#[tokio::test]
+async fn feishu_bot_and_app() {
+    use alertkit::channels::feishu::{FeishuApp, FeishuBot, MsgType, ReceiveIdType};
+    let fake = FakeFeishu::start().await;
+    fake.add_bot(
+        "hook-token",
+        BotSpec {
+            secret: Some("bot-secret".into()),
+            keywords: vec!["alert".into()],
+        },
+    );
+    fake.add_app("cli_app", "app-secret-value");
+    fake.add_receiver("open_id", "ou_tom");
+    let typed = FeishuBot::builder()
+        .webhook(fake.webhook("hook-token"))
+        .secret("bot-secret")
+        .keywords(["alert"])
+        .msg_type(MsgType::Post)
+        .build()
+        .unwrap()
+        .into_instance("x");
+    let json = from_json(
+        "feishu",
+        json!({"mode": "bot", "webhook": fake.webhook("hook-token"), "secret": "bot-secret",
+               "keywords": ["alert"], "msg_type": "post"}),
+    );
+    assert_eq!(typed, json);
+    send(typed).await.unwrap();
+
+    let typed = FeishuApp::builder()
+        .app_id("cli_app")
+        .app_secret("app-secret-value")
+        .receive_id_type(ReceiveIdType::OpenId)
+        .receive_ids(["ou_tom"])
+        .base_url(fake.uri())
+        .build()
+        .unwrap()
+        .into_instance("x");
+    let json = from_json(
+        "feishu",
+        json!({"mode": "app", "app_id": "cli_app", "app_secret": "app-secret-value",
+               "receive_id_type": "open_id", "receive_ids": ["ou_tom"], "base_url": fake.uri()}),
+    );
+    assert_eq!(typed, json);
+    send(typed).await.unwrap();
+    let sent = fake.accepted();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].body["msg_type"], "post");
+
+    let e = FeishuBot::builder()
+        .webhook("https://open.feishu.cn/open-apis/bot/v2/hook/")
+        .build()
+        .unwrap_err();
+    assert_same_error(
+        e,
+        json_error(
+            "feishu",
+            json!({"mode": "bot", "webhook": "https://open.feishu.cn/open-apis/bot/v2/hook/"}),
+        ),
+    );
+    let e = FeishuApp::builder()
+        .app_id("cli_app")
+        .app_secret("s")
+        .build()
+        .unwrap_err();
+    assert_same_error(
+        e,
+        json_error(
+            "feishu",
+            json!({"mode": "app", "app_id": "cli_app", "app_secret": "s"}),
+        ),
+    );
+}
+
+#[tokio::test]
+async fn email() {
+    use alertkit::channels::email::{EmailConfig, EmailFormat, TlsMode};
+    let smtp = FakeSmtp::start().await.unwrap();
+    let typed = EmailConfig::builder()
+        .host("127.0.0.1")
+        .port(smtp.port())
+        .tls(TlsMode::None)
+        .from("alerts@example.test")
+        .from_name("告警")
+        .to(["ops@example.test"])
+        .cc(["lead@example.test"])
+        .format(EmailFormat::Text)
+        .build()
+        .unwrap()
+        .into_instance("x");
+    let json = from_json(
+        "email",
+        json!({"host": "127.0.0.1", "port": smtp.port(), "tls": "none",
+               "from": "alerts@example.test", "from_name": "告警", "to": ["ops@example.test"],
+               "cc": ["lead@example.test"], "format": "text"}),
+    );
+    assert_eq!(typed, json);
+    send(typed).await.unwrap();
+    assert_eq!(smtp.messages().len(), 1);
+
+    // Port 0, refused by the same param reader; plain SMTP off loopback.
+    let e = EmailConfig::builder()
+        .host("smtp.example.com")
+        .port(0)
+        .from("a@example.com")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), Some("params.port"));
+    assert_same_error(
+        e,
+        json_error(
+            "email",
+            json!({"host": "smtp.example.com", "port": 0, "from": "a@example.com"}),
+        ),
+    );
+    let e = EmailConfig::builder()
+        .host("smtp.example.com")
+        .tls(TlsMode::None)
+        .from("a@example.com")
+        .build()
+        .unwrap_err();
+    assert_same_error(
+        e,
+        json_error(
+            "email",
+            json!({"host": "smtp.example.com", "tls": "none", "from": "a@example.com"}),
+        ),
+    );
+    // A missing required param names its path as serde does.
+    let e = EmailConfig::builder().host("h").build().unwrap_err();
+    assert_eq!(e.field(), Some("params.from"));
+    assert_same_error(e, json_error("email", json!({"host": "h"})));
+}
+
+#[tokio::test]
+async fn webhook() {
+    use alertkit::channels::webhook::WebhookConfig;
+    use wiremock::matchers::{header, method};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .and(header("x-api-key", "k-123"))
+        .respond_with(ResponseTemplate::new(202).set_body_json(json!({"errcode": 0})))
+        .mount(&server)
+        .await;
+    let url = format!("{}/alerts", server.uri());
+    let typed = WebhookConfig::builder()
+        .url(&url)
+        .method("PUT")
+        .header("x-api-key", "k-123")
+        .body(json!({"text": "{{ title }}"}))
+        .success_status([202])
+        .success_when("/errcode", 0)
+        .build()
+        .unwrap();
+    assert!(!format!("{typed:?}").contains("k-123"));
+    let typed = typed.into_instance("x");
+    let json = from_json(
+        "webhook",
+        json!({"url": url, "method": "PUT", "headers": {"x-api-key": "k-123"},
+               "body": {"text": "{{ title }}"},
+               "success": {"status": [202], "json_pointer": "/errcode", "equals": 0}}),
+    );
+    assert_eq!(typed, json);
+    send(typed).await.unwrap();
+    let got = server.received_requests().await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].body_json::<Value>().unwrap(),
+        json!({"text": "disk full"})
+    );
+
+    let e = WebhookConfig::builder()
+        .url("https://hooks.example.com")
+        .method("DELETE")
+        .build()
+        .unwrap_err();
+    assert_same_error(
+        e,
+        json_error(
+            "webhook",
+            json!({"url": "https://hooks.example.com", "method": "DELETE"}),
+        ),
+    );
+    let e = WebhookConfig::builder()
+        .url("https://hooks.example.com")
+        .body(json!({"text": "{{ title "}))
+        .build()
+        .unwrap_err();
+    assert_same_error(
+        e,
+        json_error(
+            "webhook",
+            json!({"url": "https://hooks.example.com", "body": {"text": "{{ title "}}),
+        ),
+    );
+}
