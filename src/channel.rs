@@ -220,8 +220,35 @@ impl Receipt {
 }
 
 /// The results of one alert sent in several requests (batches of users,
-/// chats, receivers): who got it, who did not, and the overall outcome.
-pub(crate) struct Fanout {
+/// chats, receivers): who got it, who did not, and the overall outcome
+/// (also [`toolkit::Fanout`](crate::toolkit::Fanout)).
+///
+/// Delivered to anyone is `Ok` (partial, naming the others, when some were
+/// refused or a request failed); delivered to no one is the first error.
+///
+/// ```
+/// use alertkit::toolkit::Fanout;
+/// use alertkit::{Error, ErrorKind, Receipt};
+///
+/// let mut out = Fanout::new(Receipt::new());
+/// out.request();
+/// out.delivered(2, Some("msg-1"));
+/// out.rejected(vec!["u3".into()], Some("u3 left the company".into()));
+/// out.request();
+/// out.failed("chat c9", vec!["c9".into()], Error::new(ErrorKind::RateLimited, "too fast"));
+/// let receipt = out.finish()?;
+/// assert!(receipt.is_partial());
+/// assert_eq!(receipt.rejected_recipients, ["u3", "c9"]);
+/// assert_eq!((receipt.message_id.as_deref(), receipt.requests), (Some("msg-1"), 2));
+///
+/// let mut none = Fanout::new(Receipt::new());
+/// none.request();
+/// none.failed("chat c9", vec!["c9".into()], Error::new(ErrorKind::RateLimited, "too fast"));
+/// assert_eq!(none.finish().unwrap_err().kind(), ErrorKind::RateLimited);
+/// # Ok::<(), alertkit::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Fanout {
     receipt: Receipt,
     delivered: usize,
     requests: u32,
@@ -229,7 +256,8 @@ pub(crate) struct Fanout {
 }
 
 impl Fanout {
-    pub(crate) fn new(receipt: Receipt) -> Self {
+    /// Starts from `receipt` (notes made before sending are kept).
+    pub fn new(receipt: Receipt) -> Self {
         Fanout {
             receipt,
             delivered: 0,
@@ -239,12 +267,12 @@ impl Fanout {
     }
 
     /// A request was made.
-    pub(crate) fn request(&mut self) {
+    pub fn request(&mut self) {
         self.requests += 1;
     }
 
     /// `n` recipients accepted it; the first message id is kept.
-    pub(crate) fn delivered(&mut self, n: usize, message_id: Option<&str>) {
+    pub fn delivered(&mut self, n: usize, message_id: Option<&str>) {
         self.delivered += n;
         if let Some(id) = message_id {
             self.receipt.message_id.get_or_insert_with(|| id.to_owned());
@@ -252,22 +280,22 @@ impl Fanout {
     }
 
     /// Recipients the platform refused while accepting others.
-    pub(crate) fn rejected(&mut self, who: Vec<String>, note: Option<String>) {
+    pub fn rejected(&mut self, who: Vec<String>, note: Option<String>) {
         if let Some(n) = note {
             self.receipt.notes.push(n);
         }
         self.receipt.rejected_recipients.extend(who);
     }
 
-    /// A request failed for `who`.
-    pub(crate) fn failed(&mut self, what: &str, who: Vec<String>, e: Error) {
+    /// A request failed for `who` (`what` names it in the receipt's notes).
+    pub fn failed(&mut self, what: &str, who: Vec<String>, e: Error) {
         self.receipt.notes.push(format!("{what} failed: {e}"));
         self.receipt.rejected_recipients.extend(who);
         self.first_error.get_or_insert(e);
     }
 
     /// `Ok` when anyone got it (partial when some did not), else the first error.
-    pub(crate) fn finish(self) -> Result<Receipt> {
+    pub fn finish(self) -> Result<Receipt> {
         if self.delivered > 0 {
             return Ok(self.receipt.with_requests(self.requests));
         }

@@ -169,7 +169,15 @@ fn proxy_of(p: &ProxyConfig) -> Result<reqwest::Proxy> {
 }
 
 /// A token-cache key for `kind`, app id and secret that does not hold the
-/// secret itself (its SHA-256 prefix instead).
+/// secret itself (its SHA-256 prefix instead): instances of one app share a
+/// cache, and a changed secret gets a new one.
+///
+/// ```
+/// use alertkit::toolkit::token_key;
+/// let key = token_key("pager", "app-1", &"app-secret".into());
+/// assert!(key.starts_with("pager|app-1|") && !key.contains("app-secret"));
+/// assert_ne!(key, token_key("pager", "app-1", &"rotated".into()));
+/// ```
 pub fn token_key(kind: &str, app: &str, secret: &SecretString) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(secret.expose_secret().as_bytes());
@@ -682,7 +690,45 @@ pub fn unexpected_reply(reply: &Reply) -> Error {
 }
 
 /// Shared state of one app's access token: the cached value and a lock so
-/// that concurrent sends fetch it once (single flight).
+/// that concurrent sends fetch it once (single flight). A channel gets the
+/// cache of its app from [`Http::token_cache`] with a [`token_key`], so
+/// every instance of that app on one [`Http`] shares it; the token is
+/// refreshed [`TOKEN_MARGIN`] (at most a tenth of its lifetime) before it
+/// expires.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::time::Duration;
+/// use alertkit::secrecy::{ExposeSecret, SecretString};
+/// use alertkit::toolkit::{TokenCache, token_key};
+/// use alertkit::{Error, ErrorKind, Http};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let http = Http::new();
+/// let cache = http.token_cache(&token_key("pager", "app-1", &"app-secret".into()));
+/// let fetches = AtomicU32::new(0);
+/// let fetch = || async {
+///     let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
+///     Ok((SecretString::from(format!("token-{n}")), Duration::from_secs(7200)))
+/// };
+/// assert_eq!(cache.get(fetch).await?.expose_secret(), "token-1");
+/// assert_eq!(cache.get(fetch).await?.expose_secret(), "token-1");   // cached
+///
+/// // The platform says the token expired: dropped, fetched again, the send retried once.
+/// let stale = |e: &Error| e.kind() == ErrorKind::Unauthorized;
+/// let sent = cache
+///     .with_token(fetch, stale, |token| async move {
+///         if token.expose_secret() == "token-1" {
+///             Err(Error::new(ErrorKind::Unauthorized, "access_token expired"))
+///         } else {
+///             Ok(token.expose_secret().to_owned())
+///         }
+///     })
+///     .await?;
+/// assert_eq!((sent.as_str(), fetches.load(Ordering::SeqCst)), ("token-2", 2));
+/// # Ok::<(), Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Default)]
 pub struct TokenCache {
     slot: tokio::sync::Mutex<Option<CachedToken>>,
@@ -702,6 +748,20 @@ impl std::fmt::Debug for TokenCache {
 /// The token and its lifetime from a token answer: `body[token_key]` and
 /// `body[ttl_key]` seconds (7,200 when absent). An answer without a token is
 /// a retryable platform error.
+///
+/// ```
+/// use alertkit::http::Reply;
+/// use alertkit::secrecy::ExposeSecret;
+/// use alertkit::toolkit::token_from;
+///
+/// let reply = Reply::new(reqwest::StatusCode::OK, serde_json::json!({"access_token": "t-1", "expires_in": 7200}));
+/// let (token, ttl) = token_from(&reply, "access_token", "expires_in")?;
+/// assert_eq!((token.expose_secret(), ttl.as_secs()), ("t-1", 7200));
+///
+/// let empty = Reply::new(reqwest::StatusCode::OK, serde_json::json!({"errcode": 0}));
+/// assert!(token_from(&empty, "access_token", "expires_in").unwrap_err().is_retryable());
+/// # Ok::<(), alertkit::Error>(())
+/// ```
 pub fn token_from(
     reply: &Reply,
     token_key: &str,

@@ -89,6 +89,7 @@ pub mod template;
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 pub(crate) mod text;
+pub mod toolkit;
 
 pub use alert::{Alert, AlertState, JobInfo, JobStatus, Link, Mention, Severity};
 pub use async_trait::async_trait;

@@ -4,6 +4,8 @@
 //! written as a JSON number or as a numeric string (`"587"`, as Dinky and
 //! DolphinScheduler store them); an empty string is "not set" where the
 //! field is optional. Errors name the expected type, never the value.
+//!
+//! Public through [`toolkit`](crate::toolkit), for `#[serde(deserialize_with = "…")]`.
 
 use std::fmt::Display;
 use std::str::FromStr;
@@ -11,8 +13,51 @@ use std::str::FromStr;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
 
-/// Dinky stores one `keyword` string (often empty); alertkit takes a list.
-pub(crate) fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+/// A list of strings, or one `,`-separated string (Dinky stores one
+/// `keyword`, often empty): items are trimmed, empty ones dropped, null is
+/// an empty list.
+///
+/// ```
+/// use alertkit::toolkit::one_or_many;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Params {
+///     #[serde(default, deserialize_with = "one_or_many")]
+///     keywords: Vec<String>,
+/// }
+/// let p: Params = serde_json::from_value(serde_json::json!({"keywords": "alert, 告警,"})).unwrap();
+/// assert_eq!(p.keywords, ["alert", "告警"]);
+/// let p: Params = serde_json::from_value(serde_json::json!({"keywords": ["a", " "]})).unwrap();
+/// assert_eq!(p.keywords, ["a"]);
+/// let p: Params = serde_json::from_value(serde_json::json!({"keywords": null})).unwrap();
+/// assert!(p.keywords.is_empty());
+/// ```
+pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    split_list(d, &[','])
+}
+
+/// A list of ids, or one string of ids separated by `|` or `,` (WeCom's own
+/// `touser` form: `"zhangsan|lisi"`); trimmed, empty ones dropped.
+///
+/// ```
+/// use alertkit::toolkit::ids;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Params {
+///     #[serde(default, deserialize_with = "ids")]
+///     to_users: Vec<String>,
+/// }
+/// let p: Params = serde_json::from_value(serde_json::json!({"to_users": "zhangsan|lisi,wangwu"})).unwrap();
+/// assert_eq!(p.to_users, ["zhangsan", "lisi", "wangwu"]);
+/// ```
+pub fn ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    split_list(d, &['|', ','])
+}
+
+fn split_list<'de, D: Deserializer<'de>>(
+    d: D,
+    separators: &[char],
+) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {
@@ -21,7 +66,7 @@ pub(crate) fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>
     }
     let v = match Option::<OneOrMany>::deserialize(d)? {
         None => Vec::new(),
-        Some(OneOrMany::One(s)) => s.split(',').map(str::to_owned).collect(),
+        Some(OneOrMany::One(s)) => s.split(separators).map(str::to_owned).collect(),
         Some(OneOrMany::Many(v)) => v,
     };
     Ok(v.into_iter()
@@ -67,8 +112,23 @@ where
     }
 }
 
-/// A required number, or a numeric string.
-pub(crate) fn num<'de, D, T>(d: D) -> Result<T, D::Error>
+/// A required number, or a numeric string (`"587"`). The error names the
+/// expected type, never the value.
+///
+/// ```
+/// use alertkit::toolkit::num;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Params {
+///     #[serde(deserialize_with = "num")]
+///     agent_id: i64,
+/// }
+/// let p: Params = serde_json::from_value(serde_json::json!({"agent_id": "1000002"})).unwrap();
+/// assert_eq!(p.agent_id, 1000002);
+/// let e = serde_json::from_value::<Params>(serde_json::json!({"agent_id": "s3cret"})).err().unwrap();
+/// assert!(!e.to_string().contains("s3cret"));
+/// ```
+pub fn num<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: FromStr + DeserializeOwned,
@@ -84,7 +144,21 @@ where
 }
 
 /// An optional number, or a numeric string; null or `""` is none.
-pub(crate) fn opt_num<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+///
+/// ```
+/// use alertkit::toolkit::opt_num;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Params {
+///     #[serde(default, deserialize_with = "opt_num")]
+///     timeout_ms: Option<u64>,
+/// }
+/// let p: Params = serde_json::from_value(serde_json::json!({"timeout_ms": ""})).unwrap();
+/// assert_eq!(p.timeout_ms, None);
+/// let p: Params = serde_json::from_value(serde_json::json!({"timeout_ms": "1500"})).unwrap();
+/// assert_eq!(p.timeout_ms, Some(1500));
+/// ```
+pub fn opt_num<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: FromStr + DeserializeOwned,
@@ -95,7 +169,21 @@ where
 
 /// A port as a number or a numeric string (Dinky stores either); empty is
 /// none; 0 is refused.
-pub(crate) fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+///
+/// ```
+/// use alertkit::toolkit::port;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Params {
+///     #[serde(default, deserialize_with = "port")]
+///     port: Option<u16>,
+/// }
+/// let p: Params = serde_json::from_value(serde_json::json!({"port": "465"})).unwrap();
+/// assert_eq!(p.port, Some(465));
+/// assert!(serde_json::from_value::<Params>(serde_json::json!({"port": 0})).is_err());
+/// assert!(serde_json::from_value::<Params>(serde_json::json!({"port": 70000})).is_err());
+/// ```
+pub fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
     match opt_num::<D, u16>(d)? {
         Some(0) => Err(D::Error::custom("port 0 is not a port")),
         p => Ok(p),

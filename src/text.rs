@@ -1,4 +1,5 @@
 //! Size limits: truncating text on UTF-8 boundaries with a visible marker.
+//! Public through [`toolkit`](crate::toolkit).
 
 use std::borrow::Cow;
 
@@ -6,9 +7,18 @@ use crate::alert::{Alert, Mention};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Cuts `s` to at most `max` bytes on a char boundary, ending with
-/// "… (truncated, N bytes omitted)" when anything was cut. Returns the text
+/// "\n… (truncated, N bytes omitted)" when anything was cut. Returns the text
 /// and the number of bytes omitted.
-pub(crate) fn truncate_marked(s: &str, max: usize) -> (String, usize) {
+///
+/// ```
+/// use alertkit::toolkit::truncate_marked;
+///
+/// let (text, omitted) = truncate_marked(&"告警".repeat(100), 100);
+/// assert!(text.len() <= 100);
+/// assert!(text.ends_with(&format!("… (truncated, {omitted} bytes omitted)")));
+/// assert_eq!(truncate_marked("short", 100), ("short".to_owned(), 0));
+/// ```
+pub fn truncate_marked(s: &str, max: usize) -> (String, usize) {
     if s.len() <= max {
         return (s.to_owned(), 0);
     }
@@ -28,14 +38,24 @@ pub(crate) fn truncate_marked(s: &str, max: usize) -> (String, usize) {
 /// `body` cut so that `body + suffix` is at most `max` bytes, with the
 /// truncation marker; the suffix (mentions, keywords) is never cut. Returns
 /// the text and the bytes omitted.
-pub(crate) fn fit_text(body: &str, suffix: &str, max: usize) -> (String, usize) {
+///
+/// ```
+/// use alertkit::toolkit::fit_text;
+///
+/// let (text, omitted) = fit_text(&"x".repeat(500), " @13800000000 alert", 120);
+/// assert!(text.len() <= 120 && omitted > 0);
+/// assert!(text.ends_with(" @13800000000 alert"));
+/// ```
+pub fn fit_text(body: &str, suffix: &str, max: usize) -> (String, usize) {
     let (mut text, omitted) = truncate_marked(body, max.saturating_sub(suffix.len()));
     text.push_str(suffix);
     (text, omitted)
 }
 
-/// A payload fitted into a byte limit.
-pub(crate) struct Fitted {
+/// A payload fitted into a byte limit by [`fit_json`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Fitted {
     /// The serialized JSON.
     pub bytes: Vec<u8>,
     /// Bytes of the body text left out (0 when it fitted whole).
@@ -44,8 +64,26 @@ pub(crate) struct Fitted {
 
 /// Serializes `make(body + suffix)`, cutting `body` (never `suffix`) until
 /// the JSON is at most `max` bytes. JSON escaping makes the size of a cut
-/// hard to predict, so it searches for the longest prefix that fits.
-pub(crate) fn fit_json<F, T>(body: &str, suffix: &str, max: usize, make: F) -> Result<Fitted>
+/// hard to predict, so it searches for the longest prefix that fits. An
+/// [`ErrorKind::PayloadTooLarge`] error when even an empty body does not fit.
+///
+/// ```
+/// use alertkit::toolkit::fit_json;
+///
+/// let body = "line \"quoted\"\n".repeat(200);
+/// let fitted = fit_json(&body, "\nalert", 1_000, |text| {
+///     serde_json::json!({"msgtype": "text", "text": {"content": text}})
+/// })?;
+/// assert!(fitted.bytes.len() <= 1_000 && fitted.omitted > 0);
+/// let sent: serde_json::Value = serde_json::from_slice(&fitted.bytes).unwrap();
+/// assert!(sent["text"]["content"].as_str().unwrap().ends_with("\nalert"));
+///
+/// let e = fit_json("body", "", 10, |t| serde_json::json!({"text": t, "title": "far too long a title"}))
+///     .unwrap_err();
+/// assert_eq!(e.kind(), alertkit::ErrorKind::PayloadTooLarge);
+/// # Ok::<(), alertkit::Error>(())
+/// ```
+pub fn fit_json<F, T>(body: &str, suffix: &str, max: usize, make: F) -> Result<Fitted>
 where
     F: Fn(&str) -> T,
     T: serde::Serialize,
@@ -90,8 +128,15 @@ where
     })
 }
 
-/// At most `n` characters of `s`, ending in `…` when cut.
-pub(crate) fn limit_chars(s: &str, n: usize) -> String {
+/// At most `n` characters of `s`, ending in `…` when cut (for platforms
+/// that count characters, not bytes).
+///
+/// ```
+/// use alertkit::toolkit::limit_chars;
+/// assert_eq!(limit_chars("告警：磁盘已满", 3), "告警…");
+/// assert_eq!(limit_chars("ok", 3), "ok");
+/// ```
+pub fn limit_chars(s: &str, n: usize) -> String {
     match s.char_indices().nth(n) {
         Some((cut, _)) => {
             let keep = s[..cut]
@@ -106,7 +151,13 @@ pub(crate) fn limit_chars(s: &str, n: usize) -> String {
 
 /// At most `max` bytes of `s` on a char boundary, ending in `…` when cut
 /// (for one-line parts: titles, names, field values).
-pub(crate) fn cut_line(s: &str, max: usize) -> String {
+///
+/// ```
+/// use alertkit::toolkit::cut_line;
+/// assert_eq!(cut_line("orders-etl-backfill", 10), "orders-…");
+/// assert_eq!(cut_line("orders", 10), "orders");
+/// ```
+pub fn cut_line(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_owned();
     }
@@ -128,8 +179,22 @@ const MAX_URL: usize = 2048;
 /// eighth, mentions to an eighth (`@all` kept), the body to twice the budget
 /// (the channel's own fitting cuts it exactly, with its marker). Borrowed
 /// when everything is within bounds, which is the common case. The notes
-/// say what was cut.
-pub(crate) fn fit_alert(alert: &Alert, max: usize) -> (Cow<'_, Alert>, Vec<String>) {
+/// say what was cut (for a [`Receipt`](crate::Receipt)'s notes).
+///
+/// ```
+/// use std::borrow::Cow;
+/// use alertkit::Alert;
+/// use alertkit::toolkit::fit_alert;
+///
+/// let small = Alert::new("disk full").body("95%");
+/// assert!(matches!(fit_alert(&small, 4096).0, Cow::Borrowed(_)));
+///
+/// let huge = Alert::new("t".repeat(30_000)).body("b".repeat(100_000));
+/// let (fitted, notes) = fit_alert(&huge, 4096);
+/// assert!(fitted.title.len() <= 512 && fitted.body.len() <= 2 * 4096);
+/// assert!(notes.iter().any(|n| n.starts_with("title cut")), "{notes:?}");
+/// ```
+pub fn fit_alert(alert: &Alert, max: usize) -> (Cow<'_, Alert>, Vec<String>) {
     let b = Budget::new(max);
     if b.fits(alert) {
         return (Cow::Borrowed(alert), Vec::new());

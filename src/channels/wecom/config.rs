@@ -1,7 +1,7 @@
 //! WeCom instance params, with Dinky's `WeChat` names as aliases (§10).
 
 use secrecy::SecretString;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::http::ProxyConfig;
 
@@ -54,14 +54,19 @@ pub(crate) struct Params {
         deserialize_with = "crate::params::opt_num"
     )]
     pub agent_id: Option<i64>,
-    #[serde(default, alias = "users", alias = "touser", deserialize_with = "ids")]
+    #[serde(
+        default,
+        alias = "users",
+        alias = "touser",
+        deserialize_with = "crate::params::ids"
+    )]
     pub to_users: Vec<String>,
-    #[serde(default, alias = "toparty", deserialize_with = "ids")]
+    #[serde(default, alias = "toparty", deserialize_with = "crate::params::ids")]
     pub to_parties: Vec<String>,
-    #[serde(default, alias = "totag", deserialize_with = "ids")]
+    #[serde(default, alias = "totag", deserialize_with = "crate::params::ids")]
     pub to_tags: Vec<String>,
     /// Group chats the app created (`appchat/send`).
-    #[serde(default, deserialize_with = "ids")]
+    #[serde(default, deserialize_with = "crate::params::ids")]
     pub chat_ids: Vec<String>,
 
     // bot
@@ -73,13 +78,17 @@ pub(crate) struct Params {
     pub keyword: Option<String>,
     // Not Dinky's `atUsers`: in app mode those are the recipients
     // (`Config::from_dinky` maps them).
-    #[serde(default, alias = "mentioned_list", deserialize_with = "ids")]
+    #[serde(
+        default,
+        alias = "mentioned_list",
+        deserialize_with = "crate::params::ids"
+    )]
     pub mentioned_users: Vec<String>,
     #[serde(
         default,
         alias = "atMobiles",
         alias = "mentioned_mobile_list",
-        deserialize_with = "ids"
+        deserialize_with = "crate::params::ids"
     )]
     pub mentioned_mobiles: Vec<String>,
     #[serde(default, alias = "isAtAll", alias = "atAll")]
@@ -95,23 +104,4 @@ pub(crate) struct Params {
     pub allow_http: bool,
     #[serde(default)]
     pub proxy: Option<ProxyConfig>,
-}
-
-/// A list, or one `|`/`,`-separated string (WeCom's own `touser` form).
-fn ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Ids {
-        One(String),
-        Many(Vec<String>),
-    }
-    let v = match Option::<Ids>::deserialize(d)? {
-        None => Vec::new(),
-        Some(Ids::One(s)) => s.split(['|', ',']).map(str::to_owned).collect(),
-        Some(Ids::Many(v)) => v,
-    };
-    Ok(v.into_iter()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect())
 }
