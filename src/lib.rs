@@ -43,6 +43,33 @@
 //! [`secrecy::SecretString`]s and never appear in `Debug`, `Display`, errors
 //! or logs.
 //!
+//! Channel authors build on [`toolkit`] (fitting a message under a byte
+//! limit, fanning out over several requests, params, token caching); hosts
+//! that configure instances in code use the typed configs of
+//! [`channels`] (`DingTalkRobot::builder()…build()?`).
+//!
+//! ## Naming
+//!
+//! Values are built by chaining methods that take and return `Self`, one
+//! rule for all of them:
+//!
+//! - **What a host writes** ([`Alert`], [`JobInfo`], [`Config`],
+//!   [`InstanceConfig`], [`GroupConfig`], [`AlertGroup`], [`Member`],
+//!   [`TemplateOverrides`](template::TemplateOverrides), the typed channel
+//!   configs' builders): a method that sets a property is named after it
+//!   (`Alert::severity`, `AlertGroup::timeout`, `TemplateOverrides::lang`);
+//!   one that adds an element is the element's singular (`Alert::field`,
+//!   `Alert::link`, `InstanceConfig::param`, `TemplateOverrides::template`).
+//!   `with_` marks adding a named part whose plain name is a look-up
+//!   elsewhere (`Notifier::group`, `Error::instance`): `Config::with_group`,
+//!   `Config::with_instance`, `AlertGroup::with_member`.
+//! - **What a channel returns** ([`Receipt`], [`Error`]): `with_` throughout
+//!   (`Receipt::with_note`, `Error::with_code`), as the plain names are how
+//!   they are read (`receipt.notes`, `error.code()`).
+//! - A separate builder exists only where building validates:
+//!   `Type::builder()`, setters, then `build()?` (the typed channel
+//!   configs). Everything else starts from `new` (or `Default`).
+//!
 //! ## Feature flags
 //!
 #![cfg_attr(feature = "document-features", doc = document_features::document_features!())]

@@ -94,7 +94,7 @@ proptest! {
     #[test]
     fn templates_compile_or_fail_cleanly(src in "[\\PC{}%#\\n]{0,80}", title in "\\PC{0,40}") {
         use crate::template::{Format, TemplateOverrides, Templates};
-        if let Ok(t) = Templates::with_overrides(&TemplateOverrides::default().with(Format::Text, src)) {
+        if let Ok(t) = Templates::with_overrides(&TemplateOverrides::default().template(Format::Text, src)) {
             let _ = t.render(Format::Text, &crate::Alert::new(title), "x");
         }
     }
@@ -196,7 +196,7 @@ proptest! {
     ) {
         use crate::template::{Format, Lang, TemplateOverrides, Templates};
         let lang = if zh { Lang::Zh } else { Lang::En };
-        let t = Templates::with_overrides(&TemplateOverrides::default().with_lang(lang))
+        let t = Templates::with_overrides(&TemplateOverrides::default().lang(lang))
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         for format in [Format::Title, Format::Text, Format::Markdown, Format::Html] {
             let fast = t.render(format, &alert, platform);

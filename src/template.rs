@@ -51,7 +51,7 @@
 //! assert!(md.contains("orders-etl FAILED"));
 //!
 //! let custom = Templates::with_overrides(
-//!     &TemplateOverrides::default().with(Format::Text, "{{ job.name }} is {{ job.status }}"),
+//!     &TemplateOverrides::default().template(Format::Text, "{{ job.name }} is {{ job.status }}"),
 //! ).unwrap();
 //! assert_eq!(custom.render(Format::Text, &alert, "email").unwrap(), "orders-etl is FAILED");
 //! ```
@@ -136,7 +136,17 @@ pub struct TemplateOverrides {
 
 impl TemplateOverrides {
     /// Replaces the template of `format`.
-    pub fn with(mut self, format: Format, source: impl Into<String>) -> Self {
+    ///
+    /// ```
+    /// use alertkit::template::{Format, Lang, TemplateOverrides};
+    ///
+    /// let t = TemplateOverrides::default()
+    ///     .template(Format::Title, "[{{ severity }}] {{ title }}")
+    ///     .lang(Lang::Zh);
+    /// assert_eq!(t.title.as_deref(), Some("[{{ severity }}] {{ title }}"));
+    /// assert_eq!(t.lang, Some(Lang::Zh));
+    /// ```
+    pub fn template(mut self, format: Format, source: impl Into<String>) -> Self {
         let slot = match format {
             Format::Title => &mut self.title,
             Format::Text => &mut self.text,
@@ -148,9 +158,24 @@ impl TemplateOverrides {
     }
 
     /// Sets the language of the built-in labels.
-    pub fn with_lang(mut self, lang: Lang) -> Self {
+    pub fn lang(mut self, lang: Lang) -> Self {
         self.lang = Some(lang);
         self
+    }
+
+    /// Replaces the template of `format`.
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed `template` (the crate's builder naming)"
+    )]
+    pub fn with(self, format: Format, source: impl Into<String>) -> Self {
+        self.template(format, source)
+    }
+
+    /// Sets the language of the built-in labels.
+    #[deprecated(since = "0.1.0", note = "renamed `lang` (the crate's builder naming)")]
+    pub fn with_lang(self, lang: Lang) -> Self {
+        self.lang(lang)
     }
 
     /// Whether nothing is overridden.
@@ -1570,8 +1595,7 @@ mod tests {
     async fn shared_context_renders_like_a_fresh_one() {
         let alert = flink_alert();
         let other = Alert::new("another alert");
-        let zh =
-            Templates::with_overrides(&TemplateOverrides::default().with_lang(Lang::Zh)).unwrap();
+        let zh = Templates::with_overrides(&TemplateOverrides::default().lang(Lang::Zh)).unwrap();
         let render_all = || {
             let mut out = Vec::new();
             for t in [&Templates::default(), &zh] {
