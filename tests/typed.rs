@@ -466,3 +466,191 @@ async fn webhook() {
         ),
     );
 }
+
+/// Every value of every enum a typed setter takes is one the JSON path
+/// reads back as that value (serde names and aliases cannot drift apart).
+#[test]
+fn every_enum_value_builds() {
+    use alertkit::channels::{dingtalk, email, feishu, wecom};
+    for m in [
+        dingtalk::MsgType::Markdown,
+        dingtalk::MsgType::Text,
+        dingtalk::MsgType::ActionCard,
+    ] {
+        let robot = dingtalk::DingTalkRobot::builder()
+            .access_token("t")
+            .msg_type(m)
+            .build()
+            .unwrap();
+        let back: dingtalk::MsgType =
+            serde_json::from_value(robot.params()["msg_type"].clone()).unwrap();
+        assert_eq!(back, m);
+    }
+    for m in [
+        wecom::MsgType::Markdown,
+        wecom::MsgType::Text,
+        wecom::MsgType::MarkdownV2,
+    ] {
+        wecom::WeComRobot::builder()
+            .key("k")
+            .msg_type(m)
+            .build()
+            .unwrap();
+    }
+    for m in [
+        wecom::MsgType::Markdown,
+        wecom::MsgType::Text,
+        wecom::MsgType::Textcard,
+    ] {
+        wecom::WeComApp::builder()
+            .corp_id("ww")
+            .secret("s")
+            .agent_id(1)
+            .to_users(["u"])
+            .msg_type(m)
+            .build()
+            .unwrap();
+    }
+    for m in [
+        feishu::MsgType::Interactive,
+        feishu::MsgType::Post,
+        feishu::MsgType::Text,
+    ] {
+        for r in [
+            feishu::ReceiveIdType::ChatId,
+            feishu::ReceiveIdType::OpenId,
+            feishu::ReceiveIdType::UserId,
+            feishu::ReceiveIdType::UnionId,
+            feishu::ReceiveIdType::Email,
+        ] {
+            let app = feishu::FeishuApp::builder()
+                .app_id("cli")
+                .app_secret("s")
+                .receive_id_type(r)
+                .receive_ids(["x"])
+                .msg_type(m)
+                .build()
+                .unwrap();
+            let back: feishu::ReceiveIdType =
+                serde_json::from_value(app.params()["receive_id_type"].clone()).unwrap();
+            assert_eq!(back, r);
+        }
+    }
+    for tls in [
+        email::TlsMode::Implicit,
+        email::TlsMode::Starttls,
+        email::TlsMode::None,
+    ] {
+        for format in [
+            email::EmailFormat::Html,
+            email::EmailFormat::Text,
+            email::EmailFormat::Table,
+            email::EmailFormat::Attachment,
+            email::EmailFormat::TableAttachment,
+        ] {
+            let mail = email::EmailConfig::builder()
+                .host("127.0.0.1")
+                .tls(tls)
+                .from("a@example.test")
+                .to(["b@example.test"])
+                .format(format)
+                .build()
+                .unwrap();
+            let back: (email::TlsMode, email::EmailFormat) = (
+                serde_json::from_value(mail.params()["tls"].clone()).unwrap(),
+                serde_json::from_value(mail.params()["format"].clone()).unwrap(),
+            );
+            assert_eq!(back, (tls, format));
+        }
+    }
+}
+
+/// No builder or built config shows a secret in `Debug`.
+#[test]
+fn secrets_stay_out_of_debug() {
+    use alertkit::channels::{dingtalk, email, feishu, webhook, wecom};
+    const S: &str = "s3cr3t-value";
+    let debug = [
+        format!(
+            "{:?}",
+            dingtalk::DingTalkRobot::builder().access_token(S).secret(S)
+        ),
+        format!(
+            "{:?}",
+            dingtalk::DingTalkApp::builder()
+                .app_key("k")
+                .app_secret(S)
+                .robot_code("r")
+                .user_ids(["u"])
+                .build()
+                .unwrap()
+        ),
+        format!("{:?}", wecom::WeComRobot::builder().key(S).build().unwrap()),
+        format!("{:?}", wecom::WeComApp::builder().corp_id("ww").secret(S)),
+        format!(
+            "{:?}",
+            feishu::FeishuBot::builder()
+                .token(S)
+                .secret(S)
+                .build()
+                .unwrap()
+        ),
+        format!(
+            "{:?}",
+            email::EmailConfig::builder()
+                .host("127.0.0.1")
+                .username("u")
+                .password(S)
+                .from("a@example.test")
+                .to(["b@example.test"])
+                .build()
+                .unwrap()
+        ),
+        format!(
+            "{:?}",
+            webhook::WebhookConfig::builder()
+                .url("https://hooks.example.com/x")
+                .bearer_token(S)
+                .basic_auth("u", S)
+                .header("X-Key", S)
+                .build()
+                .unwrap()
+        ),
+    ];
+    for d in debug {
+        assert!(!d.contains(S), "{d}");
+    }
+}
+
+/// The README's typed config example, as written there.
+#[test]
+fn readme_typed_example() -> Result<(), alertkit::Error> {
+    use alertkit::GroupConfig;
+    use alertkit::channels::dingtalk::DingTalkRobot;
+    use alertkit::channels::email::{EmailConfig, TlsMode};
+
+    let ding = DingTalkRobot::builder()
+        .webhook("https://oapi.dingtalk.com/robot/send?access_token=abc")
+        .secret("SECabc") // a secrecy::SecretString, never in Debug
+        .keywords(["告警"])
+        .build()?;
+    let mail = EmailConfig::builder()
+        .host("smtp.example.com")
+        .tls(TlsMode::Implicit)
+        .username("alerts")
+        .password("app-password")
+        .from("alerts@example.com")
+        .to(["ops@example.com"])
+        .build()?;
+    let config = Config::default()
+        .with_instance(ding.into_instance("ops-ding"))
+        .with_instance(mail.into_instance("ops-mail"))
+        .with_group(GroupConfig::new("flink-prod", ["ops-ding", "ops-mail"]));
+    let notifier = Notifier::from_config(&config)?;
+    assert_eq!(notifier.instances().len(), 2);
+    // It saves as the JSON a host would have written.
+    let saved = serde_json::to_value(&config).unwrap();
+    assert_eq!(saved["instances"][0]["params"]["keywords"], json!(["告警"]));
+    assert_eq!(saved["instances"][1]["params"]["tls"], "implicit");
+    Ok(())
+}
