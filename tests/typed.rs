@@ -468,7 +468,8 @@ async fn webhook() {
 }
 
 /// Every value of every enum a typed setter takes is one the JSON path
-/// reads back as that value (serde names and aliases cannot drift apart).
+/// reads back as that value (serde names and aliases cannot drift apart),
+/// and the `mode` param written is the type's `MODE`.
 #[test]
 fn every_enum_value_builds() {
     use alertkit::channels::{dingtalk, email, feishu, wecom};
@@ -485,17 +486,21 @@ fn every_enum_value_builds() {
         let back: dingtalk::MsgType =
             serde_json::from_value(robot.params()["msg_type"].clone()).unwrap();
         assert_eq!(back, m);
+        let mode: dingtalk::Mode = serde_json::from_value(robot.params()["mode"].clone()).unwrap();
+        assert_eq!(mode, dingtalk::DingTalkRobot::MODE);
     }
     for m in [
         wecom::MsgType::Markdown,
         wecom::MsgType::Text,
         wecom::MsgType::MarkdownV2,
     ] {
-        wecom::WeComRobot::builder()
+        let robot = wecom::WeComRobot::builder()
             .key("k")
             .msg_type(m)
             .build()
             .unwrap();
+        let mode: wecom::Mode = serde_json::from_value(robot.params()["mode"].clone()).unwrap();
+        assert_eq!(mode, wecom::WeComRobot::MODE);
     }
     for m in [
         wecom::MsgType::Markdown,
@@ -534,6 +539,8 @@ fn every_enum_value_builds() {
             let back: feishu::ReceiveIdType =
                 serde_json::from_value(app.params()["receive_id_type"].clone()).unwrap();
             assert_eq!(back, r);
+            let mode: feishu::Mode = serde_json::from_value(app.params()["mode"].clone()).unwrap();
+            assert_eq!(mode, feishu::FeishuApp::MODE);
         }
     }
     for tls in [

@@ -27,7 +27,9 @@
 //!   [`InstanceConfig`](crate::InstanceConfig) for a [`Config`](crate::Config)
 //!   or [`Notifier::upsert_instance`](crate::Notifier::upsert_instance)), and
 //!   [`channel(&http)`](dingtalk::DingTalkRobot::channel) (the channel alone,
-//!   without policies);
+//!   without policies); a config of a channel with modes names its mode
+//!   as `MODE` (`DingTalkRobot::MODE == dingtalk::Mode::Robot`), the value
+//!   `build()` writes to `params.mode`;
 //! - `Debug` of a config or a builder redacts secrets and URL tokens.
 //!
 //! ```

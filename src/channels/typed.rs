@@ -71,13 +71,32 @@ pub(crate) fn list<S: Into<String>>(items: impl IntoIterator<Item = S>) -> Value
 
 /// Declares a typed config `$name` of built-in type `$kind` and its builder
 /// `$builder`: the shared methods (`builder`, `build`, `params`,
-/// `into_instance`, `channel`, redacting `Debug`). The setters are written
-/// next to the call, on the builder.
+/// `into_instance`, `channel`, redacting `Debug`, and `MODE` for a channel
+/// with modes). The setters are written next to the call, on the builder.
 #[allow(unused_macros)]
 macro_rules! typed_config {
     (
         $(#[$doc:meta])*
-        $name:ident, $builder:ident, kind = $kind:expr, mode = $mode:expr
+        $name:ident, $builder:ident, kind = $kind:expr, mode = $mode_ty:ident::$mode:ident
+    ) => {
+        typed_config!(@common $(#[$doc])* $name, $builder, $kind,
+            Some($crate::channels::typed::json($mode_ty::$mode)));
+
+        impl $name {
+            #[doc = concat!("The mode this config is for (its `mode` param): [`", stringify!($mode_ty), "::", stringify!($mode), "`].")]
+            pub const MODE: $mode_ty = $mode_ty::$mode;
+        }
+    };
+    (
+        $(#[$doc:meta])*
+        $name:ident, $builder:ident, kind = $kind:expr
+    ) => {
+        typed_config!(@common $(#[$doc])* $name, $builder, $kind, None);
+    };
+    (
+        @common
+        $(#[$doc:meta])*
+        $name:ident, $builder:ident, $kind:expr, $mode:expr
     ) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq)]
@@ -147,9 +166,9 @@ macro_rules! typed_config {
             /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig)
             /// error names the param at fault (`params.webhook`), never its value.
             pub fn build(mut self) -> $crate::error::Result<$name> {
-                let mode: Option<&str> = $mode;
+                let mode: Option<serde_json::Value> = $mode;
                 if let Some(mode) = mode {
-                    self.params.insert("mode".into(), mode.into());
+                    self.params.insert("mode".into(), mode);
                 }
                 $crate::channels::typed::check($kind, &self.params)?;
                 Ok($name { params: self.params })

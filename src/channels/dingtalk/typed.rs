@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::MsgType;
+use super::{Mode, MsgType};
 
 typed_config! {
     /// A custom group robot (`mode = "robot"`): its `webhook` URL (or
@@ -29,7 +29,7 @@ typed_config! {
     /// assert_eq!(e.field(), Some("params.webhook"));
     /// # Ok::<(), alertkit::Error>(())
     /// ```
-    DingTalkRobot, DingTalkRobotBuilder, kind = super::KIND, mode = Some("robot")
+    DingTalkRobot, DingTalkRobotBuilder, kind = super::KIND, mode = Mode::Robot
 }
 http_setters!(DingTalkRobotBuilder);
 
@@ -101,7 +101,7 @@ typed_config! {
     /// assert_eq!(e.field(), Some("params.user_ids"));
     /// # Ok::<(), alertkit::Error>(())
     /// ```
-    DingTalkApp, DingTalkAppBuilder, kind = super::KIND, mode = Some("app")
+    DingTalkApp, DingTalkAppBuilder, kind = super::KIND, mode = Mode::App
 }
 http_setters!(DingTalkAppBuilder);
 
@@ -169,7 +169,7 @@ typed_config! {
     /// assert_eq!(chats.params()["mode"], "conversation");
     /// # Ok::<(), alertkit::Error>(())
     /// ```
-    DingTalkConversation, DingTalkConversationBuilder, kind = super::KIND, mode = Some("conversation")
+    DingTalkConversation, DingTalkConversationBuilder, kind = super::KIND, mode = Mode::Conversation
 }
 http_setters!(DingTalkConversationBuilder);
 

@@ -30,7 +30,7 @@ typed_config! {
     /// assert_eq!(e.field(), Some("params.tls"));   // plain SMTP off loopback
     /// # Ok::<(), alertkit::Error>(())
     /// ```
-    EmailConfig, EmailConfigBuilder, kind = super::KIND, mode = None
+    EmailConfig, EmailConfigBuilder, kind = super::KIND
 }
 
 impl EmailConfigBuilder {

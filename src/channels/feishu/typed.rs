@@ -3,7 +3,7 @@
 
 use secrecy::SecretString;
 
-use super::{MsgType, ReceiveIdType};
+use super::{Mode, MsgType, ReceiveIdType};
 
 typed_config! {
     /// A custom bot (`mode = "bot"`): its `webhook` URL (or `token`), the
@@ -24,7 +24,7 @@ typed_config! {
     /// assert_eq!(e.field(), Some("params.webhook"));
     /// # Ok::<(), alertkit::Error>(())
     /// ```
-    FeishuBot, FeishuBotBuilder, kind = super::KIND, mode = Some("bot")
+    FeishuBot, FeishuBotBuilder, kind = super::KIND, mode = Mode::Bot
 }
 http_setters!(FeishuBotBuilder);
 
@@ -90,7 +90,7 @@ typed_config! {
     /// assert_eq!(e.field(), Some("params.receive_ids"));
     /// # Ok::<(), alertkit::Error>(())
     /// ```
-    FeishuApp, FeishuAppBuilder, kind = super::KIND, mode = Some("app")
+    FeishuApp, FeishuAppBuilder, kind = super::KIND, mode = Mode::App
 }
 http_setters!(FeishuAppBuilder);
 

@@ -22,7 +22,7 @@ typed_config! {
     /// assert_eq!(e.field(), Some("params.url"));
     /// # Ok::<(), alertkit::Error>(())
     /// ```
-    WebhookConfig, WebhookConfigBuilder, kind = super::KIND, mode = None
+    WebhookConfig, WebhookConfigBuilder, kind = super::KIND
 }
 http_setters!(WebhookConfigBuilder);
 

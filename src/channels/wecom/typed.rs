@@ -3,7 +3,7 @@
 
 use secrecy::SecretString;
 
-use super::MsgType;
+use super::{Mode, MsgType};
 
 typed_config! {
     /// Application messages (`mode = "app"`): the corp, the app's secret and
@@ -25,7 +25,7 @@ typed_config! {
     /// assert_eq!(e.field(), Some("params.agent_id"));
     /// # Ok::<(), alertkit::Error>(())
     /// ```
-    WeComApp, WeComAppBuilder, kind = super::KIND, mode = Some("app")
+    WeComApp, WeComAppBuilder, kind = super::KIND, mode = Mode::App
 }
 http_setters!(WeComAppBuilder);
 
@@ -95,7 +95,7 @@ typed_config! {
     /// assert_eq!(e.field(), Some("params.msg_type"));
     /// # Ok::<(), alertkit::Error>(())
     /// ```
-    WeComRobot, WeComRobotBuilder, kind = super::KIND, mode = Some("bot")
+    WeComRobot, WeComRobotBuilder, kind = super::KIND, mode = Mode::Bot
 }
 http_setters!(WeComRobotBuilder);
 
