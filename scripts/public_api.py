@@ -43,12 +43,17 @@ def items():
             kind, _, rest = f.partition(".")
             if kind not in KINDS:
                 continue
+            with open(os.path.join(dirpath, f), encoding="utf-8") as fh:
+                page = fh.read()
+            # rustdoc leaves redirect pages at an item's private definition
+            # path (policy/rate_limit/...): not a public path.
+            if 'http-equiv="refresh"' in page[:2000]:
+                continue
             name = rest[: -len(".html")]
             path = f"{prefix}::{name}"
             out.add(f"{kind} {path}")
             if kind in ("struct", "enum", "trait", "union"):
-                with open(os.path.join(dirpath, f), encoding="utf-8") as fh:
-                    page = inherent_section(fh.read())
+                page = inherent_section(page)
                 for member in set(MEMBER_IDS.findall(page)):
                     what, _, m = member.partition(".")
                     out.add(f"{kind} {path} {what} {html.unescape(m)}")
