@@ -330,6 +330,61 @@ mod tests {
         );
     }
 
+    /// A strict fake ntfy on alertkit's own fake-server machinery: scripted
+    /// faults, dropped connections and recorded requests, as the built-in
+    /// channels are tested.
+    struct FakeNtfy;
+
+    impl alertkit::testkit::Platform for FakeNtfy {
+        fn handle(
+            &mut self,
+            req: &alertkit::testkit::wiremock::Request,
+            _query: &std::collections::BTreeMap<String, String>,
+        ) -> (u16, serde_json::Value) {
+            let token = req
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok());
+            if token != Some("Bearer tk_secret") {
+                return (
+                    403,
+                    serde_json::json!({"code": 40301, "http": 403, "error": "forbidden"}),
+                );
+            }
+            let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+            if body["topic"] != "ops" {
+                return (
+                    404,
+                    serde_json::json!({"code": 40401, "http": 404, "error": "topic not found"}),
+                );
+            }
+            (200, serde_json::json!({"id": "m1", "event": "message"}))
+        }
+
+        fn is_message(&self, _path: &str) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dropped_connection_is_a_retryable_failure_and_nothing_is_counted_twice() {
+        use alertkit::testkit::{FakeServer, Fault};
+        let fake = FakeServer::start(FakeNtfy).await;
+        fake.push_fault(Fault::Drop);
+        let n = notifier(serde_json::json!({
+            "instances": [{"name": "phones", "type": "ntfy",
+                           "params": {"server": fake.uri(), "topic": "ops", "token": "tk_secret"},
+                           "policy": {"retry": false, "rate_limit": false}}]}))
+        .unwrap();
+        let phones = n.channel("phones").unwrap();
+        let e = phones.send(&Alert::new("x")).await.unwrap_err();
+        assert!(e.is_retryable(), "{e}");
+        let receipt = phones.send(&Alert::new("x")).await.unwrap();
+        assert_eq!(receipt.message_id.as_deref(), Some("m1"));
+        assert_eq!(fake.requests().len(), 2);
+        assert_eq!(fake.accepted().len(), 1);
+    }
+
     #[test]
     fn messages_fit_ntfy_limit() {
         let n = notifier(

@@ -13,7 +13,7 @@ use wiremock::Request;
 
 use super::Recorded;
 pub use super::fake::Fault;
-use super::fake::{Fake, Platform, RateWindow, TokenState, Tokens, strings};
+use super::fake::{FakeServer, Platform, RateWindow, TokenState, Tokens, strings};
 
 /// Robot message types DingTalk accepts (§1.8).
 const MSG_TYPES: [&str; 5] = ["text", "markdown", "link", "actionCard", "feedCard"];
@@ -61,7 +61,7 @@ struct State {
 /// ```
 #[derive(Clone)]
 pub struct FakeDingTalk {
-    fake: Fake<State>,
+    fake: FakeServer<State>,
 }
 
 impl std::fmt::Debug for FakeDingTalk {
@@ -87,7 +87,7 @@ impl FakeDingTalk {
             sent: 0,
         };
         FakeDingTalk {
-            fake: Fake::start(state).await,
+            fake: FakeServer::start(state).await,
         }
     }
 

@@ -54,8 +54,43 @@ impl Fault {
     }
 }
 
-/// A platform's request handling.
-pub(crate) trait Platform: Send + 'static {
+/// A platform's request handling: what a [`FakeServer`] answers. The fake
+/// DingTalk, WeCom and Feishu are `Platform`s; a third-party channel's
+/// tests implement one for their own platform and get the same machinery
+/// (scripted [`Fault`]s, dropped connections, [`Recorded`] requests, the
+/// platform's de-dup keys honoured).
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use alertkit::testkit::{Fault, FakeServer, Platform, wiremock::Request};
+/// use serde_json::{json, Value};
+///
+/// /// A paging service: `POST /v1/page` with a bearer token.
+/// struct Pager { pages: u32 }
+///
+/// impl Platform for Pager {
+///     fn handle(&mut self, req: &Request, _query: &BTreeMap<String, String>) -> (u16, Value) {
+///         if req.headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer t0k") {
+///             return (401, json!({"code": 401, "msg": "bad token"}));
+///         }
+///         self.pages += 1;
+///         (200, json!({"code": 0, "id": self.pages}))
+///     }
+///     fn is_message(&self, path: &str) -> bool { path == "/v1/page" }
+/// }
+///
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// let fake = FakeServer::start(Pager { pages: 0 }).await;
+/// fake.push_fault(Fault::Reply(503, json!({"code": 503, "msg": "busy"})));
+/// let client = reqwest::Client::new();
+/// let post = || client.post(format!("{}/v1/page", fake.uri())).bearer_auth("t0k").body("{}").send();
+/// assert_eq!(post().await.unwrap().status(), 503); // the scripted fault
+/// assert_eq!(post().await.unwrap().status(), 200);
+/// assert_eq!(fake.accepted().len(), 1);
+/// assert_eq!(fake.with(|p| p.pages), 1);
+/// # });
+/// ```
+pub trait Platform: Send + 'static {
     /// The status and JSON body for one request.
     fn handle(&mut self, req: &Request, query: &BTreeMap<String, String>) -> (u16, Value);
     /// Whether a successful answer on `path` delivered a message (not a token call).
@@ -83,7 +118,11 @@ struct Shared<P> {
     seen: HashMap<String, (Instant, Duration, u16, Value)>,
 }
 
-pub(crate) struct Fake<P> {
+/// A fake platform server on 127.0.0.1: one [`Platform`] behind a
+/// wiremock server and a small proxy (so a [`Fault::Drop`] can close a
+/// connection without an answer), recording every request. Clones share
+/// the server; it stops with the last one. See [`Platform`] for an example.
+pub struct FakeServer<P> {
     server: Arc<MockServer>,
     /// The proxy's address (clients' way in) and its accept loop, if it
     /// could be started; the loop stops with the last clone.
@@ -91,9 +130,17 @@ pub(crate) struct Fake<P> {
     state: Arc<Mutex<Shared<P>>>,
 }
 
-impl<P> Clone for Fake<P> {
+impl<P: Platform> std::fmt::Debug for FakeServer<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeServer")
+            .field("uri", &self.uri())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P> Clone for FakeServer<P> {
     fn clone(&self) -> Self {
-        Fake {
+        FakeServer {
             server: self.server.clone(),
             proxy: self.proxy.clone(),
             state: self.state.clone(),
@@ -101,7 +148,8 @@ impl<P> Clone for Fake<P> {
     }
 }
 
-impl<P: Platform> Fake<P> {
+impl<P: Platform> FakeServer<P> {
+    /// Starts the server on 127.0.0.1.
     pub async fn start(platform: P) -> Self {
         let server = MockServer::start().await;
         let state = Arc::new(Mutex::new(Shared {
@@ -129,7 +177,7 @@ impl<P: Platform> Fake<P> {
             // Without the proxy, Drop faults become hour-long delays.
             Err(_) => None,
         };
-        Fake {
+        FakeServer {
             server: Arc::new(server),
             proxy,
             state,
@@ -140,10 +188,12 @@ impl<P: Platform> Fake<P> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Reads or changes the platform's state.
     pub fn with<R>(&self, f: impl FnOnce(&mut P) -> R) -> R {
         f(&mut self.lock().platform)
     }
 
+    /// `http://127.0.0.1:PORT`.
     pub fn uri(&self) -> String {
         match &self.proxy {
             Some((addr, _)) => format!("http://{addr}"),
@@ -151,20 +201,25 @@ impl<P: Platform> Fake<P> {
         }
     }
 
+    /// The next request gets `fault` instead of the platform's answer.
     pub fn push_fault(&self, fault: Fault) {
         self.lock().faults.push_back((None, fault));
     }
 
+    /// The next request whose path ends with `path_suffix` gets `fault`.
     pub fn push_fault_on(&self, path_suffix: &str, fault: Fault) {
         self.lock()
             .faults
             .push_back((Some(path_suffix.to_owned()), fault));
     }
 
+    /// Every request so far, with what was answered.
     pub fn requests(&self) -> Vec<Recorded> {
         self.lock().records.clone()
     }
 
+    /// The requests the platform accepted as messages (not token calls,
+    /// faults, refusals or duplicates).
     pub fn accepted(&self) -> Vec<Recorded> {
         self.lock()
             .records
@@ -380,17 +435,28 @@ impl<P: Platform> Respond for Handler<P> {
     }
 }
 
-/// A per-key sliding window: `limit` per `window`, then refused for `throttle`.
+/// A per-key sliding window for a fake's rate limit: `limit` per `window`,
+/// then refused for `throttle`.
+///
+/// ```
+/// use std::time::Duration;
+/// use alertkit::testkit::RateWindow;
+/// let mut w = RateWindow::new(2, Duration::from_secs(60), Duration::from_secs(600));
+/// assert!(!w.limited("robot-1") && !w.limited("robot-1"));
+/// assert!(w.limited("robot-1"), "the third in a minute is refused");
+/// assert!(!w.limited("robot-2"), "per key");
+/// ```
 #[derive(Debug)]
-pub(crate) struct RateWindow {
-    pub limit: u32,
-    pub window: Duration,
-    pub throttle: Duration,
+pub struct RateWindow {
+    pub(crate) limit: u32,
+    pub(crate) window: Duration,
+    pub(crate) throttle: Duration,
     sends: HashMap<String, VecDeque<Instant>>,
     throttled_until: HashMap<String, Instant>,
 }
 
 impl RateWindow {
+    /// `limit` sends per `window` per key, then refused for `throttle`.
     pub fn new(limit: u32, window: Duration, throttle: Duration) -> Self {
         RateWindow {
             limit,
@@ -424,22 +490,45 @@ impl RateWindow {
 
 /// Whether a presented token is good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TokenState {
+#[non_exhaustive]
+pub enum TokenState {
+    /// Issued and not expired.
     Valid,
+    /// Issued, expired.
     Expired,
+    /// Never issued.
     Unknown,
 }
 
 /// Access tokens a fake issued, per app.
+///
+/// ```
+/// use alertkit::testkit::{TokenState, Tokens};
+/// let mut tokens = Tokens::new();
+/// let t = tokens.issue("app-1");
+/// assert_eq!(tokens.check(&t), TokenState::Valid);
+/// assert_eq!(tokens.owner(&t).as_deref(), Some("app-1"));
+/// tokens.expire_all();
+/// assert_eq!(tokens.check(&t), TokenState::Expired);
+/// assert_eq!(tokens.check("forged"), TokenState::Unknown);
+/// assert_eq!(tokens.fetches(), 1);
+/// ```
 #[derive(Debug)]
-pub(crate) struct Tokens {
-    pub ttl: Duration,
-    pub fetches: u32,
+pub struct Tokens {
+    pub(crate) ttl: Duration,
+    pub(crate) fetches: u32,
     next: u32,
     issued: HashMap<String, (String, Instant)>,
 }
 
+impl Default for Tokens {
+    fn default() -> Self {
+        Tokens::new()
+    }
+}
+
 impl Tokens {
+    /// None issued yet; tokens live 7,200 s.
     pub fn new() -> Self {
         Tokens {
             ttl: Duration::from_secs(7200),
@@ -449,6 +538,17 @@ impl Tokens {
         }
     }
 
+    /// Sets how long new tokens live.
+    pub fn set_ttl(&mut self, ttl: Duration) {
+        self.ttl = ttl;
+    }
+
+    /// How many tokens were issued.
+    pub fn fetches(&self) -> u32 {
+        self.fetches
+    }
+
+    /// Issues a new token to `app`.
     pub fn issue(&mut self, app: &str) -> String {
         self.fetches += 1;
         self.next += 1;
@@ -458,6 +558,7 @@ impl Tokens {
         token
     }
 
+    /// Whether `token` is good.
     pub fn check(&self, token: &str) -> TokenState {
         match self.issued.get(token) {
             Some((_, exp)) if *exp > Instant::now() => TokenState::Valid,
@@ -471,6 +572,7 @@ impl Tokens {
         self.issued.get(token).map(|(app, _)| app.clone())
     }
 
+    /// Expires every token issued so far.
     pub fn expire_all(&mut self) {
         let now = Instant::now();
         self.issued.values_mut().for_each(|(_, e)| *e = now);

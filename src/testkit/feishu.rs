@@ -16,7 +16,7 @@ use wiremock::Request;
 
 use super::Recorded;
 pub use super::fake::Fault;
-use super::fake::{Fake, Platform, RateWindow, TokenState, Tokens, strings};
+use super::fake::{FakeServer, Platform, RateWindow, TokenState, Tokens, strings};
 
 /// A custom bot's security settings.
 #[derive(Debug, Clone, Default)]
@@ -52,7 +52,7 @@ struct State {
 /// A fake Feishu/Lark server.
 #[derive(Clone)]
 pub struct FakeFeishu {
-    fake: Fake<State>,
+    fake: FakeServer<State>,
 }
 
 impl std::fmt::Debug for FakeFeishu {
@@ -77,7 +77,7 @@ impl FakeFeishu {
             sent: 0,
         };
         FakeFeishu {
-            fake: Fake::start(state).await,
+            fake: FakeServer::start(state).await,
         }
     }
 

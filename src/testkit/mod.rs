@@ -61,10 +61,13 @@ mod fake;
 mod pki;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
-pub use fake::Fault;
+pub use fake::{FakeServer, Fault, Platform, RateWindow, TokenState, Tokens};
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub use pki::{Pki, PkiFiles};
+/// The wiremock version the fakes are built on ([`Platform::handle`] gets
+/// its `Request`).
+pub use wiremock;
 
 #[cfg(all(feature = "testkit", feature = "dingtalk"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "testkit", feature = "dingtalk"))))]

@@ -14,7 +14,7 @@ use wiremock::Request;
 
 use super::Recorded;
 pub use super::fake::Fault;
-use super::fake::{Fake, Platform, RateWindow, TokenState, Tokens};
+use super::fake::{FakeServer, Platform, RateWindow, TokenState, Tokens};
 
 fn err(code: i64, msg: &str) -> (u16, Value) {
     // Real WeCom errors carry a hint and the caller's IP (§3.3).
@@ -52,7 +52,7 @@ struct State {
 /// `base_url`, or at [`webhook`](FakeWeCom::webhook).
 #[derive(Clone)]
 pub struct FakeWeCom {
-    fake: Fake<State>,
+    fake: FakeServer<State>,
 }
 
 impl std::fmt::Debug for FakeWeCom {
@@ -79,7 +79,7 @@ impl FakeWeCom {
             sent: 0,
         };
         FakeWeCom {
-            fake: Fake::start(state).await,
+            fake: FakeServer::start(state).await,
         }
     }
 
