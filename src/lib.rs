@@ -132,3 +132,6 @@ pub use registry::{BuildContext, ChannelFactory, FromParams, Registry};
 pub use secrecy;
 /// The `url` version alertkit's public types use.
 pub use url;
+/// The `reqwest` version alertkit's public types use (`Http::with_client`,
+/// `Http::client`, `http::Reply`): build your client with this one.
+pub use reqwest;

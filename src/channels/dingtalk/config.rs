@@ -10,6 +10,7 @@ use crate::http::ProxyConfig;
 /// Which DingTalk API an instance uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Mode {
     /// A custom group robot webhook (default).
     #[default]
@@ -23,6 +24,7 @@ pub enum Mode {
 /// Message type of robot and conversation sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum MsgType {
     /// Markdown (default).
     #[default]

@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// How the connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TlsMode {
     /// TLS from the first byte (SMTPS, port 465): the default on port 465.
     #[serde(alias = "ssl", alias = "smtps")]
@@ -23,6 +24,7 @@ pub enum TlsMode {
 /// What the message holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum EmailFormat {
     /// Plain text and the HTML template (default).
     #[default]

@@ -8,6 +8,7 @@ use crate::http::ProxyConfig;
 /// Which Feishu API an instance uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Mode {
     /// A custom bot webhook (default).
     #[default]
@@ -19,6 +20,7 @@ pub enum Mode {
 /// Message type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum MsgType {
     /// A card: header coloured by severity, facts as fields, links as buttons (default).
     #[default]
@@ -35,6 +37,7 @@ pub enum MsgType {
 /// Id kinds `receive_ids` may hold in app mode (§11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ReceiveIdType {
     /// Group chats (default).
     #[default]

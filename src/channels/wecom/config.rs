@@ -8,6 +8,7 @@ use crate::http::ProxyConfig;
 /// Which WeCom API an instance uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Mode {
     /// Application message (Dinky `sendType: app`).
     App,
@@ -19,6 +20,7 @@ pub enum Mode {
 /// Message type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum MsgType {
     /// Markdown with WeCom's `<font color>` (default).
     #[default]
