@@ -74,6 +74,14 @@ pub struct Alert {
 
 impl Alert {
     /// A firing alert of severity `error` with only a title.
+    ///
+    /// ```
+    /// use alertkit::{Alert, AlertState, Severity};
+    /// let alert = Alert::new("disk full on db-1");
+    /// assert_eq!(alert.title, "disk full on db-1");
+    /// assert_eq!((alert.severity, alert.state), (Severity::Error, AlertState::Firing));
+    /// assert!(alert.body.is_empty() && alert.job.is_none());
+    /// ```
     pub fn new(title: impl Into<String>) -> Self {
         Alert {
             title: title.into(),
@@ -106,47 +114,105 @@ impl Alert {
     }
 
     /// Sets the body text.
+    ///
+    /// ```
+    /// use alertkit::Alert;
+    /// let alert = Alert::new("disk full").body("/var at 97%\n/tmp at 80%");
+    /// assert_eq!(alert.body.lines().count(), 2);
+    /// ```
     pub fn body(mut self, body: impl Into<String>) -> Self {
         self.body = body.into();
         self
     }
 
     /// Sets the severity.
+    ///
+    /// ```
+    /// use alertkit::{Alert, Severity};
+    /// let alert = Alert::new("disk full").severity(Severity::Critical);
+    /// assert_eq!(alert.severity, Severity::Critical);
+    /// assert!(alert.severity > Severity::Warning);
+    /// ```
     pub fn severity(mut self, severity: Severity) -> Self {
         self.severity = severity;
         self
     }
 
     /// Sets the state (firing or resolved).
+    ///
+    /// ```
+    /// use alertkit::{Alert, AlertState};
+    /// let alert = Alert::new("disk full").state(AlertState::Resolved);
+    /// assert_eq!(alert.state, AlertState::Resolved);
+    /// ```
     pub fn state(mut self, state: AlertState) -> Self {
         self.state = state;
         self
     }
 
     /// Marks the alert resolved.
+    ///
+    /// ```
+    /// use alertkit::{Alert, AlertState};
+    /// let firing = Alert::new("disk full").label("host", "db-1");
+    /// let resolved = firing.clone().resolved();
+    /// assert_eq!(resolved.state, AlertState::Resolved);
+    /// // the same source, so dedup pairs the two
+    /// assert_eq!(resolved.fingerprint(), firing.fingerprint());
+    /// ```
     pub fn resolved(self) -> Self {
         self.state(AlertState::Resolved)
     }
 
     /// Sets the job.
+    ///
+    /// ```
+    /// use alertkit::{Alert, JobInfo, JobStatus};
+    /// let alert = Alert::new("orders-etl FAILED")
+    ///     .job(JobInfo::new("orders-etl").id("a1b2").status(JobStatus::Failed));
+    /// let job = alert.job.as_ref().unwrap();
+    /// assert_eq!((job.name.as_str(), job.status), ("orders-etl", Some(JobStatus::Failed)));
+    /// ```
     pub fn job(mut self, job: JobInfo) -> Self {
         self.job = Some(job);
         self
     }
 
     /// Appends a `[name, value]` field.
+    ///
+    /// ```
+    /// use alertkit::Alert;
+    /// let alert = Alert::new("disk full").field("Host", "db-1").field("Usage", "97%");
+    /// // in the order given: they become table rows
+    /// assert_eq!(alert.fields[1], ("Usage".to_owned(), "97%".to_owned()));
+    /// ```
     pub fn field(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.fields.push((name.into(), value.into()));
         self
     }
 
     /// Sets a label.
+    ///
+    /// ```
+    /// use alertkit::Alert;
+    /// let a = Alert::new("disk full").label("host", "db-1");
+    /// let b = Alert::new("disk full").label("host", "db-2");
+    /// assert_eq!(a.labels["host"], "db-1");
+    /// // labels identify the source: another host is another alert
+    /// assert_ne!(a.fingerprint(), b.fingerprint());
+    /// ```
     pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.labels.insert(key.into(), value.into());
         self
     }
 
     /// Appends a link.
+    ///
+    /// ```
+    /// use alertkit::{Alert, Link};
+    /// let alert = Alert::new("disk full").link("Runbook", "https://wiki.example/disk");
+    /// assert_eq!(alert.links, [Link::new("Runbook", "https://wiki.example/disk")]);
+    /// ```
     pub fn link(mut self, title: impl Into<String>, url: impl Into<String>) -> Self {
         self.links.push(Link {
             title: title.into(),
@@ -156,18 +222,42 @@ impl Alert {
     }
 
     /// Appends a mention.
+    ///
+    /// ```
+    /// use alertkit::{Alert, Mention};
+    /// let alert = Alert::new("disk full")
+    ///     .mention(Mention::Mobile("13800000000".into()))
+    ///     .mention(Mention::UserId("zhangsan".into()));
+    /// assert_eq!(alert.mentions.len(), 2);
+    /// ```
     pub fn mention(mut self, mention: Mention) -> Self {
         self.mentions.push(mention);
         self
     }
 
     /// Sets when it happened.
+    ///
+    /// ```
+    /// use alertkit::Alert;
+    /// use alertkit::chrono::{TimeZone, Utc};
+    /// let at = Utc.with_ymd_and_hms(2025, 3, 1, 8, 30, 0).unwrap();
+    /// let alert = Alert::new("disk full").occurred_at(at);
+    /// let json = serde_json::to_value(&alert).unwrap();
+    /// assert_eq!(json["occurred_at"], "2025-03-01T08:30:00Z");
+    /// ```
     pub fn occurred_at(mut self, at: DateTime<Utc>) -> Self {
         self.occurred_at = Some(at);
         self
     }
 
     /// A sample Flink job failure: what `test_send` and the quickstart send.
+    ///
+    /// ```
+    /// use alertkit::{Alert, JobStatus, Severity};
+    /// let alert = Alert::sample();
+    /// assert_eq!(alert.severity, Severity::Critical);
+    /// assert_eq!(alert.job.unwrap().status, Some(JobStatus::Failed));
+    /// ```
     pub fn sample() -> Self {
         let now = Utc::now();
         let started = now - chrono::Duration::minutes(47);
@@ -262,6 +352,15 @@ impl Alert {
 }
 
 /// How bad an alert is. Parsed case-insensitively (`P1`-style names are not guessed).
+///
+/// ```
+/// use alertkit::Severity;
+/// let s: Severity = "WARNING".parse().unwrap();
+/// assert_eq!(s, Severity::Warning);
+/// assert!(Severity::Critical > s && s > Severity::Info);
+/// assert_eq!(serde_json::to_string(&s).unwrap(), r#""warning""#);
+/// assert!("P1".parse::<Severity>().is_err());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[non_exhaustive]
 pub enum Severity {
@@ -278,6 +377,12 @@ pub enum Severity {
 
 impl Severity {
     /// `info`, `warning`, `error` or `critical`.
+    ///
+    /// ```
+    /// use alertkit::Severity;
+    /// assert_eq!(Severity::Critical.as_str(), "critical");
+    /// assert_eq!(Severity::Critical.to_string(), "critical");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Info => "info",
@@ -289,6 +394,13 @@ impl Severity {
 }
 
 /// Whether the condition is ongoing or over.
+///
+/// ```
+/// use alertkit::{Alert, AlertState};
+/// let alert: Alert = serde_json::from_str(r#"{"title": "disk full", "state": "resolved"}"#).unwrap();
+/// assert_eq!(alert.state, AlertState::Resolved);
+/// assert_eq!(AlertState::default(), AlertState::Firing);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum AlertState {
@@ -301,6 +413,11 @@ pub enum AlertState {
 
 impl AlertState {
     /// `firing` or `resolved`.
+    ///
+    /// ```
+    /// use alertkit::{Alert, AlertState};
+    /// assert_eq!(Alert::new("disk full").resolved().state.as_str(), "resolved");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             AlertState::Firing => "firing",
@@ -310,6 +427,14 @@ impl AlertState {
 }
 
 /// The job an alert is about (a Flink job, a scheduler task).
+///
+/// ```
+/// use alertkit::{JobInfo, JobStatus};
+/// let job: JobInfo = serde_json::from_str(
+///     r#"{"name": "orders-etl", "id": "a1b2", "status": "failed", "cluster": "prod-yarn"}"#,
+/// ).unwrap();
+/// assert_eq!(job, JobInfo::new("orders-etl").id("a1b2").status(JobStatus::Failed).cluster("prod-yarn"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -341,6 +466,13 @@ pub struct JobInfo {
 
 impl JobInfo {
     /// A job with only a name.
+    ///
+    /// ```
+    /// use alertkit::JobInfo;
+    /// let job = JobInfo::new("orders-etl");
+    /// assert_eq!(job.name, "orders-etl");
+    /// assert!(job.id.is_none() && job.status.is_none());
+    /// ```
     pub fn new(name: impl Into<String>) -> Self {
         JobInfo {
             name: name.into(),
@@ -355,30 +487,65 @@ impl JobInfo {
     }
 
     /// Sets the id.
+    ///
+    /// ```
+    /// use alertkit::{Alert, JobInfo};
+    /// let a = Alert::new("job FAILED").job(JobInfo::new("orders-etl").id("a1b2"));
+    /// let b = Alert::new("job FAILED").job(JobInfo::new("orders-etl").id("c3d4"));
+    /// assert_eq!(a.job.as_ref().unwrap().id.as_deref(), Some("a1b2"));
+    /// // the job id is part of the fingerprint
+    /// assert_ne!(a.fingerprint(), b.fingerprint());
+    /// ```
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
         self
     }
 
     /// Sets the status.
+    ///
+    /// ```
+    /// use alertkit::{JobInfo, JobStatus};
+    /// let job = JobInfo::new("orders-etl").status(JobStatus::Restarting);
+    /// assert_eq!(job.status, Some(JobStatus::Restarting));
+    /// ```
     pub fn status(mut self, status: JobStatus) -> Self {
         self.status = Some(status);
         self
     }
 
     /// Sets the cluster.
+    ///
+    /// ```
+    /// use alertkit::JobInfo;
+    /// let job = JobInfo::new("orders-etl").cluster("prod-yarn");
+    /// assert_eq!(job.cluster.as_deref(), Some("prod-yarn"));
+    /// ```
     pub fn cluster(mut self, cluster: impl Into<String>) -> Self {
         self.cluster = Some(cluster.into());
         self
     }
 
     /// Sets the job's URL.
+    ///
+    /// ```
+    /// use alertkit::JobInfo;
+    /// let job = JobInfo::new("orders-etl").url("https://flink.example/#/job/a1b2/overview");
+    /// assert!(job.url.unwrap().ends_with("/overview"));
+    /// ```
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = Some(url.into());
         self
     }
 
     /// Sets start and end times.
+    ///
+    /// ```
+    /// use alertkit::JobInfo;
+    /// use alertkit::chrono::{TimeZone, Utc};
+    /// let start = Utc.with_ymd_and_hms(2025, 3, 1, 8, 0, 0).unwrap();
+    /// let job = JobInfo::new("orders-etl").times(start, None); // still running
+    /// assert_eq!((job.started_at, job.ended_at), (Some(start), None));
+    /// ```
     pub fn times(mut self, started_at: DateTime<Utc>, ended_at: Option<DateTime<Utc>>) -> Self {
         self.started_at = Some(started_at);
         self.ended_at = ended_at;
@@ -386,12 +553,30 @@ impl JobInfo {
     }
 
     /// Sets the root error.
+    ///
+    /// ```
+    /// use alertkit::JobInfo;
+    /// let job = JobInfo::new("orders-etl").error("CheckpointException: Checkpoint expired");
+    /// assert!(job.error.unwrap().starts_with("CheckpointException"));
+    /// ```
     pub fn error(mut self, error: impl Into<String>) -> Self {
         self.error = Some(error.into());
         self
     }
 
     /// Run time: end (or `now` while running) minus start, if started.
+    ///
+    /// ```
+    /// use alertkit::JobInfo;
+    /// use alertkit::chrono::{Duration, TimeZone, Utc};
+    /// let start = Utc.with_ymd_and_hms(2025, 3, 1, 8, 0, 0).unwrap();
+    /// let now = start + Duration::minutes(47);
+    /// let running = JobInfo::new("orders-etl").times(start, None);
+    /// assert_eq!(running.duration(now), Some(Duration::minutes(47)));
+    /// let done = JobInfo::new("orders-etl").times(start, Some(start + Duration::minutes(5)));
+    /// assert_eq!(done.duration(now), Some(Duration::minutes(5)));
+    /// assert_eq!(JobInfo::new("never started").duration(now), None);
+    /// ```
     pub fn duration(&self, now: DateTime<Utc>) -> Option<chrono::Duration> {
         let start = self.started_at?;
         let end = self.ended_at.unwrap_or(now);
@@ -403,6 +588,13 @@ impl JobInfo {
 ///
 /// Parsed case-insensitively (`failed`, `FAILED`, `Failed`); `CANCELLED` is
 /// taken for `CANCELED`. Serialized in upper case.
+///
+/// ```
+/// use alertkit::JobStatus;
+/// assert_eq!("failed".parse::<JobStatus>().unwrap(), JobStatus::Failed);
+/// assert_eq!("CANCELLED".parse::<JobStatus>().unwrap(), JobStatus::Canceled);
+/// assert_eq!(serde_json::to_string(&JobStatus::Running).unwrap(), r#""RUNNING""#);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 #[allow(missing_docs)] // the variants are Flink's own names
@@ -442,6 +634,12 @@ const JOB_STATUSES: [(JobStatus, &str); 13] = [
 
 impl JobStatus {
     /// The upper-case name (`FAILED`).
+    ///
+    /// ```
+    /// use alertkit::JobStatus;
+    /// assert_eq!(JobStatus::Failed.as_str(), "FAILED");
+    /// assert_eq!(JobStatus::Failed.as_str().parse::<JobStatus>().unwrap(), JobStatus::Failed);
+    /// ```
     pub fn as_str(self) -> &'static str {
         JOB_STATUSES
             .iter()
@@ -450,6 +648,12 @@ impl JobStatus {
     }
 
     /// Whether the job will not run again by itself.
+    ///
+    /// ```
+    /// use alertkit::JobStatus;
+    /// assert!(JobStatus::Failed.is_terminal());
+    /// assert!(!JobStatus::Restarting.is_terminal()); // Flink will try again
+    /// ```
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -465,6 +669,14 @@ impl fmt::Display for JobStatus {
 }
 
 /// The error of parsing an unknown job state.
+///
+/// ```
+/// use alertkit::JobStatus;
+/// let err = "EXPLODED".parse::<JobStatus>().unwrap_err();
+/// let msg = err.to_string();
+/// assert!(msg.starts_with(r#"unknown job status "EXPLODED""#));
+/// assert!(msg.contains("FAILED"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseStatusError(String);
 
@@ -543,6 +755,14 @@ lowercase_enum_serde!(Severity,
 lowercase_enum_serde!(AlertState, AlertState::Firing => "firing", AlertState::Resolved => "resolved");
 
 /// A titled link: a button on cards, an anchor in markdown and HTML.
+///
+/// ```
+/// use alertkit::{Alert, Link};
+/// let alert: Alert = serde_json::from_str(
+///     r#"{"title": "disk full", "links": [{"title": "Runbook", "url": "https://wiki.example/disk"}]}"#,
+/// ).unwrap();
+/// assert_eq!(alert.links[0].title, "Runbook");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -555,6 +775,12 @@ pub struct Link {
 
 impl Link {
     /// A link.
+    ///
+    /// ```
+    /// use alertkit::Link;
+    /// let link = Link::new("Flink UI", "https://flink.example/");
+    /// assert_eq!((link.title.as_str(), link.url.as_str()), ("Flink UI", "https://flink.example/"));
+    /// ```
     pub fn new(title: impl Into<String>, url: impl Into<String>) -> Self {
         Link {
             title: title.into(),
@@ -568,6 +794,15 @@ impl Link {
 ///
 /// Each channel maps the mentions it can express on its platform and reports
 /// the ones it cannot in the receipt's notes.
+///
+/// ```
+/// use alertkit::{Alert, Mention};
+/// let alert: Alert = serde_json::from_str(
+///     r#"{"title": "disk full", "mentions": ["all", {"mobile": "13800000000"}, {"email": "ops@example.com"}]}"#,
+/// ).unwrap();
+/// assert_eq!(alert.mentions[0], Mention::All);
+/// assert_eq!(alert.mentions[2], Mention::Email("ops@example.com".into()));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]

@@ -24,6 +24,21 @@ use crate::template::TemplateOverrides;
 pub use crate::registry::{BuildContext, ChannelFactory, FromParams, Registry};
 
 /// The whole alerting configuration: instances and the groups over them.
+///
+/// Build it in code, or read it from what the host stores:
+///
+/// ```
+/// use alertkit::{Config, GroupConfig, InstanceConfig};
+/// let built = Config::default()
+///     .with_instance(InstanceConfig::new("ops", "recording"))
+///     .with_group(GroupConfig::new("flink-prod", ["ops"]));
+/// let read = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+///                                  "groups": [{"name": "flink-prod", "instances": ["ops"]}]}"#)?;
+/// assert_eq!(read, built);
+/// // and written back the same
+/// assert_eq!(Config::from_value(serde_json::to_value(&built).unwrap())?, built);
+/// # Ok::<(), alertkit::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -38,12 +53,28 @@ pub struct Config {
 
 impl Config {
     /// Adds an instance.
+    ///
+    /// ```
+    /// use alertkit::{Config, InstanceConfig};
+    /// let config = Config::default()
+    ///     .with_instance(InstanceConfig::new("ops-ding", "dingtalk"))
+    ///     .with_instance(InstanceConfig::new("ops-mail", "email"));
+    /// assert_eq!(config.instances[1].name, "ops-mail");
+    /// ```
     pub fn with_instance(mut self, instance: InstanceConfig) -> Self {
         self.instances.push(instance);
         self
     }
 
     /// Adds a group.
+    ///
+    /// ```
+    /// use alertkit::{Config, GroupConfig, InstanceConfig};
+    /// let config = Config::default()
+    ///     .with_instance(InstanceConfig::new("ops", "recording"))
+    ///     .with_group(GroupConfig::new("flink-prod", ["ops"]));
+    /// assert_eq!(config.groups[0].instances, ["ops"]);
+    /// ```
     pub fn with_group(mut self, group: GroupConfig) -> Self {
         self.groups.push(group);
         self
@@ -51,6 +82,18 @@ impl Config {
 
     /// Parses JSON. Errors name the field's path and the expected type,
     /// never the value found there (it may be a secret).
+    ///
+    /// ```
+    /// use alertkit::{Config, ErrorKind};
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "dingtalk", "enabled": false}]}"#)?;
+    /// assert!(!config.instances[0].enabled);
+    ///
+    /// let e = Config::from_json(r#"{"instances": [{"name": "ops", "type": "dingtalk", "enabled": "s3cret"}]}"#)
+    ///     .unwrap_err();
+    /// assert_eq!((e.kind(), e.field()), (ErrorKind::InvalidConfig, Some("instances[0].enabled")));
+    /// assert!(!e.to_string().contains("s3cret"));
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn from_json(text: &str) -> Result<Self> {
         let de = &mut serde_json::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| path_error("", e))
@@ -111,6 +154,17 @@ impl Config {
 /// `Debug` redacts params whose names look secret (`secret`, `password`,
 /// `token`, `key`, ...) and every URL's query and hook path; `Serialize`
 /// writes them back as they are, for a host that stores its config.
+///
+/// ```
+/// use alertkit::InstanceConfig;
+/// let ops = InstanceConfig::new("ops-ding", "dingtalk")
+///     .param("webhook", "https://oapi.dingtalk.com/robot/send?access_token=abc123")
+///     .param("secret", "SEC0123");
+/// let debug = format!("{ops:?}");
+/// assert!(!debug.contains("abc123") && !debug.contains("SEC0123"));
+/// // `Serialize` keeps them, for the host's own store
+/// assert_eq!(serde_json::to_value(&ops).unwrap()["params"]["secret"], "SEC0123");
+/// ```
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -207,6 +261,13 @@ fn yes() -> bool {
 
 impl InstanceConfig {
     /// An enabled instance with no params.
+    ///
+    /// ```
+    /// use alertkit::InstanceConfig;
+    /// let ops = InstanceConfig::new("ops-mail", "email");
+    /// assert_eq!((ops.name.as_str(), ops.kind.as_str(), ops.enabled), ("ops-mail", "email", true));
+    /// assert!(ops.params.is_empty());
+    /// ```
     pub fn new(name: impl Into<String>, kind: impl Into<String>) -> Self {
         InstanceConfig {
             name: name.into(),
@@ -220,18 +281,41 @@ impl InstanceConfig {
     }
 
     /// Sets the policies.
+    ///
+    /// ```
+    /// use alertkit::InstanceConfig;
+    /// use alertkit::policy::{PolicyConfig, Toggle};
+    /// let ops = InstanceConfig::new("ops", "webhook").policy(PolicyConfig::off());
+    /// assert_eq!(ops.policy.retry, Toggle::Off);
+    /// assert_eq!(serde_json::to_value(&ops).unwrap()["policy"]["rate_limit"], false);
+    /// ```
     pub fn policy(mut self, policy: PolicyConfig) -> Self {
         self.policy = policy;
         self
     }
 
     /// Sets a param.
+    ///
+    /// ```
+    /// use alertkit::InstanceConfig;
+    /// let ops = InstanceConfig::new("ops-mail", "email")
+    ///     .param("host", "smtp.example.com")
+    ///     .param("port", 465)
+    ///     .param("to", serde_json::json!(["ops@example.com"]));
+    /// assert_eq!(ops.params["port"], 465);
+    /// assert_eq!(ops.params["to"][0], "ops@example.com");
+    /// ```
     pub fn param(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
         self.params.insert(key.into(), value.into());
         self
     }
 
     /// Enables or disables the instance.
+    ///
+    /// ```
+    /// use alertkit::InstanceConfig;
+    /// assert!(!InstanceConfig::new("ops", "dingtalk").enabled(false).enabled);
+    /// ```
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.enabled = enabled;
         self
@@ -239,6 +323,16 @@ impl InstanceConfig {
 }
 
 /// A named group of instances.
+///
+/// ```
+/// use std::time::Duration;
+/// use alertkit::GroupConfig;
+/// let group = GroupConfig::new("flink-prod", ["ops-ding", "ops-mail"])
+///     .repeat_interval(Duration::from_secs(600))
+///     .fallback("ops-ding", ["ops-sms"]);
+/// let json = serde_json::to_string(&group).unwrap();
+/// assert_eq!(serde_json::from_str::<GroupConfig>(&json).unwrap(), group);
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -279,6 +373,13 @@ pub struct GroupConfig {
 
 impl GroupConfig {
     /// An enabled group over `instances`.
+    ///
+    /// ```
+    /// use alertkit::GroupConfig;
+    /// let group = GroupConfig::new("flink-prod", ["ops-ding", "ops-mail"]);
+    /// assert!(group.enabled);
+    /// assert_eq!(group.instances, ["ops-ding", "ops-mail"]); // report order
+    /// ```
     pub fn new(
         name: impl Into<String>,
         instances: impl IntoIterator<Item = impl Into<String>>,
@@ -295,12 +396,30 @@ impl GroupConfig {
     }
 
     /// Sets the repeat interval.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::GroupConfig;
+    /// let group = GroupConfig::new("g", ["ops"]).repeat_interval(Duration::from_secs(600));
+    /// assert_eq!(group.repeat_interval_secs, Some(600));
+    /// // at least one second: zero would mean "off" to a reader of the config
+    /// let group = GroupConfig::new("g", ["ops"]).repeat_interval(Duration::from_millis(10));
+    /// assert_eq!(group.repeat_interval_secs, Some(1));
+    /// ```
     pub fn repeat_interval(mut self, interval: Duration) -> Self {
         self.repeat_interval_secs = Some(interval.as_secs().max(1));
         self
     }
 
     /// Names fallbacks for `member`, tried in order when it fails for good.
+    ///
+    /// ```
+    /// use alertkit::GroupConfig;
+    /// let group = GroupConfig::new("g", ["ops-ding"])
+    ///     .fallback("ops-ding", ["ops-wecom"])
+    ///     .fallback("ops-ding", ["ops-mail"]);
+    /// assert_eq!(group.fallbacks["ops-ding"], ["ops-wecom", "ops-mail"]);
+    /// ```
     pub fn fallback(
         mut self,
         member: impl Into<String>,
@@ -314,6 +433,12 @@ impl GroupConfig {
     }
 
     /// Enables or disables the group.
+    ///
+    /// ```
+    /// use alertkit::GroupConfig;
+    /// let group = GroupConfig::new("g", ["ops"]).enabled(false);
+    /// assert_eq!(serde_json::to_value(&group).unwrap()["enabled"], false);
+    /// ```
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.enabled = enabled;
         self

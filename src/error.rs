@@ -14,6 +14,22 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 /// What went wrong, in terms a caller can act on.
+///
+/// Match on it to decide what to do about a failed delivery:
+///
+/// ```
+/// use alertkit::{Error, ErrorKind};
+/// fn action(e: &Error) -> &'static str {
+///     match e.kind() {
+///         ErrorKind::RateLimited | ErrorKind::Timeout | ErrorKind::Transport => "retry later",
+///         ErrorKind::Unauthorized | ErrorKind::SignatureMismatch => "fix the credentials",
+///         ErrorKind::KeywordMissing => "add the robot's keyword to the template",
+///         _ => "page a human",
+///     }
+/// }
+/// let e = Error::new(ErrorKind::KeywordMissing, "keywords not in content").with_code("310000");
+/// assert_eq!(action(&e), "add the robot's keyword to the template");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -118,6 +134,13 @@ impl<'de> serde::Deserialize<'de> for ErrorKind {
 
 impl ErrorKind {
     /// The stable snake_case name used in reports and logs.
+    ///
+    /// ```
+    /// use alertkit::ErrorKind;
+    /// assert_eq!(ErrorKind::IpNotAllowed.as_str(), "ip_not_allowed");
+    /// assert_eq!(ErrorKind::IpNotAllowed.to_string(), "ip_not_allowed");
+    /// assert_eq!("ip_not_allowed".parse::<ErrorKind>().unwrap(), ErrorKind::IpNotAllowed);
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::RateLimited => "rate_limited",
@@ -144,6 +167,14 @@ impl ErrorKind {
 
     /// Whether an error of this kind is worth retrying when nothing more
     /// specific is known. Channels override this per platform code.
+    ///
+    /// ```
+    /// use alertkit::{Error, ErrorKind};
+    /// assert!(ErrorKind::RateLimited.default_retryable());
+    /// assert!(!ErrorKind::Unauthorized.default_retryable());
+    /// // `Error::new` starts from it
+    /// assert!(Error::new(ErrorKind::Timeout, "no answer in 10s").is_retryable());
+    /// ```
     pub fn default_retryable(self) -> bool {
         matches!(
             self,
@@ -167,7 +198,7 @@ type Source = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// Build one with [`Error::new`] and the `with_*` methods; read it with the
 /// accessors. `Display` reads like
-/// `dingtalk instance "ops-ding": keyword_missing (code 310000): keywords not in content`.
+/// `instance "ops-ding": keyword_missing (code 310000): keywords not in content`.
 ///
 /// ```
 /// use alertkit::{Error, ErrorKind};
@@ -176,6 +207,14 @@ type Source = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
 ///     .with_retryable(true);
 /// assert!(e.is_retryable());
 /// assert_eq!(e.code(), Some("130101"));
+///
+/// let e = Error::new(ErrorKind::KeywordMissing, "keywords not in content")
+///     .with_code("310000")
+///     .with_instance("ops-ding");
+/// assert_eq!(
+///     e.to_string(),
+///     r#"instance "ops-ding": keyword_missing (code 310000): keywords not in content"#
+/// );
 /// ```
 #[derive(Clone)]
 pub struct Error(Box<Inner>);
@@ -197,6 +236,14 @@ struct Inner {
 
 impl Error {
     /// A new error of `kind`; retryable as [`ErrorKind::default_retryable`] says.
+    ///
+    /// ```
+    /// use alertkit::{Error, ErrorKind};
+    /// let e = Error::new(ErrorKind::PayloadTooLarge, "body is 30000 bytes, limit 20000");
+    /// assert_eq!(e.kind(), ErrorKind::PayloadTooLarge);
+    /// assert!(!e.is_retryable());
+    /// assert_eq!(e.to_string(), "payload_too_large: body is 30000 bytes, limit 20000");
+    /// ```
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error(Box::new(Inner {
             kind,
@@ -213,18 +260,40 @@ impl Error {
     }
 
     /// A configuration error naming the field at fault.
+    ///
+    /// ```
+    /// use alertkit::{Error, ErrorKind};
+    /// let e = Error::config("params.webhook", "not a URL");
+    /// assert_eq!((e.kind(), e.field()), (ErrorKind::InvalidConfig, Some("params.webhook")));
+    /// assert_eq!(e.to_string(), r#"field "params.webhook": invalid_config: not a URL"#);
+    /// ```
     pub fn config(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::new(ErrorKind::InvalidConfig, message).with_field(field)
     }
 
     /// The same error with its message passed through `f` (to take a
     /// secret out of a platform's text).
+    ///
+    /// ```
+    /// use alertkit::{Error, ErrorKind};
+    /// let secret = "s3cr3t-key";
+    /// let e = Error::new(ErrorKind::Unauthorized, format!("invalid key {secret}"))
+    ///     .map_message(|m| m.replace(secret, "***"));
+    /// assert_eq!(e.message(), "invalid key ***");
+    /// ```
     pub fn map_message(mut self, f: impl FnOnce(&str) -> String) -> Self {
         self.0.message = f(&self.0.message);
         self
     }
 
     /// Sets the platform's raw error code (`errcode`, `code`, SMTP reply code).
+    ///
+    /// ```
+    /// use alertkit::{Error, ErrorKind};
+    /// let e = Error::new(ErrorKind::Unauthorized, "invalid webhook key").with_code("93000");
+    /// assert_eq!(e.code(), Some("93000"));
+    /// assert_eq!(e.to_string(), "unauthorized (code 93000): invalid webhook key");
+    /// ```
     pub fn with_code(mut self, code: impl Into<String>) -> Self {
         self.0.code = Some(code.into());
         self
@@ -232,18 +301,40 @@ impl Error {
 
     /// Sets the HTTP status of the answer the error was read from (channels
     /// set it wherever they classify an answer, success status or not).
+    ///
+    /// ```
+    /// use alertkit::{Error, ErrorKind};
+    /// let e = Error::new(ErrorKind::Platform, "bad gateway").with_http_status(502);
+    /// assert_eq!((e.http_status(), e.code()), (Some(502), None));
+    /// ```
     pub fn with_http_status(mut self, status: u16) -> Self {
         self.0.http_status = Some(status);
         self
     }
 
     /// Overrides the retry flag.
+    ///
+    /// ```
+    /// use alertkit::{Error, ErrorKind};
+    /// // a platform-specific code known to be temporary
+    /// let e = Error::new(ErrorKind::Platform, "system busy").with_code("-1").with_retryable(true);
+    /// assert!(e.is_retryable());
+    /// ```
     pub fn with_retryable(mut self, retryable: bool) -> Self {
         self.0.retryable = retryable;
         self
     }
 
     /// Names the alert instance the error belongs to (kept if already set).
+    ///
+    /// ```
+    /// use alertkit::{Error, ErrorKind};
+    /// let e = Error::new(ErrorKind::Timeout, "no answer")
+    ///     .with_instance("ops-ding")
+    ///     .with_instance("other"); // the first one stays
+    /// assert_eq!(e.instance(), Some("ops-ding"));
+    /// assert_eq!(e.to_string(), r#"instance "ops-ding": timeout: no answer"#);
+    /// ```
     pub fn with_instance(mut self, instance: impl Into<String>) -> Self {
         if self.0.instance.is_none() {
             self.0.instance = Some(instance.into());
@@ -259,6 +350,12 @@ impl Error {
     }
 
     /// Names the config field or param at fault (kept if already set).
+    ///
+    /// ```
+    /// use alertkit::{Error, ErrorKind};
+    /// let e = Error::new(ErrorKind::InvalidConfig, "must be 1..=5").with_field("params.retries");
+    /// assert_eq!(e.field(), Some("params.retries"));
+    /// ```
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         if self.0.field.is_none() {
             self.0.field = Some(field.into());
@@ -267,12 +364,29 @@ impl Error {
     }
 
     /// How long the platform asked to wait before the next attempt.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::{Error, ErrorKind};
+    /// let e = Error::new(ErrorKind::RateLimited, "too many requests")
+    ///     .with_http_status(429)
+    ///     .with_retry_after(Duration::from_secs(30));
+    /// assert_eq!(e.retry_after(), Some(Duration::from_secs(30)));
+    /// assert!(e.is_retryable());
+    /// ```
     pub fn with_retry_after(mut self, wait: Duration) -> Self {
         self.0.retry_after = Some(wait);
         self
     }
 
     /// How many attempts were made before giving up (set by retry wrappers).
+    ///
+    /// ```
+    /// use alertkit::{Error, ErrorKind};
+    /// let e = Error::new(ErrorKind::Timeout, "no answer").with_attempts(3);
+    /// assert_eq!(e.attempts(), 3);
+    /// assert_eq!(Error::new(ErrorKind::Timeout, "").with_attempts(0).attempts(), 1);
+    /// ```
     pub fn with_attempts(mut self, attempts: u32) -> Self {
         self.0.attempts = attempts.max(1);
         self
@@ -281,22 +395,49 @@ impl Error {
     /// Attaches the underlying cause. The cause's own `Display` must not hold
     /// secrets: pass reqwest errors through [`crate::http`] helpers, which
     /// strip URLs.
+    ///
+    /// ```
+    /// use std::error::Error as _;
+    /// use alertkit::{Error, ErrorKind};
+    /// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+    /// let e = Error::new(ErrorKind::Transport, "cannot reach smtp.example.com").with_source(io);
+    /// assert_eq!(e.source().unwrap().to_string(), "connection refused");
+    /// ```
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.0.source = Some(std::sync::Arc::new(source));
         self
     }
 
     /// The kind of failure.
+    ///
+    /// ```
+    /// use alertkit::{Error, ErrorKind};
+    /// let e: Error = serde_json::from_str(r#"{"kind": "not_found", "retryable": false, "message": "no group \"x\""}"#).unwrap();
+    /// assert_eq!(e.kind(), ErrorKind::NotFound);
+    /// ```
     pub fn kind(&self) -> ErrorKind {
         self.0.kind
     }
 
     /// Whether sending the same alert again may succeed.
+    ///
+    /// ```
+    /// use alertkit::{Error, ErrorKind};
+    /// assert!(Error::new(ErrorKind::Transport, "connection reset").is_retryable());
+    /// assert!(!Error::new(ErrorKind::Transport, "bad certificate").with_retryable(false).is_retryable());
+    /// ```
     pub fn is_retryable(&self) -> bool {
         self.0.retryable
     }
 
     /// The platform's raw error code, if it gave one.
+    ///
+    /// ```
+    /// use alertkit::{Error, ErrorKind};
+    /// let e = Error::new(ErrorKind::RateLimited, "send too fast").with_code("130101");
+    /// assert_eq!(e.code(), Some("130101"));
+    /// assert_eq!(Error::new(ErrorKind::Timeout, "no answer").code(), None);
+    /// ```
     pub fn code(&self) -> Option<&str> {
         self.0.code.as_deref()
     }
@@ -321,26 +462,58 @@ impl Error {
     }
 
     /// The human-readable message, without instance or code.
+    ///
+    /// ```
+    /// use alertkit::{Error, ErrorKind};
+    /// let e = Error::new(ErrorKind::Timeout, "no answer in 10s").with_instance("ops").with_code("x");
+    /// assert_eq!(e.message(), "no answer in 10s");
+    /// ```
     pub fn message(&self) -> &str {
         &self.0.message
     }
 
     /// The alert instance the error belongs to.
+    ///
+    /// ```
+    /// use alertkit::{Error, ErrorKind};
+    /// assert_eq!(Error::new(ErrorKind::Timeout, "").instance(), None);
+    /// assert_eq!(Error::new(ErrorKind::Timeout, "").with_instance("ops").instance(), Some("ops"));
+    /// ```
     pub fn instance(&self) -> Option<&str> {
         self.0.instance.as_deref()
     }
 
     /// The config field or param at fault.
+    ///
+    /// ```
+    /// use alertkit::Config;
+    /// let e = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording", "timeout_ms": "x"}]}"#)
+    ///     .unwrap_err();
+    /// assert_eq!(e.field(), Some("instances[0].timeout_ms"));
+    /// ```
     pub fn field(&self) -> Option<&str> {
         self.0.field.as_deref()
     }
 
     /// How long the platform asked to wait, if it said.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::{Error, ErrorKind};
+    /// let e = Error::new(ErrorKind::RateLimited, "").with_retry_after(Duration::from_millis(1500));
+    /// assert_eq!(e.retry_after(), Some(Duration::from_millis(1500)));
+    /// assert_eq!(Error::new(ErrorKind::RateLimited, "").retry_after(), None);
+    /// ```
     pub fn retry_after(&self) -> Option<Duration> {
         self.0.retry_after
     }
 
     /// Attempts made (1 unless a retry wrapper tried more).
+    ///
+    /// ```
+    /// use alertkit::{Error, ErrorKind};
+    /// assert_eq!(Error::new(ErrorKind::Timeout, "no answer").attempts(), 1);
+    /// ```
     pub fn attempts(&self) -> u32 {
         self.0.attempts
     }
@@ -466,6 +639,15 @@ impl<'de> serde::Deserialize<'de> for Error {
 }
 
 /// Shorthand for `Result<T, alertkit::Error>`.
+///
+/// ```
+/// use alertkit::{Config, Result};
+/// fn load(json: &str) -> Result<usize> {
+///     Ok(Config::from_json(json)?.instances.len())
+/// }
+/// assert_eq!(load(r#"{"instances": []}"#).unwrap(), 0);
+/// assert!(load("{").is_err());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]

@@ -21,9 +21,32 @@ use chrono::Utc;
 /// rate-limit window (DingTalk's is a minute), short enough that a hung
 /// platform does not hold a dispatch for ever. Every HTTP request has its
 /// own, much shorter, time limit too.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(alertkit::group::DEFAULT_MEMBER_TIMEOUT, Duration::from_secs(300));
+/// ```
 pub const DEFAULT_MEMBER_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// One instance in a group.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use alertkit::{Alert, AlertGroup, Member, Outcome};
+/// use alertkit::testkit::RecordingChannel;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let mail = Arc::new(RecordingChannel::new());
+/// let ding = Member::new("ops-ding", Arc::new(RecordingChannel::failing()))
+///     .timeout(Duration::from_secs(30))
+///     .fallback(Member::new("ops-mail", mail.clone()));
+/// let report = AlertGroup::new("g").with(ding).dispatch(&Alert::new("disk full")).await;
+/// let d = report.delivery("ops-ding").unwrap();
+/// assert_eq!((d.outcome, d.via.as_deref()), (Outcome::Delivered, Some("ops-mail")));
+/// assert_eq!(mail.sent().len(), 1);
+/// # });
+/// ```
 #[derive(Debug, Clone)]
 pub struct Member {
     name: String,
@@ -35,6 +58,15 @@ pub struct Member {
 
 impl Member {
     /// An enabled member named `name`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::Member;
+    /// use alertkit::testkit::RecordingChannel;
+    /// let m = Member::new("ops", Arc::new(RecordingChannel::new()));
+    /// assert_eq!(m.name(), "ops");
+    /// assert!(m.is_enabled());
+    /// ```
     pub fn new(name: impl Into<String>, channel: Arc<dyn AlertChannel>) -> Self {
         Member {
             name: name.into(),
@@ -47,34 +79,106 @@ impl Member {
 
     /// Adds a fallback, tried (after earlier ones) when this member fails
     /// for good: a permanent error, retries spent, or no answer in time.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::{Alert, AlertGroup, Member};
+    /// use alertkit::testkit::RecordingChannel;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let ding = Member::new("ops-ding", Arc::new(RecordingChannel::failing()))
+    ///     .fallback(Member::new("ops-wecom", Arc::new(RecordingChannel::failing())))
+    ///     .fallback(Member::new("ops-mail", Arc::new(RecordingChannel::new())));
+    /// let report = AlertGroup::new("g").with(ding).dispatch(&Alert::new("disk full")).await;
+    /// let d = &report.deliveries[0];
+    /// assert_eq!(d.via.as_deref(), Some("ops-mail")); // the last one tried
+    /// assert_eq!(d.primary_error.as_ref().unwrap().code(), Some("310000")); // the member's own
+    /// # });
+    /// ```
     pub fn fallback(mut self, fallback: Member) -> Self {
         self.fallbacks.push(fallback);
         self
     }
 
     /// Enables or disables the member.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::{Alert, AlertGroup, Member, Outcome};
+    /// use alertkit::testkit::RecordingChannel;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let off = Member::new("ops", Arc::new(RecordingChannel::new())).enabled(false);
+    /// assert!(!off.is_enabled());
+    /// let report = AlertGroup::new("g").with(off).dispatch(&Alert::new("disk full")).await;
+    /// assert_eq!(report.deliveries[0].outcome, Outcome::Skipped);
+    /// # });
+    /// ```
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.enabled = enabled;
         self
     }
 
     /// Sets this member's own time limit (the group's otherwise).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use alertkit::{Alert, AlertGroup, ErrorKind, Member, Outcome};
+    /// use alertkit::testkit::RecordingChannel;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let slow = RecordingChannel::new().with_delay(Duration::from_secs(60));
+    /// let m = Member::new("slow", Arc::new(slow)).timeout(Duration::from_millis(50));
+    /// let report = AlertGroup::new("g").with(m).dispatch(&Alert::new("disk full")).await;
+    /// assert_eq!(report.deliveries[0].outcome, Outcome::TimedOut);
+    /// assert_eq!(report.deliveries[0].error.as_ref().unwrap().kind(), ErrorKind::Timeout);
+    /// # });
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
     /// The instance name.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::AlertGroup;
+    /// use alertkit::testkit::RecordingChannel;
+    /// let group = AlertGroup::new("g")
+    ///     .with_member("ops-ding", Arc::new(RecordingChannel::new()))
+    ///     .with_member("ops-mail", Arc::new(RecordingChannel::new()));
+    /// let names: Vec<&str> = group.members().iter().map(|m| m.name()).collect();
+    /// assert_eq!(names, ["ops-ding", "ops-mail"]);
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Whether it receives alerts.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::Member;
+    /// use alertkit::testkit::RecordingChannel;
+    /// let m = Member::new("ops", Arc::new(RecordingChannel::new()));
+    /// assert!(m.is_enabled());
+    /// assert!(!m.enabled(false).is_enabled());
+    /// ```
     pub fn is_enabled(&self) -> bool {
         self.enabled
     }
 
     /// The channel.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::Member;
+    /// use alertkit::testkit::RecordingChannel;
+    /// let m = Member::new("ops", Arc::new(RecordingChannel::new()));
+    /// assert_eq!(m.channel().kind(), "recording");
+    /// ```
     pub fn channel(&self) -> &Arc<dyn AlertChannel> {
         &self.channel
     }
@@ -198,6 +302,13 @@ pub struct AlertGroup {
 
 impl AlertGroup {
     /// An empty, enabled group.
+    ///
+    /// ```
+    /// use alertkit::AlertGroup;
+    /// let group = AlertGroup::new("flink-prod");
+    /// assert_eq!(group.name(), "flink-prod");
+    /// assert!(group.is_enabled() && group.members().is_empty());
+    /// ```
     pub fn new(name: impl Into<String>) -> Self {
         AlertGroup {
             name: name.into(),
@@ -213,51 +324,161 @@ impl AlertGroup {
     /// than `interval` ago (after the last *successful* delivery); a state
     /// change always goes out. Records live in the group's state (see
     /// [`AlertGroup::state`]; in memory by default).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use alertkit::{Alert, AlertGroup, GroupStatus};
+    /// use alertkit::testkit::RecordingChannel;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let ops = Arc::new(RecordingChannel::new());
+    /// let group = AlertGroup::new("repeat-example")
+    ///     .repeat_interval(Duration::from_secs(600))
+    ///     .with_member("ops", ops.clone());
+    /// let alert = Alert::new("disk full").label("host", "db-1");
+    /// assert_eq!(group.dispatch(&alert).await.status, GroupStatus::Delivered);
+    /// assert_eq!(group.dispatch(&alert).await.status, GroupStatus::Suppressed);
+    /// // the resolution is a state change: it goes out
+    /// assert_eq!(group.dispatch(&alert.clone().resolved()).await.status, GroupStatus::Delivered);
+    /// assert_eq!(ops.sent().len(), 2);
+    /// # });
+    /// ```
     pub fn repeat_interval(mut self, interval: Duration) -> Self {
         self.repeat_interval = Some(interval);
         self
     }
 
     /// Where dedup records live (shared between processes with a shared store).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use alertkit::{Alert, AlertGroup, GroupStatus};
+    /// use alertkit::policy::MemoryState;
+    /// use alertkit::testkit::RecordingChannel;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // two processes' groups over one store (RedisState with the `redis` feature)
+    /// let shared = Arc::new(MemoryState::new());
+    /// let group = |_| AlertGroup::new("g")
+    ///     .repeat_interval(Duration::from_secs(600))
+    ///     .state(shared.clone())
+    ///     .with_member("ops", Arc::new(RecordingChannel::new()));
+    /// let (a, b) = (group(1), group(2));
+    /// assert_eq!(a.dispatch(&Alert::new("disk full")).await.status, GroupStatus::Delivered);
+    /// assert_eq!(b.dispatch(&Alert::new("disk full")).await.status, GroupStatus::Suppressed);
+    /// # });
+    /// ```
     pub fn state(mut self, state: Arc<dyn SharedState>) -> Self {
         self.state = Some(state);
         self
     }
 
     /// Adds an enabled member.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::AlertGroup;
+    /// use alertkit::testkit::RecordingChannel;
+    /// let group = AlertGroup::new("g").with_member("ops", Arc::new(RecordingChannel::new()));
+    /// assert_eq!(group.members()[0].name(), "ops");
+    /// assert!(group.members()[0].is_enabled());
+    /// ```
     pub fn with_member(self, name: impl Into<String>, channel: Arc<dyn AlertChannel>) -> Self {
         self.with(Member::new(name, channel))
     }
 
     /// Adds a member.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::{AlertGroup, Member};
+    /// use alertkit::testkit::RecordingChannel;
+    /// let group = AlertGroup::new("g")
+    ///     .with(Member::new("ops", Arc::new(RecordingChannel::new())).enabled(false));
+    /// assert!(!group.members()[0].is_enabled());
+    /// ```
     pub fn with(mut self, member: Member) -> Self {
         self.members.push(member);
         self
     }
 
     /// Enables or disables the whole group.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::{Alert, AlertGroup, GroupStatus};
+    /// use alertkit::testkit::RecordingChannel;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let ops = Arc::new(RecordingChannel::new());
+    /// let group = AlertGroup::new("g").with_member("ops", ops.clone()).enabled(false);
+    /// assert_eq!(group.dispatch(&Alert::new("disk full")).await.status, GroupStatus::Empty);
+    /// assert!(ops.sent().is_empty());
+    /// # });
+    /// ```
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.enabled = enabled;
         self
     }
 
     /// Sets the per-member time limit (default [`DEFAULT_MEMBER_TIMEOUT`]).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use alertkit::{Alert, AlertGroup, GroupStatus, Outcome};
+    /// use alertkit::testkit::RecordingChannel;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let group = AlertGroup::new("g")
+    ///     .timeout(Duration::from_millis(50))
+    ///     .with_member("hung", Arc::new(RecordingChannel::new().with_delay(Duration::from_secs(60))))
+    ///     .with_member("ops", Arc::new(RecordingChannel::new()));
+    /// let report = group.dispatch(&Alert::new("disk full")).await;
+    /// assert_eq!(report.status, GroupStatus::Partial);
+    /// assert_eq!(report.deliveries[0].outcome, Outcome::TimedOut);
+    /// # });
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
     /// The group's name.
+    ///
+    /// ```
+    /// use alertkit::AlertGroup;
+    /// assert_eq!(AlertGroup::new("flink-prod").name(), "flink-prod");
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Whether the group sends at all.
+    ///
+    /// ```
+    /// use alertkit::AlertGroup;
+    /// assert!(AlertGroup::new("g").is_enabled());
+    /// assert!(!AlertGroup::new("g").enabled(false).is_enabled());
+    /// ```
     pub fn is_enabled(&self) -> bool {
         self.enabled
     }
 
     /// The members, in order.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::AlertGroup;
+    /// use alertkit::testkit::RecordingChannel;
+    /// let group = AlertGroup::new("g")
+    ///     .with_member("ops", Arc::new(RecordingChannel::new()))
+    ///     .with_member("oncall", Arc::new(RecordingChannel::new()));
+    /// assert_eq!(group.members().len(), 2);
+    /// assert_eq!(group.members()[1].name(), "oncall");
+    /// ```
     pub fn members(&self) -> &[Member] {
         &self.members
     }
@@ -292,6 +513,21 @@ impl AlertGroup {
     /// awaits rather than blocking the thread). Must run inside a Tokio
     /// runtime; the sends are polled concurrently within this future, so
     /// dropping it cancels them all.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::{Alert, AlertGroup, GroupStatus};
+    /// use alertkit::testkit::RecordingChannel;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let group = AlertGroup::new("g").with_member("ops", Arc::new(RecordingChannel::new()));
+    /// let alert = Alert::new("disk full");
+    /// let report = group.dispatch(&alert).await;
+    /// assert_eq!(report.status, GroupStatus::Delivered);
+    /// assert_eq!((report.title.as_str(), report.fingerprint.clone()), ("disk full", alert.fingerprint()));
+    /// assert!(report.dispatched_at.is_some());
+    /// # });
+    /// ```
     pub async fn dispatch(&self, alert: &Alert) -> DispatchReport {
         self.dispatch_as(alert, alert.fingerprint()).await
     }
@@ -449,6 +685,21 @@ impl Progress {
 }
 
 /// What happened to one member.
+///
+/// ```
+/// use std::sync::Arc;
+/// use alertkit::{Alert, AlertGroup, Outcome};
+/// use alertkit::testkit::RecordingChannel;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let group = AlertGroup::new("g")
+///     .with_member("ops", Arc::new(RecordingChannel::new()))
+///     .with_member("broken", Arc::new(RecordingChannel::failing()));
+/// let report = group.dispatch(&Alert::new("disk full")).await;
+/// let outcomes: Vec<Outcome> = report.deliveries.iter().map(|d| d.outcome).collect();
+/// assert_eq!(outcomes, [Outcome::Delivered, Outcome::Failed]);
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -469,6 +720,12 @@ pub enum Outcome {
 
 impl Outcome {
     /// The snake_case name used in reports.
+    ///
+    /// ```
+    /// use alertkit::Outcome;
+    /// assert_eq!(Outcome::TimedOut.as_str(), "timed_out");
+    /// assert_eq!(serde_json::to_value(Outcome::TimedOut).unwrap(), "timed_out");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Delivered => "delivered",
@@ -482,6 +739,14 @@ impl Outcome {
 }
 
 /// One member's line in a [`DispatchReport`].
+///
+/// ```
+/// use alertkit::{Delivery, Outcome};
+/// let d: Delivery = serde_json::from_str(r#"{"instance": "ops", "kind": "dingtalk", "outcome": "delivered",
+///     "attempts": 2, "elapsed_ms": 120, "receipt": {"message_id": "m-1"}}"#).unwrap();
+/// assert_eq!((d.outcome, d.attempts), (Outcome::Delivered, 2));
+/// assert_eq!(d.receipt.unwrap().message_id.as_deref(), Some("m-1"));
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Delivery {
@@ -576,12 +841,33 @@ impl Delivery {
     }
 
     /// Whether the alert reached at least some of this member's recipients.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::{Alert, AlertGroup, Outcome, Receipt};
+    /// use alertkit::testkit::RecordingChannel;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // one recipient refused: a partial delivery still counts as delivered
+    /// let rec = RecordingChannel::new().with_receipt(Receipt::new().with_rejected(["13800000000".to_owned()]));
+    /// let report = AlertGroup::new("g").with_member("ops", Arc::new(rec)).dispatch(&Alert::new("disk full")).await;
+    /// assert_eq!(report.deliveries[0].outcome, Outcome::Partial);
+    /// assert!(report.deliveries[0].is_delivered());
+    /// # });
+    /// ```
     pub fn is_delivered(&self) -> bool {
         matches!(self.outcome, Outcome::Delivered | Outcome::Partial)
     }
 }
 
 /// The group's overall result.
+///
+/// ```
+/// use alertkit::GroupStatus;
+/// let status: GroupStatus = serde_json::from_str(r#""partial""#).unwrap();
+/// assert_eq!(status, GroupStatus::Partial);
+/// assert_eq!(status.as_str(), "partial");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -600,6 +886,11 @@ pub enum GroupStatus {
 
 impl GroupStatus {
     /// The snake_case name used in reports.
+    ///
+    /// ```
+    /// use alertkit::GroupStatus;
+    /// assert_eq!(GroupStatus::Suppressed.as_str(), "suppressed");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             GroupStatus::Delivered => "delivered",
@@ -610,8 +901,16 @@ impl GroupStatus {
         }
     }
 
-    /// Exit code convention of `examples/send.rs`: 0 delivered or empty,
-    /// 1 partial, 2 failed.
+    /// Exit code convention of `examples/send.rs`: 0 delivered, empty or
+    /// suppressed, 1 partial, 2 failed.
+    ///
+    /// ```
+    /// use alertkit::GroupStatus;
+    /// assert_eq!(GroupStatus::Delivered.exit_code(), 0);
+    /// assert_eq!(GroupStatus::Suppressed.exit_code(), 0);
+    /// assert_eq!(GroupStatus::Partial.exit_code(), 1);
+    /// assert_eq!(GroupStatus::Failed.exit_code(), 2);
+    /// ```
     pub fn exit_code(self) -> i32 {
         match self {
             GroupStatus::Delivered | GroupStatus::Empty | GroupStatus::Suppressed => 0,
@@ -659,6 +958,19 @@ pub struct DispatchReport {
 
 impl DispatchReport {
     /// Builds a report, computing the overall status from the deliveries.
+    ///
+    /// ```
+    /// use alertkit::{Delivery, DispatchReport, GroupStatus};
+    /// let d = |outcome: &str| -> Delivery {
+    ///     serde_json::from_value(serde_json::json!({"instance": outcome, "kind": "webhook",
+    ///         "outcome": outcome, "attempts": 1, "elapsed_ms": 5})).unwrap()
+    /// };
+    /// let report = DispatchReport::new("g".into(), vec![d("delivered"), d("skipped")]);
+    /// assert_eq!(report.status, GroupStatus::Delivered); // skipped members do not count
+    /// let report = DispatchReport::new("g".into(), vec![d("delivered"), d("timed_out")]);
+    /// assert_eq!(report.status, GroupStatus::Partial);
+    /// assert_eq!(DispatchReport::new("g".into(), vec![]).status, GroupStatus::Empty);
+    /// ```
     pub fn new(group: String, deliveries: Vec<Delivery>) -> Self {
         let active: Vec<&Delivery> = deliveries
             .iter()
@@ -729,6 +1041,19 @@ impl DispatchReport {
     }
 
     /// The delivery of the instance named `name`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::{Alert, AlertGroup, Outcome};
+    /// use alertkit::testkit::RecordingChannel;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let group = AlertGroup::new("g").with_member("ops", Arc::new(RecordingChannel::failing()));
+    /// let report = group.dispatch(&Alert::new("disk full")).await;
+    /// assert_eq!(report.delivery("ops").unwrap().outcome, Outcome::Failed);
+    /// assert!(report.delivery("nobody").is_none());
+    /// # });
+    /// ```
     pub fn delivery(&self, name: &str) -> Option<&Delivery> {
         self.deliveries.iter().find(|d| d.instance == name)
     }

@@ -129,9 +129,9 @@ pub use group::{AlertGroup, Delivery, DispatchReport, GroupStatus, Member, Outco
 pub use http::Http;
 pub use notifier::{GroupInfo, InstanceInfo, Notifier, TestSendOptions, Undelivered};
 pub use registry::{BuildContext, ChannelFactory, FromParams, Registry};
-pub use secrecy;
-/// The `url` version alertkit's public types use.
-pub use url;
 /// The `reqwest` version alertkit's public types use (`Http::with_client`,
 /// `Http::client`, `http::Reply`): build your client with this one.
 pub use reqwest;
+pub use secrecy;
+/// The `url` version alertkit's public types use.
+pub use url;

@@ -61,6 +61,20 @@ use crate::http::Http;
 use crate::template::{TemplateOverrides, Templates};
 
 /// What a factory gets to build one instance.
+///
+/// A channel's tests build it without a [`Notifier`](crate::Notifier):
+///
+/// ```
+/// use alertkit::{BuildContext, ErrorKind, FromParams, Http};
+/// use alertkit::template::Templates;
+/// use alertkit::testkit::RecordingChannel;
+///
+/// let params = serde_json::json!({"fail": "yes"}).as_object().unwrap().clone();
+/// let http = Http::new();
+/// let ctx = BuildContext::new("ops", "recording", &params, &http, Templates::default());
+/// let e = RecordingChannel::from_params(&ctx).unwrap_err();
+/// assert_eq!((e.kind(), e.field()), (ErrorKind::InvalidConfig, Some("params.fail")));
+/// ```
 #[derive(Debug)]
 pub struct BuildContext<'a> {
     name: &'a str,
@@ -73,6 +87,15 @@ pub struct BuildContext<'a> {
 impl<'a> BuildContext<'a> {
     /// A context for building an instance outside a [`Notifier`](crate::Notifier)
     /// (tests, hosts wiring channels by hand).
+    ///
+    /// ```
+    /// use alertkit::{BuildContext, Http};
+    /// use alertkit::template::Templates;
+    /// let params = serde_json::Map::new();
+    /// let http = Http::new();
+    /// let ctx = BuildContext::new("ops-pager", "pager", &params, &http, Templates::default());
+    /// assert_eq!((ctx.name(), ctx.kind()), ("ops-pager", "pager"));
+    /// ```
     pub fn new(
         name: &'a str,
         kind: &'a str,
@@ -90,26 +113,84 @@ impl<'a> BuildContext<'a> {
     }
 
     /// The instance name.
+    ///
+    /// ```
+    /// use alertkit::{BuildContext, Http};
+    /// use alertkit::template::Templates;
+    /// let (params, http) = (serde_json::Map::new(), Http::new());
+    /// let ctx = BuildContext::new("ops-pager", "pager", &params, &http, Templates::default());
+    /// assert_eq!(ctx.name(), "ops-pager"); // for messages and metrics
+    /// ```
     pub fn name(&self) -> &str {
         self.name
     }
 
     /// The canonical type name the instance was registered under.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use alertkit::{AlertChannel, BuildContext, Config, Http, Notifier, Registry};
+    /// use alertkit::testkit::RecordingChannel;
+    ///
+    /// let seen = Arc::new(Mutex::new(String::new()));
+    /// let mut registry = Registry::empty();
+    /// let s = seen.clone();
+    /// registry.register("Pager", move |ctx: &BuildContext<'_>| {
+    ///     *s.lock().unwrap() = ctx.kind().to_owned();
+    ///     Ok(Arc::new(RecordingChannel::new()) as Arc<dyn AlertChannel>)
+    /// })?.alias("pagerduty", "pager")?;
+    /// let config = Config::from_json(r#"{"instances": [{"name": "p", "type": "PAGERDUTY"}]}"#)?;
+    /// Notifier::from_config_with(&config, registry, Http::new())?;
+    /// assert_eq!(*seen.lock().unwrap(), "Pager"); // as registered, whatever the config says
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn kind(&self) -> &str {
         self.kind
     }
 
     /// The raw params.
+    ///
+    /// ```
+    /// use alertkit::{BuildContext, Http};
+    /// use alertkit::template::Templates;
+    /// let params = serde_json::json!({"service": "ops", "v2_field": 1}).as_object().unwrap().clone();
+    /// let http = Http::new();
+    /// let ctx = BuildContext::new("p", "pager", &params, &http, Templates::default());
+    /// // e.g. to accept params of several versions
+    /// assert!(ctx.raw_params().contains_key("v2_field"));
+    /// ```
     pub fn raw_params(&self) -> &serde_json::Map<String, serde_json::Value> {
         self.params
     }
 
     /// The shared HTTP client and caches.
+    ///
+    /// ```
+    /// use alertkit::{BuildContext, Http};
+    /// use alertkit::template::Templates;
+    /// let (params, http) = (serde_json::Map::new(), Http::new());
+    /// let ctx = BuildContext::new("p", "pager", &params, &http, Templates::default());
+    /// // the host's one client: connection pool, proxy and TLS setup for every instance
+    /// assert!(std::ptr::eq(ctx.http(), &http));
+    /// let _client: reqwest::Client = ctx.http().client().clone();
+    /// ```
     pub fn http(&self) -> &Http {
         self.http
     }
 
     /// The instance's compiled templates.
+    ///
+    /// ```
+    /// use alertkit::{Alert, BuildContext, Http};
+    /// use alertkit::template::{Format, TemplateOverrides, Templates};
+    /// let (params, http) = (serde_json::Map::new(), Http::new());
+    /// let templates = Templates::with_overrides(&TemplateOverrides::default().template(Format::Text, "!! {{ title }}"))?;
+    /// let ctx = BuildContext::new("p", "pager", &params, &http, templates);
+    /// // a channel keeps them and renders every alert with them
+    /// let text = ctx.templates().render(Format::Text, &Alert::new("disk full"), "pager")?;
+    /// assert_eq!(text, "!! disk full");
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn templates(&self) -> &Templates {
         &self.templates
     }
@@ -118,6 +199,21 @@ impl<'a> BuildContext<'a> {
     /// missing or mistyped param is an [`ErrorKind::InvalidConfig`] error whose
     /// field is the param's path (`params.at_mobiles[2]`). Declare the struct
     /// with `#[serde(deny_unknown_fields)]` so typos are caught.
+    ///
+    /// ```
+    /// use alertkit::{BuildContext, ErrorKind, Http};
+    /// use alertkit::template::Templates;
+    ///
+    /// #[derive(Debug, serde::Deserialize)]
+    /// #[serde(deny_unknown_fields)]
+    /// struct Params { service: String, #[serde(default)] urgent: bool }
+    ///
+    /// let params = serde_json::json!({"service": "ops", "urgnet": true}).as_object().unwrap().clone();
+    /// let http = Http::new();
+    /// let ctx = BuildContext::new("p", "pager", &params, &http, Templates::default());
+    /// let e = ctx.params::<Params>().unwrap_err();
+    /// assert_eq!((e.kind(), e.field()), (ErrorKind::InvalidConfig, Some("params.urgnet")));
+    /// ```
     pub fn params<T: DeserializeOwned>(&self) -> Result<T> {
         serde_path_to_error::deserialize(self.params).map_err(|e| path_error("params", e))
     }
@@ -127,8 +223,48 @@ impl<'a> BuildContext<'a> {
 /// `Fn(&BuildContext<'_>) -> Result<Arc<dyn AlertChannel>>` is one (for a
 /// factory that holds state); a channel type that implements [`FromParams`]
 /// needs none (see [`Registry::register_channel`]).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use alertkit::{AlertChannel, BuildContext, ChannelFactory, Registry, Result};
+/// use alertkit::testkit::RecordingChannel;
+///
+/// /// Counts the instances it built (a factory with state).
+/// struct Counting(AtomicUsize);
+///
+/// impl ChannelFactory for Counting {
+///     fn build(&self, _ctx: &BuildContext<'_>) -> Result<Arc<dyn AlertChannel>> {
+///         self.0.fetch_add(1, Ordering::Relaxed);
+///         Ok(Arc::new(RecordingChannel::new()))
+///     }
+/// }
+///
+/// let mut registry = Registry::empty();
+/// registry.register("counted", Counting(AtomicUsize::new(0)))?;
+/// assert!(registry.contains("counted"));
+/// # Ok::<(), alertkit::Error>(())
+/// ```
 pub trait ChannelFactory: Send + Sync + 'static {
     /// Validates the params and builds the channel. Nothing may be sent here.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::{AlertChannel, BuildContext, ChannelFactory, Error, Http};
+    /// use alertkit::template::Templates;
+    /// use alertkit::testkit::RecordingChannel;
+    ///
+    /// let factory = |ctx: &BuildContext<'_>| {
+    ///     if !ctx.raw_params().contains_key("service") {
+    ///         return Err(Error::config("params.service", "the pager needs a service"));
+    ///     }
+    ///     Ok(Arc::new(RecordingChannel::new()) as Arc<dyn AlertChannel>)
+    /// };
+    /// // a factory's own test, without a Notifier
+    /// let (params, http) = (serde_json::Map::new(), Http::new());
+    /// let ctx = BuildContext::new("p", "pager", &params, &http, Templates::default());
+    /// assert_eq!(factory.build(&ctx).unwrap_err().field(), Some("params.service"));
+    /// ```
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn AlertChannel>>;
 }
 
@@ -165,6 +301,18 @@ where
 pub trait FromParams: AlertChannel + Sized {
     /// Validates the params (read them with [`BuildContext::params`]) and
     /// builds the channel. Nothing may be sent here.
+    ///
+    /// ```
+    /// use alertkit::{BuildContext, FromParams, Http};
+    /// use alertkit::template::Templates;
+    /// use alertkit::testkit::RecordingChannel;
+    ///
+    /// // a channel's own test of its params, without a Notifier
+    /// let params = serde_json::json!({"delay_ms": 5}).as_object().unwrap().clone();
+    /// let http = Http::new();
+    /// let ctx = BuildContext::new("ops", "recording", &params, &http, Templates::default());
+    /// assert!(RecordingChannel::from_params(&ctx).is_ok());
+    /// ```
     fn from_params(ctx: &BuildContext<'_>) -> Result<Self>;
 }
 
@@ -216,6 +364,16 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     /// A registry with no channel types.
+    ///
+    /// ```
+    /// use alertkit::{Config, ErrorKind, Http, Notifier, Registry};
+    /// let registry = Registry::empty(); // not even the built-in channels
+    /// assert!(registry.kinds().is_empty());
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "dingtalk"}]}"#)?;
+    /// let e = Notifier::from_config_with(&config, registry, Http::new()).unwrap_err();
+    /// assert_eq!((e.kind(), e.field()), (ErrorKind::InvalidConfig, Some("type")));
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn empty() -> Self {
         Registry {
             kinds: HashMap::new(),
@@ -226,6 +384,19 @@ impl Registry {
     /// Registers the type `kind`, built by `factory`. An
     /// [`ErrorKind::InvalidConfig`] error if the name is empty or already
     /// a type or an alias (use [`replace`](Registry::replace) to replace one).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::{AlertChannel, BuildContext, Registry};
+    /// use alertkit::testkit::RecordingChannel;
+    ///
+    /// let mut registry = Registry::empty();
+    /// let pager = |_ctx: &BuildContext<'_>| Ok(Arc::new(RecordingChannel::new()) as Arc<dyn AlertChannel>);
+    /// registry.register("pager", pager)?;
+    /// assert!(registry.register("PAGER", pager).is_err()); // names match case-insensitively
+    /// assert!(registry.register("", pager).is_err());
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn register(&mut self, kind: &str, factory: impl ChannelFactory) -> Result<&mut Self> {
         let key = kind.to_ascii_lowercase();
         if kind.trim().is_empty() {
@@ -266,6 +437,22 @@ impl Registry {
     /// Registers the type `kind`, replacing the type or alias of that name
     /// if there is one (an alias of that name stops being one; other
     /// aliases of a replaced type now name the new one).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::{AlertChannel, BuildContext, Config, Http, Notifier, Registry};
+    /// use alertkit::testkit::RecordingChannel;
+    ///
+    /// // every DingTalk instance goes to an in-memory channel (a staging host)
+    /// let mut registry = Registry::default();
+    /// registry.replace("dingtalk", |_ctx: &BuildContext<'_>| {
+    ///     Ok(Arc::new(RecordingChannel::new()) as Arc<dyn AlertChannel>)
+    /// });
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "DingTalk"}]}"#)?;
+    /// let notifier = Notifier::from_config_with(&config, registry, Http::new())?;
+    /// assert_eq!(notifier.channel("ops").unwrap().kind(), "recording");
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn replace(&mut self, kind: &str, factory: impl ChannelFactory) -> &mut Self {
         let key = kind.to_ascii_lowercase();
         self.aliases.remove(&key);
@@ -276,6 +463,17 @@ impl Registry {
     /// Makes `alias` another name of the registered type (or alias) `kind`.
     /// An [`ErrorKind::InvalidConfig`] error if `kind` is unknown or
     /// `alias` already names another type; naming the same one again is fine.
+    ///
+    /// ```
+    /// use alertkit::Registry;
+    /// let mut registry = Registry::default();
+    /// registry.alias("ding", "dingtalk")?;
+    /// registry.alias("ding", "dingtalk")?; // the same again is fine
+    /// assert!(registry.contains("Ding"));
+    /// assert!(registry.alias("ding", "email").is_err()); // taken
+    /// assert!(registry.alias("sms", "no-such-type").is_err());
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn alias(&mut self, alias: &str, kind: &str) -> Result<&mut Self> {
         let kind_key = kind.to_ascii_lowercase();
         let Some(target) = self.resolve(&kind_key) else {
@@ -312,11 +510,28 @@ impl Registry {
     }
 
     /// Whether `kind` names a registered type or alias (case-insensitively).
+    ///
+    /// ```
+    /// use alertkit::Registry;
+    /// let registry = Registry::default();
+    /// assert!(registry.contains("dingtalk") && registry.contains("DingTalk"));
+    /// assert!(!registry.contains("pager"));
+    /// ```
     pub fn contains(&self, kind: &str) -> bool {
         self.resolve(&kind.to_ascii_lowercase()).is_some()
     }
 
     /// The type names as registered (no aliases), sorted.
+    ///
+    /// ```
+    /// use alertkit::Registry;
+    /// use alertkit::testkit::RecordingChannel;
+    /// let mut registry = Registry::empty();
+    /// registry.register_channel::<RecordingChannel>("memory")?.alias("mem", "memory")?;
+    /// registry.register_channel::<RecordingChannel>("Audit")?;
+    /// assert_eq!(registry.kinds(), ["Audit", "memory"]); // no aliases
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn kinds(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self.kinds.values().map(|(k, _)| k.as_str()).collect();
         v.sort_unstable();

@@ -85,6 +85,17 @@ pub const FUEL: u64 = 100_000;
 pub const MAX_RENDER: usize = 4 << 20;
 
 /// The text formats a channel can ask for.
+///
+/// ```
+/// use alertkit::Alert;
+/// use alertkit::template::{Format, Templates};
+/// let alert = Alert::new("disk full").body("/var at 97%");
+/// let t = Templates::default();
+/// let title = t.render(Format::Title, &alert, "email")?;
+/// assert_eq!(title, "[Error] disk full");
+/// assert!(t.render(Format::Html, &alert, "email")?.starts_with("<div"));
+/// # Ok::<(), alertkit::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Format {
@@ -118,6 +129,16 @@ impl Format {
 /// User templates replacing the built-in ones; `None` keeps the default.
 /// In config, the `templates` object of an instance or group:
 /// `{"title": "...", "text": "...", "markdown": "...", "html": "...", "lang": "zh"}`.
+///
+/// ```
+/// use alertkit::InstanceConfig;
+/// use alertkit::template::{Format, Lang, TemplateOverrides};
+/// let ops: InstanceConfig = serde_json::from_str(r#"{"name": "ops", "type": "dingtalk",
+///     "templates": {"title": "[{{ severity }}] {{ title }}", "lang": "zh"}}"#).unwrap();
+/// assert_eq!(ops.templates, TemplateOverrides::default()
+///     .template(Format::Title, "[{{ severity }}] {{ title }}")
+///     .lang(Lang::Zh));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
@@ -138,13 +159,12 @@ impl TemplateOverrides {
     /// Replaces the template of `format`.
     ///
     /// ```
-    /// use alertkit::template::{Format, Lang, TemplateOverrides};
-    ///
-    /// let t = TemplateOverrides::default()
-    ///     .template(Format::Title, "[{{ severity }}] {{ title }}")
-    ///     .lang(Lang::Zh);
-    /// assert_eq!(t.title.as_deref(), Some("[{{ severity }}] {{ title }}"));
-    /// assert_eq!(t.lang, Some(Lang::Zh));
+    /// use alertkit::Alert;
+    /// use alertkit::template::{Format, TemplateOverrides, Templates};
+    /// let overrides = TemplateOverrides::default().template(Format::Text, "{{ title | upper }} ({{ platform }})");
+    /// let t = Templates::with_overrides(&overrides)?;
+    /// assert_eq!(t.render(Format::Text, &Alert::new("disk full"), "webhook")?, "DISK FULL (webhook)");
+    /// # Ok::<(), alertkit::Error>(())
     /// ```
     pub fn template(mut self, format: Format, source: impl Into<String>) -> Self {
         let slot = match format {
@@ -158,6 +178,15 @@ impl TemplateOverrides {
     }
 
     /// Sets the language of the built-in labels.
+    ///
+    /// ```
+    /// use alertkit::{Alert, Severity};
+    /// use alertkit::template::{Format, Lang, TemplateOverrides, Templates};
+    /// let t = Templates::with_overrides(&TemplateOverrides::default().lang(Lang::Zh))?;
+    /// let alert = Alert::new("磁盘已满").severity(Severity::Critical);
+    /// assert_eq!(t.render(Format::Title, &alert, "dingtalk")?, "[严重] 磁盘已满");
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn lang(mut self, lang: Lang) -> Self {
         self.lang = Some(lang);
         self
@@ -179,11 +208,26 @@ impl TemplateOverrides {
     }
 
     /// Whether nothing is overridden.
+    ///
+    /// ```
+    /// use alertkit::template::{Lang, TemplateOverrides};
+    /// assert!(TemplateOverrides::default().is_empty());
+    /// assert!(!TemplateOverrides::default().lang(Lang::En).is_empty()); // set, even to the default
+    /// ```
     pub fn is_empty(&self) -> bool {
         *self == TemplateOverrides::default()
     }
 
     /// `self` with every unset entry taken from `fallback` (instance over group).
+    ///
+    /// ```
+    /// use alertkit::template::{Format, Lang, TemplateOverrides};
+    /// let group = TemplateOverrides::default().template(Format::Title, "{{ title }}").lang(Lang::Zh);
+    /// let instance = TemplateOverrides::default().template(Format::Title, "[ops] {{ title }}");
+    /// let merged = instance.or(&group);
+    /// assert_eq!(merged.title.as_deref(), Some("[ops] {{ title }}")); // the instance's own wins
+    /// assert_eq!(merged.lang, Some(Lang::Zh)); // the rest comes from the group
+    /// ```
     pub fn or(&self, fallback: &TemplateOverrides) -> TemplateOverrides {
         TemplateOverrides {
             title: self.title.clone().or_else(|| fallback.title.clone()),
@@ -196,6 +240,12 @@ impl TemplateOverrides {
 }
 
 /// Language of the built-in labels.
+///
+/// ```
+/// use alertkit::template::Lang;
+/// assert_eq!(serde_json::from_str::<Lang>(r#""zh""#).unwrap(), Lang::Zh);
+/// assert_eq!(Lang::default(), Lang::En);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
@@ -259,6 +309,19 @@ const DEFAULT_HTML: &str = r#"<div style="font-family:-apple-system,'PingFang SC
 
 /// A compiled set of the four templates. Cheap to clone; the built-in set is
 /// shared by every instance that overrides nothing.
+///
+/// ```
+/// use alertkit::{Alert, JobInfo};
+/// use alertkit::template::{Format, TemplateOverrides, Templates};
+/// let alert = Alert::new("orders-etl FAILED").job(JobInfo::new("orders-etl").cluster("prod-yarn"));
+/// let t = Templates::with_overrides(
+///     &TemplateOverrides::default().template(Format::Markdown, "**{{ title }}** on {{ job.cluster }}"),
+/// )?;
+/// let [title, md] = t.render_many([Format::Title, Format::Markdown], &alert, "wecom")?;
+/// assert_eq!(title, "[Error] orders-etl FAILED"); // not overridden: built in
+/// assert_eq!(md, "**orders-etl FAILED** on prod-yarn");
+/// # Ok::<(), alertkit::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Templates {
     env: Arc<Environment<'static>>,
@@ -482,6 +545,17 @@ impl Templates {
     /// Compiles the built-in templates with `overrides` applied. A syntax
     /// error is an [`ErrorKind::Template`] error naming the template
     /// (`templates.markdown`) and the line.
+    ///
+    /// ```
+    /// use alertkit::ErrorKind;
+    /// use alertkit::template::{Format, TemplateOverrides, Templates};
+    /// let ok = TemplateOverrides::default().template(Format::Text, "{{ title }}");
+    /// assert!(Templates::with_overrides(&ok).is_ok());
+    /// let broken = TemplateOverrides::default().template(Format::Markdown, "line 1\n{% if title %}unclosed");
+    /// let e = Templates::with_overrides(&broken).unwrap_err();
+    /// assert_eq!((e.kind(), e.field()), (ErrorKind::Template, Some("templates.markdown")));
+    /// assert!(e.message().contains("line"), "{e}");
+    /// ```
     pub fn with_overrides(overrides: &TemplateOverrides) -> Result<Self> {
         let lang = overrides.lang.unwrap_or_default();
         let only_lang = TemplateOverrides {
@@ -508,12 +582,29 @@ impl Templates {
     }
 
     /// The language of the built-in labels.
+    ///
+    /// ```
+    /// use alertkit::template::{Lang, TemplateOverrides, Templates};
+    /// assert_eq!(Templates::default().lang(), Lang::En);
+    /// let zh = Templates::with_overrides(&TemplateOverrides::default().lang(Lang::Zh))?;
+    /// assert_eq!(zh.lang(), Lang::Zh);
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn lang(&self) -> Lang {
         self.lang
     }
 
     /// Renders `alert` in `format` as the channel `platform` would send it.
     /// Blank-line runs are collapsed and the result trimmed.
+    ///
+    /// ```
+    /// use alertkit::Alert;
+    /// use alertkit::template::{Format, Templates};
+    /// let alert = Alert::new("disk full").field("Host", "db-1");
+    /// let text = Templates::default().render(Format::Text, &alert, "email")?;
+    /// assert_eq!(text, "[Error] disk full\n\nHost: db-1");
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn render(&self, format: Format, alert: &Alert, platform: &str) -> Result<String> {
         let [out] = self.render_many([format], alert, platform)?;
         Ok(out)
@@ -522,6 +613,16 @@ impl Templates {
     /// Renders several formats of one alert (cheaper than one
     /// [`render`](Templates::render) each): what channels with a title and
     /// a body use.
+    ///
+    /// ```
+    /// use alertkit::Alert;
+    /// use alertkit::template::{Format, Templates};
+    /// let alert = Alert::new("disk full").body("db-1 at 97%");
+    /// let [subject, html] = Templates::default().render_many([Format::Title, Format::Html], &alert, "email")?;
+    /// assert_eq!(subject, "[Error] disk full");
+    /// assert!(html.contains("<p style=\"white-space:pre-wrap\">db-1 at 97%</p>"));
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn render_many<const N: usize>(
         &self,
         formats: [Format; N],
@@ -545,6 +646,15 @@ impl Templates {
 
     /// Renders the title, text, markdown and HTML of `alert` at once: what an
     /// admin UI's preview shows.
+    ///
+    /// ```
+    /// use alertkit::Alert;
+    /// use alertkit::template::Templates;
+    /// let preview = Templates::default().preview(&Alert::new("disk full"), "dingtalk")?;
+    /// assert_eq!(preview.keys().copied().collect::<Vec<_>>(), ["html", "markdown", "text", "title"]);
+    /// assert_eq!(preview["title"], "[Error] disk full");
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn preview(&self, alert: &Alert, platform: &str) -> Result<BTreeMap<&'static str, String>> {
         let all = self.render_many(Format::ALL, alert, platform)?;
         Ok(Format::ALL.iter().map(|f| f.name()).zip(all).collect())
@@ -861,6 +971,14 @@ pub(crate) fn push_neutralized(out: &mut String, s: &str) {
 
 /// Whether `url` may be a link: `http`/`https` only (a `javascript:` or
 /// `data:` URL is shown as text, never as a link or button).
+///
+/// ```
+/// use alertkit::template::is_web_url;
+/// assert!(is_web_url("https://flink.example/#/job/a1b2"));
+/// assert!(is_web_url("HTTP://intranet/runbook"));
+/// assert!(!is_web_url("javascript:alert(1)"));
+/// assert!(!is_web_url("ftp://files.example/log"));
+/// ```
 pub fn is_web_url(url: &str) -> bool {
     let lower = url
         .trim_start()
@@ -901,6 +1019,13 @@ fn limit(s: &str, n: usize) -> std::borrow::Cow<'_, str> {
 }
 
 /// `3723` → `1h 2m 3s`; `59` → `59s`; `90061` → `1d 1h 1m 1s`.
+///
+/// ```
+/// use alertkit::template::human_duration;
+/// assert_eq!(human_duration(3723), "1h 2m 3s");
+/// assert_eq!(human_duration(3601), "1h 0m 1s");
+/// assert_eq!(human_duration(-5), "0s");
+/// ```
 pub fn human_duration(secs: i64) -> String {
     let mut out = String::new();
     let _ = write_duration(&mut out, secs);
@@ -1392,8 +1517,20 @@ fn facts<'a>(alert: &'a Alert, t: &'static Words, times: &'a Times) -> Vec<(&'a 
 }
 
 /// The rows a table or card shows for `alert`: job facts, time, then its
-/// fields, with English names. Channels building structured payloads (cards,
+/// fields, named in `lang`. Channels building structured payloads (cards,
 /// spreadsheets) use this so every platform shows the same facts.
+///
+/// ```
+/// use alertkit::{Alert, JobInfo, JobStatus};
+/// use alertkit::template::{Lang, fact_rows};
+/// let alert = Alert::new("orders-etl FAILED")
+///     .job(JobInfo::new("orders-etl").status(JobStatus::Failed))
+///     .field("Owner", "data-team");
+/// let rows = fact_rows(&alert, Lang::En);
+/// assert_eq!(rows.first().unwrap(), &("Job".to_owned(), "orders-etl".to_owned()));
+/// assert_eq!(rows.last().unwrap(), &("Owner".to_owned(), "data-team".to_owned()));
+/// assert_eq!(fact_rows(&alert, Lang::Zh)[0].0, "作业");
+/// ```
 pub fn fact_rows(alert: &Alert, lang: Lang) -> Vec<(String, String)> {
     let times = FactTimes::new(alert);
     times

@@ -12,6 +12,13 @@ use crate::http::{parse_url, redact_url};
 /// The most of one REST answer the watcher reads (64 MiB): a cluster keeps
 /// every finished job in `/jobs/overview` until its JobManager restarts, and
 /// 15,000 jobs are about 10 MB. Change it with [`WatchConfig::max_reply`].
+///
+/// ```
+/// use alertkit::flink::{DEFAULT_MAX_REPLY, WatchConfig};
+/// let c = WatchConfig::new("http://jobmanager:8081", "prod")?;
+/// assert_eq!(c.max_reply, DEFAULT_MAX_REPLY);
+/// # Ok::<(), alertkit::Error>(())
+/// ```
 pub const DEFAULT_MAX_REPLY: usize = 64 << 20;
 
 /// Which transitions alert. Build from [`Rules::default`] and change what
@@ -80,6 +87,13 @@ impl Default for Rules {
 
 impl Rules {
     /// Never watches jobs whose name matches `pattern` (`*`, `?`).
+    ///
+    /// ```
+    /// use alertkit::flink::Rules;
+    /// let rules = Rules::default().ignore("scratch-*").ignore("tmp-?");
+    /// assert!(rules.is_ignored("scratch-orders") && rules.is_ignored("tmp-1"));
+    /// assert!(!rules.is_ignored("tmp-12"));
+    /// ```
     pub fn ignore(mut self, pattern: impl Into<String>) -> Self {
         self.ignore.push(pattern.into());
         self
@@ -87,6 +101,15 @@ impl Rules {
 
     /// Alerts a restart only when it is at least the `n`-th within `window`
     /// (`n` 0 or 1: every restart).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::flink::Rules;
+    /// // a job that restarts now and then is fine; the third restart in 10 min alerts
+    /// let rules = Rules::default().alert_after_restarts(3, Duration::from_secs(600));
+    /// assert_eq!((rules.restarts_to_alert, rules.restart_window), (3, Duration::from_secs(600)));
+    /// assert_eq!(Rules::default().alert_after_restarts(0, Duration::ZERO).restarts_to_alert, 1);
+    /// ```
     pub fn alert_after_restarts(mut self, n: u32, window: Duration) -> Self {
         self.restarts_to_alert = n.max(1);
         self.restart_window = window;
@@ -94,6 +117,14 @@ impl Rules {
     }
 
     /// Whether a job named `name` is ignored.
+    ///
+    /// ```
+    /// use alertkit::flink::Rules;
+    /// let rules = Rules::default().ignore("*-adhoc");
+    /// assert!(rules.is_ignored("report-adhoc"));
+    /// assert!(!rules.is_ignored("report-adhoc-2"));
+    /// assert!(!Rules::default().is_ignored("anything"));
+    /// ```
     pub fn is_ignored(&self, name: &str) -> bool {
         self.ignore.iter().any(|p| glob(p, name))
     }
@@ -221,6 +252,17 @@ fn split_auth(mut url: Url) -> (Url, Option<(String, SecretString)>) {
 impl WatchConfig {
     /// Polls `base_url` every 10 s with the default rules. Plain `http://`
     /// is accepted: JobManager endpoints are internal.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::ErrorKind;
+    /// use alertkit::flink::WatchConfig;
+    /// let c = WatchConfig::new("http://jobmanager:8081", "prod-yarn")?;
+    /// assert_eq!((c.cluster.as_str(), c.interval), ("prod-yarn", Duration::from_secs(10)));
+    /// let e = WatchConfig::new("jobmanager:8081", "prod-yarn").unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn new(base_url: &str, cluster: impl Into<String>) -> Result<Self> {
         let (base_url, auth) = split_auth(parse_url("flink", base_url, true)?);
         Ok(WatchConfig {
@@ -239,36 +281,88 @@ impl WatchConfig {
     }
 
     /// Sets the poll interval.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::flink::WatchConfig;
+    /// let c = WatchConfig::new("http://jobmanager:8081", "prod")?.interval(Duration::from_secs(30));
+    /// assert_eq!(c.interval, Duration::from_secs(30));
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
         self
     }
 
     /// Sets the rules.
+    ///
+    /// ```
+    /// use alertkit::JobStatus;
+    /// use alertkit::flink::{Rules, WatchConfig};
+    /// let mut rules = Rules::default().ignore("scratch-*");
+    /// rules.alert_states.retain(|s| *s != JobStatus::Canceled); // cancels are planned here
+    /// let c = WatchConfig::new("http://jobmanager:8081", "prod")?.rules(rules);
+    /// assert!(!c.rules.alert_states.contains(&JobStatus::Canceled));
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn rules(mut self, rules: Rules) -> Self {
         self.rules = rules;
         self
     }
 
     /// Sets the most of one REST answer read (at least 1 KiB).
+    ///
+    /// ```
+    /// use alertkit::flink::WatchConfig;
+    /// let c = WatchConfig::new("http://jobmanager:8081", "prod")?.max_reply(256 << 20);
+    /// assert_eq!(c.max_reply, 256 << 20);
+    /// assert_eq!(c.max_reply(10).max_reply, 1024);
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn max_reply(mut self, bytes: usize) -> Self {
         self.max_reply = bytes.max(1024);
         self
     }
 
     /// Sets how long a failure alert waits for its cause.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::flink::WatchConfig;
+    /// let c = WatchConfig::new("http://jobmanager:8081", "prod")?;
+    /// assert_eq!(c.cause_wait, None); // from the cluster's web.refresh-interval
+    /// let c = c.cause_wait(Duration::from_secs(8));
+    /// assert_eq!(c.cause_wait, Some(Duration::from_secs(8)));
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn cause_wait(mut self, wait: Duration) -> Self {
         self.cause_wait = Some(wait);
         self
     }
 
     /// Sets the REST requests in flight at once (at least 1).
+    ///
+    /// ```
+    /// use alertkit::flink::WatchConfig;
+    /// let c = WatchConfig::new("http://jobmanager:8081", "prod")?.concurrency(2);
+    /// assert_eq!(c.concurrency, 2);
+    /// assert_eq!(c.concurrency(0).concurrency, 1);
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
     }
 
     /// Sets the deadline of one REST request.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::flink::WatchConfig;
+    /// let c = WatchConfig::new("http://jobmanager:8081", "prod")?.request_timeout(Duration::from_secs(5));
+    /// assert_eq!(c.request_timeout, Duration::from_secs(5));
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
@@ -276,12 +370,27 @@ impl WatchConfig {
 
     /// Links point to this web UI address instead of the REST one
     /// (credentials in it are dropped: links are shown to people).
+    ///
+    /// ```
+    /// use alertkit::flink::WatchConfig;
+    /// let c = WatchConfig::new("http://jobmanager:8081", "prod")?
+    ///     .ui_url("https://admin:pw@flink.example/prod/")?;
+    /// assert_eq!(c.ui_url.unwrap().as_str(), "https://flink.example/prod/"); // links are shown to people
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn ui_url(mut self, url: &str) -> Result<Self> {
         self.ui_url = Some(split_auth(parse_url("flink_ui", url, true)?).0);
         Ok(self)
     }
 
     /// Sets how many reports the handle keeps for the taker (at least 1).
+    ///
+    /// ```
+    /// use alertkit::flink::WatchConfig;
+    /// let c = WatchConfig::new("http://jobmanager:8081", "prod")?.report_buffer(16);
+    /// assert_eq!(c.report_buffer, 16);
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn report_buffer(mut self, n: usize) -> Self {
         self.report_buffer = n.max(1);
         self

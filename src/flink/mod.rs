@@ -67,6 +67,16 @@ pub use watcher::{FlinkWatcher, Stopped, WatchHandle, WatchReport, WatchState};
 
 /// A job as the watcher saw it: what [`FlinkWatcher::route`] and
 /// [`FlinkWatcher::enrich`] are given, and what [`job_alert`] is built from.
+///
+/// ```
+/// use alertkit::JobStatus;
+/// use alertkit::flink::{JobEvent, JobView, job_alert};
+/// let job = JobView::new("prod", "a1b2", "orders-etl", JobStatus::Restarting)
+///     .url("https://flink.example/#/job/a1b2/overview");
+/// let alert = job_alert(&job, &JobEvent::Entered(JobStatus::Restarting), None);
+/// assert_eq!(alert.labels["flink_job"], "a1b2");
+/// assert_eq!(alert.links[0].url, "https://flink.example/#/job/a1b2/overview");
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct JobView {
@@ -90,6 +100,14 @@ pub struct JobView {
 
 impl JobView {
     /// A job with no times and no link.
+    ///
+    /// ```
+    /// use alertkit::JobStatus;
+    /// use alertkit::flink::JobView;
+    /// let job = JobView::new("prod", "a1b2", "orders-etl", JobStatus::Failed);
+    /// assert_eq!(job.state, "FAILED");
+    /// assert!(job.url.is_none() && job.started_at.is_none());
+    /// ```
     pub fn new(
         cluster: impl Into<String>,
         jid: impl Into<String>,
@@ -109,12 +127,32 @@ impl JobView {
     }
 
     /// Sets the job's page.
+    ///
+    /// ```
+    /// use alertkit::JobStatus;
+    /// use alertkit::flink::JobView;
+    /// let job = JobView::new("prod", "a1b2", "orders-etl", JobStatus::Failed)
+    ///     .url("https://flink.example/#/job/a1b2/overview");
+    /// assert!(job.url.unwrap().contains("a1b2"));
+    /// ```
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = Some(url.into());
         self
     }
 
     /// Sets start and end times.
+    ///
+    /// ```
+    /// use alertkit::JobStatus;
+    /// use alertkit::chrono::{Duration, TimeZone, Utc};
+    /// use alertkit::flink::{JobEvent, JobView, job_alert};
+    /// let start = Utc.with_ymd_and_hms(2025, 3, 1, 8, 0, 0).unwrap();
+    /// let job = JobView::new("prod", "a1b2", "orders-etl", JobStatus::Failed)
+    ///     .times(start, Some(start + Duration::minutes(47)));
+    /// let alert = job_alert(&job, &JobEvent::Entered(JobStatus::Failed), None);
+    /// let info = alert.job.unwrap();
+    /// assert_eq!(info.duration(Utc::now()), Some(Duration::minutes(47)));
+    /// ```
     pub fn times(mut self, started_at: DateTime<Utc>, ended_at: Option<DateTime<Utc>>) -> Self {
         self.started_at = Some(started_at);
         self.ended_at = ended_at;
@@ -123,6 +161,18 @@ impl JobView {
 }
 
 /// What happened to a job: what [`job_alert`] makes an alert of.
+///
+/// ```
+/// use alertkit::{AlertState, JobStatus};
+/// use alertkit::flink::{JobEvent, JobView, job_alert};
+/// let job = JobView::new("prod", "a1b2", "orders-etl", JobStatus::Running);
+/// let down = job_alert(&job, &JobEvent::Entered(JobStatus::Restarting), None);
+/// let up = job_alert(&job, &JobEvent::RunningAgain(JobStatus::Restarting), None);
+/// assert_eq!(up.state, AlertState::Resolved);
+/// assert_eq!(up.fingerprint(), down.fingerprint()); // the resolution resolves it
+/// let ckpt = job_alert(&job, &JobEvent::CheckpointFailed, None);
+/// assert_ne!(ckpt.fingerprint(), down.fingerprint());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum JobEvent {

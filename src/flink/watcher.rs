@@ -39,6 +39,42 @@ const CAUSE_RETRY: Duration = Duration::from_millis(500);
 /// What the watcher knows between polls; save it (serde) and give it to
 /// [`FlinkWatcher::with_state`] after a restart, so that the watcher
 /// neither alerts again what it alerted nor misses what changed meanwhile.
+///
+/// ```
+/// use std::time::Duration;
+/// use alertkit::flink::{FlinkWatcher, WatchConfig, WatchState};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// # use std::sync::{Arc, Mutex};
+/// # use alertkit::{Config, Http, Notifier};
+/// # use alertkit::testkit::recording_registry;
+/// # use wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers::path};
+/// # // A fake JobManager with one job, `orders-etl`, in the state `job_state` holds.
+/// # let flink = MockServer::start().await;
+/// # let job_state = Arc::new(Mutex::new("RUNNING"));
+/// # let s = job_state.clone();
+/// # Mock::given(path("/jobs/overview")).respond_with(move |_: &Request| {
+/// #     ResponseTemplate::new(200).set_body_json(serde_json::json!({"jobs": [{"jid": "a1b2", "name": "orders-etl",
+/// #         "state": *s.lock().unwrap(), "start-time": 1_763_632_800_000i64, "end-time": -1,
+/// #         "duration": 1, "last-modification": 1_763_632_800_000i64, "tasks": {}}]}))
+/// # }).mount(&flink).await;
+/// # let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+/// #     "groups": [{"name": "flink-prod", "instances": ["ops"]}, {"name": "team-a", "instances": ["ops"]}]}"#).unwrap();
+/// # let notifier = Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+/// # let flink_url = flink.uri();
+/// let config = WatchConfig::new(&flink_url, "prod")?.cause_wait(Duration::ZERO);
+/// let mut watcher = FlinkWatcher::new(config.clone(), notifier.clone(), "flink-prod")?;
+/// watcher.poll_once().await; // the first poll records what is there
+/// let saved = serde_json::to_string(&watcher.state()).unwrap();
+/// drop(watcher); // the control plane restarts; meanwhile the job fails
+/// *job_state.lock().unwrap() = "FAILED";
+/// let state: WatchState = serde_json::from_str(&saved).unwrap();
+/// let mut watcher = FlinkWatcher::new(config, notifier, "flink-prod")?.with_state(state);
+/// let reports = watcher.poll_once().await;
+/// assert_eq!(reports[0].title, "Flink job orders-etl FAILED"); // not missed
+/// # Ok::<(), alertkit::Error>(())
+/// # })?;
+/// # Ok::<(), alertkit::Error>(())
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WatchState {
     #[serde(default)]
@@ -51,6 +87,35 @@ pub struct WatchState {
 
 impl WatchState {
     /// How many jobs it tracks.
+    ///
+    /// ```
+    /// use alertkit::flink::{FlinkWatcher, WatchConfig};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use std::sync::{Arc, Mutex};
+    /// # use alertkit::{Config, Http, Notifier};
+    /// # use alertkit::testkit::recording_registry;
+    /// # use wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers::path};
+    /// # // A fake JobManager with one job, `orders-etl`, in the state `job_state` holds.
+    /// # let flink = MockServer::start().await;
+    /// # let job_state = Arc::new(Mutex::new("RUNNING"));
+    /// # let s = job_state.clone();
+    /// # Mock::given(path("/jobs/overview")).respond_with(move |_: &Request| {
+    /// #     ResponseTemplate::new(200).set_body_json(serde_json::json!({"jobs": [{"jid": "a1b2", "name": "orders-etl",
+    /// #         "state": *s.lock().unwrap(), "start-time": 1_763_632_800_000i64, "end-time": -1,
+    /// #         "duration": 1, "last-modification": 1_763_632_800_000i64, "tasks": {}}]}))
+    /// # }).mount(&flink).await;
+    /// # let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    /// #     "groups": [{"name": "flink-prod", "instances": ["ops"]}, {"name": "team-a", "instances": ["ops"]}]}"#).unwrap();
+    /// # let notifier = Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+    /// # let flink_url = flink.uri();
+    /// let mut watcher = FlinkWatcher::new(WatchConfig::new(&flink_url, "prod")?, notifier, "flink-prod")?;
+    /// assert_eq!(watcher.state().jobs(), 0);
+    /// watcher.poll_once().await;
+    /// assert_eq!(watcher.state().jobs(), 1);
+    /// # Ok::<(), alertkit::Error>(())
+    /// # })?;
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn jobs(&self) -> usize {
         self.jobs.len()
     }
@@ -105,6 +170,41 @@ const LATE_CAUSE_MS: i64 = 60_000;
 ///
 /// Serializes as one JSON object: `{"title", "alert_state", "fingerprint",
 /// "job", "jid", "job_state", "group", "report"}`.
+///
+/// ```
+/// use std::time::Duration;
+/// use alertkit::{AlertState, GroupStatus};
+/// use alertkit::flink::{FlinkWatcher, WatchConfig};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// # use std::sync::{Arc, Mutex};
+/// # use alertkit::{Config, Http, Notifier};
+/// # use alertkit::testkit::recording_registry;
+/// # use wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers::path};
+/// # // A fake JobManager with one job, `orders-etl`, in the state `job_state` holds.
+/// # let flink = MockServer::start().await;
+/// # let job_state = Arc::new(Mutex::new("RUNNING"));
+/// # let s = job_state.clone();
+/// # Mock::given(path("/jobs/overview")).respond_with(move |_: &Request| {
+/// #     ResponseTemplate::new(200).set_body_json(serde_json::json!({"jobs": [{"jid": "a1b2", "name": "orders-etl",
+/// #         "state": *s.lock().unwrap(), "start-time": 1_763_632_800_000i64, "end-time": -1,
+/// #         "duration": 1, "last-modification": 1_763_632_800_000i64, "tasks": {}}]}))
+/// # }).mount(&flink).await;
+/// # let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+/// #     "groups": [{"name": "flink-prod", "instances": ["ops"]}, {"name": "team-a", "instances": ["ops"]}]}"#).unwrap();
+/// # let notifier = Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+/// # let flink_url = flink.uri();
+/// let config = WatchConfig::new(&flink_url, "prod")?.cause_wait(Duration::ZERO);
+/// let mut watcher = FlinkWatcher::new(config, notifier, "flink-prod")?;
+/// watcher.poll_once().await;
+/// *job_state.lock().unwrap() = "FAILED";
+/// let report = watcher.poll_once().await.remove(0);
+/// assert_eq!((report.job.as_deref(), report.job_state.as_deref()), (Some("orders-etl"), Some("FAILED")));
+/// assert_eq!((report.alert_state, report.group.as_str()), (AlertState::Firing, "flink-prod"));
+/// assert_eq!(report.report.status, GroupStatus::Delivered);
+/// # Ok::<(), alertkit::Error>(())
+/// # })?;
+/// # Ok::<(), alertkit::Error>(())
+/// ```
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct WatchReport {
@@ -247,6 +347,38 @@ struct Plan {
 }
 
 /// The watcher; see the [module docs](super).
+///
+/// ```
+/// use std::time::Duration;
+/// use alertkit::flink::{FlinkWatcher, WatchConfig};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// # use std::sync::{Arc, Mutex};
+/// # use alertkit::{Config, Http, Notifier};
+/// # use alertkit::testkit::recording_registry;
+/// # use wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers::path};
+/// # // A fake JobManager with one job, `orders-etl`, in the state `job_state` holds.
+/// # let flink = MockServer::start().await;
+/// # let job_state = Arc::new(Mutex::new("RUNNING"));
+/// # let s = job_state.clone();
+/// # Mock::given(path("/jobs/overview")).respond_with(move |_: &Request| {
+/// #     ResponseTemplate::new(200).set_body_json(serde_json::json!({"jobs": [{"jid": "a1b2", "name": "orders-etl",
+/// #         "state": *s.lock().unwrap(), "start-time": 1_763_632_800_000i64, "end-time": -1,
+/// #         "duration": 1, "last-modification": 1_763_632_800_000i64, "tasks": {}}]}))
+/// # }).mount(&flink).await;
+/// # let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+/// #     "groups": [{"name": "flink-prod", "instances": ["ops"]}, {"name": "team-a", "instances": ["ops"]}]}"#).unwrap();
+/// # let notifier = Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+/// # let flink_url = flink.uri();
+/// let config = WatchConfig::new(&flink_url, "prod")?.cause_wait(Duration::ZERO);
+/// let mut watcher = FlinkWatcher::new(config, notifier, "flink-prod")?;
+/// assert!(watcher.poll_once().await.is_empty()); // the first poll only records
+/// *job_state.lock().unwrap() = "FAILED";
+/// assert_eq!(watcher.poll_once().await.len(), 1);
+/// assert!(watcher.poll_once().await.is_empty()); // no transition is reported twice
+/// # Ok::<(), alertkit::Error>(())
+/// # })?;
+/// # Ok::<(), alertkit::Error>(())
+/// ```
 pub struct FlinkWatcher {
     config: WatchConfig,
     notifier: Arc<Notifier>,
@@ -280,6 +412,22 @@ fn upper(s: &str) -> String {
 impl FlinkWatcher {
     /// A watcher dispatching to `group` of `notifier`. Fails when the
     /// notifier has no such group, or the config cannot work (interval 0).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::{Config, ErrorKind, Http, Notifier};
+    /// use alertkit::flink::{FlinkWatcher, WatchConfig};
+    /// use alertkit::testkit::recording_registry;
+    ///
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    ///                                    "groups": [{"name": "flink-prod", "instances": ["ops"]}]}"#)?;
+    /// let notifier = Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new())?);
+    /// let flink = WatchConfig::new("http://jobmanager:8081", "prod")?;
+    /// assert!(FlinkWatcher::new(flink.clone(), notifier.clone(), "flink-prod").is_ok());
+    /// let e = FlinkWatcher::new(flink, notifier, "flink-staging").unwrap_err();
+    /// assert_eq!((e.kind(), e.field()), (ErrorKind::InvalidConfig, Some("group")));
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn new(
         config: WatchConfig,
         notifier: Arc<Notifier>,
@@ -317,6 +465,38 @@ impl FlinkWatcher {
     /// when it answers `None`. A group the notifier does not know is logged
     /// and the alert goes to the watcher's own group. Cluster alerts
     /// (unreachable) always go to the watcher's group.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::flink::{FlinkWatcher, WatchConfig};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use std::sync::{Arc, Mutex};
+    /// # use alertkit::{Config, Http, Notifier};
+    /// # use alertkit::testkit::recording_registry;
+    /// # use wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers::path};
+    /// # // A fake JobManager with one job, `orders-etl`, in the state `job_state` holds.
+    /// # let flink = MockServer::start().await;
+    /// # let job_state = Arc::new(Mutex::new("RUNNING"));
+    /// # let s = job_state.clone();
+    /// # Mock::given(path("/jobs/overview")).respond_with(move |_: &Request| {
+    /// #     ResponseTemplate::new(200).set_body_json(serde_json::json!({"jobs": [{"jid": "a1b2", "name": "orders-etl",
+    /// #         "state": *s.lock().unwrap(), "start-time": 1_763_632_800_000i64, "end-time": -1,
+    /// #         "duration": 1, "last-modification": 1_763_632_800_000i64, "tasks": {}}]}))
+    /// # }).mount(&flink).await;
+    /// # let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    /// #     "groups": [{"name": "flink-prod", "instances": ["ops"]}, {"name": "team-a", "instances": ["ops"]}]}"#).unwrap();
+    /// # let notifier = Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+    /// # let flink_url = flink.uri();
+    /// let config = WatchConfig::new(&flink_url, "prod")?.cause_wait(Duration::ZERO);
+    /// let mut watcher = FlinkWatcher::new(config, notifier, "flink-prod")?
+    ///     .route(|job| job.name.starts_with("orders-").then(|| "team-a".to_owned()));
+    /// watcher.poll_once().await;
+    /// *job_state.lock().unwrap() = "FAILED";
+    /// assert_eq!(watcher.poll_once().await[0].group, "team-a");
+    /// # Ok::<(), alertkit::Error>(())
+    /// # })?;
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn route(
         mut self,
         route: impl Fn(&JobView) -> Option<String> + Send + Sync + 'static,
@@ -328,18 +508,122 @@ impl FlinkWatcher {
     /// Lets `enrich` change each job alert before it is sent (fields,
     /// mentions, labels: a label changes the fingerprint only when the
     /// alert has no dedup key, and the watcher's have one).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::Mention;
+    /// use alertkit::flink::{FlinkWatcher, WatchConfig};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use std::sync::{Arc, Mutex};
+    /// # use alertkit::{Config, Http, Notifier};
+    /// # use alertkit::testkit::recording_registry;
+    /// # use wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers::path};
+    /// # // A fake JobManager with one job, `orders-etl`, in the state `job_state` holds.
+    /// # let flink = MockServer::start().await;
+    /// # let job_state = Arc::new(Mutex::new("RUNNING"));
+    /// # let s = job_state.clone();
+    /// # Mock::given(path("/jobs/overview")).respond_with(move |_: &Request| {
+    /// #     ResponseTemplate::new(200).set_body_json(serde_json::json!({"jobs": [{"jid": "a1b2", "name": "orders-etl",
+    /// #         "state": *s.lock().unwrap(), "start-time": 1_763_632_800_000i64, "end-time": -1,
+    /// #         "duration": 1, "last-modification": 1_763_632_800_000i64, "tasks": {}}]}))
+    /// # }).mount(&flink).await;
+    /// # let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    /// #     "groups": [{"name": "flink-prod", "instances": ["ops"]}, {"name": "team-a", "instances": ["ops"]}]}"#).unwrap();
+    /// # let notifier = Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+    /// # let flink_url = flink.uri();
+    /// let sent = Arc::new(Mutex::new(Vec::new()));
+    /// let s = sent.clone();
+    /// notifier.on_dispatch(move |alert, _| s.lock().unwrap().push(alert.clone()));
+    /// let config = WatchConfig::new(&flink_url, "prod")?.cause_wait(Duration::ZERO);
+    /// let mut watcher = FlinkWatcher::new(config, notifier, "flink-prod")?.enrich(|alert, job| {
+    ///     alert.fields.push(("Owner".into(), format!("owner of {}", job.name)));
+    ///     alert.mentions.push(Mention::UserId("zhangsan".into()));
+    /// });
+    /// watcher.poll_once().await;
+    /// *job_state.lock().unwrap() = "FAILED";
+    /// watcher.poll_once().await;
+    /// let alert = sent.lock().unwrap().remove(0);
+    /// assert!(alert.fields.contains(&("Owner".into(), "owner of orders-etl".into())));
+    /// # Ok::<(), alertkit::Error>(())
+    /// # })?;
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn enrich(mut self, enrich: impl Fn(&mut Alert, &JobView) + Send + Sync + 'static) -> Self {
         self.enrich = Some(Arc::new(enrich));
         self
     }
 
     /// Starts from a state saved earlier (see [`FlinkWatcher::state`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::flink::{FlinkWatcher, WatchConfig};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use std::sync::{Arc, Mutex};
+    /// # use alertkit::{Config, Http, Notifier};
+    /// # use alertkit::testkit::recording_registry;
+    /// # use wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers::path};
+    /// # // A fake JobManager with one job, `orders-etl`, in the state `job_state` holds.
+    /// # let flink = MockServer::start().await;
+    /// # let job_state = Arc::new(Mutex::new("RUNNING"));
+    /// # let s = job_state.clone();
+    /// # Mock::given(path("/jobs/overview")).respond_with(move |_: &Request| {
+    /// #     ResponseTemplate::new(200).set_body_json(serde_json::json!({"jobs": [{"jid": "a1b2", "name": "orders-etl",
+    /// #         "state": *s.lock().unwrap(), "start-time": 1_763_632_800_000i64, "end-time": -1,
+    /// #         "duration": 1, "last-modification": 1_763_632_800_000i64, "tasks": {}}]}))
+    /// # }).mount(&flink).await;
+    /// # let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    /// #     "groups": [{"name": "flink-prod", "instances": ["ops"]}, {"name": "team-a", "instances": ["ops"]}]}"#).unwrap();
+    /// # let notifier = Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+    /// # let flink_url = flink.uri();
+    /// let config = WatchConfig::new(&flink_url, "prod")?.cause_wait(Duration::ZERO);
+    /// let mut first = FlinkWatcher::new(config.clone(), notifier.clone(), "flink-prod")?;
+    /// first.poll_once().await;
+    /// *job_state.lock().unwrap() = "FAILED";
+    /// assert_eq!(first.poll_once().await.len(), 1);
+    /// // a second watcher resumes where the first one stopped: no repeat
+    /// let mut second = FlinkWatcher::new(config, notifier, "flink-prod")?.with_state(first.state());
+    /// assert!(second.poll_once().await.is_empty());
+    /// # Ok::<(), alertkit::Error>(())
+    /// # })?;
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn with_state(mut self, state: WatchState) -> Self {
         self.state = state;
         self
     }
 
     /// What the watcher knows now (serde), to save.
+    ///
+    /// ```
+    /// use alertkit::flink::{FlinkWatcher, WatchConfig, WatchState};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use std::sync::{Arc, Mutex};
+    /// # use alertkit::{Config, Http, Notifier};
+    /// # use alertkit::testkit::recording_registry;
+    /// # use wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers::path};
+    /// # // A fake JobManager with one job, `orders-etl`, in the state `job_state` holds.
+    /// # let flink = MockServer::start().await;
+    /// # let job_state = Arc::new(Mutex::new("RUNNING"));
+    /// # let s = job_state.clone();
+    /// # Mock::given(path("/jobs/overview")).respond_with(move |_: &Request| {
+    /// #     ResponseTemplate::new(200).set_body_json(serde_json::json!({"jobs": [{"jid": "a1b2", "name": "orders-etl",
+    /// #         "state": *s.lock().unwrap(), "start-time": 1_763_632_800_000i64, "end-time": -1,
+    /// #         "duration": 1, "last-modification": 1_763_632_800_000i64, "tasks": {}}]}))
+    /// # }).mount(&flink).await;
+    /// # let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    /// #     "groups": [{"name": "flink-prod", "instances": ["ops"]}, {"name": "team-a", "instances": ["ops"]}]}"#).unwrap();
+    /// # let notifier = Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+    /// # let flink_url = flink.uri();
+    /// let mut watcher = FlinkWatcher::new(WatchConfig::new(&flink_url, "prod")?, notifier, "flink-prod")?;
+    /// assert_eq!(watcher.state(), WatchState::default());
+    /// watcher.poll_once().await;
+    /// let saved = serde_json::to_value(watcher.state()).unwrap(); // into the control plane's store
+    /// assert_eq!(serde_json::from_value::<WatchState>(saved).unwrap(), watcher.state());
+    /// # Ok::<(), alertkit::Error>(())
+    /// # })?;
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn state(&self) -> WatchState {
         self.state.clone()
     }
@@ -463,6 +747,41 @@ impl FlinkWatcher {
     /// One poll: reads the cluster, dispatches what the rules say (a
     /// failure alert may wait up to [`WatchConfig::cause_wait`] for its
     /// cause), and returns what was sent, in order.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::flink::{FlinkWatcher, WatchConfig};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use std::sync::{Arc, Mutex};
+    /// # use alertkit::{Config, Http, Notifier};
+    /// # use alertkit::testkit::recording_registry;
+    /// # use wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers::path};
+    /// # // A fake JobManager with one job, `orders-etl`, in the state `job_state` holds.
+    /// # let flink = MockServer::start().await;
+    /// # let job_state = Arc::new(Mutex::new("RUNNING"));
+    /// # let s = job_state.clone();
+    /// # Mock::given(path("/jobs/overview")).respond_with(move |_: &Request| {
+    /// #     ResponseTemplate::new(200).set_body_json(serde_json::json!({"jobs": [{"jid": "a1b2", "name": "orders-etl",
+    /// #         "state": *s.lock().unwrap(), "start-time": 1_763_632_800_000i64, "end-time": -1,
+    /// #         "duration": 1, "last-modification": 1_763_632_800_000i64, "tasks": {}}]}))
+    /// # }).mount(&flink).await;
+    /// # let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    /// #     "groups": [{"name": "flink-prod", "instances": ["ops"]}, {"name": "team-a", "instances": ["ops"]}]}"#).unwrap();
+    /// # let notifier = Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+    /// # let flink_url = flink.uri();
+    /// let config = WatchConfig::new(&flink_url, "prod")?.cause_wait(Duration::ZERO);
+    /// let mut watcher = FlinkWatcher::new(config, notifier, "flink-prod")?;
+    /// watcher.poll_once().await;
+    /// *job_state.lock().unwrap() = "RESTARTING";
+    /// let fired = watcher.poll_once().await;
+    /// *job_state.lock().unwrap() = "RUNNING";
+    /// let resolved = watcher.poll_once().await;
+    /// assert_eq!(fired[0].fingerprint, resolved[0].fingerprint);
+    /// assert_eq!(resolved[0].title, "Flink job orders-etl RESTARTING");
+    /// # Ok::<(), alertkit::Error>(())
+    /// # })?;
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub async fn poll_once(&mut self) -> Vec<WatchReport> {
         let started = Instant::now();
         let mut out = Vec::new();
@@ -1156,6 +1475,42 @@ impl FlinkWatcher {
 
     /// Polls every `interval` in a task of its own until
     /// [`WatchHandle::stop`]; see [`WatchHandle`] for the reports.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::flink::{FlinkWatcher, WatchConfig};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use std::sync::{Arc, Mutex};
+    /// # use alertkit::{Config, Http, Notifier};
+    /// # use alertkit::testkit::recording_registry;
+    /// # use wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers::path};
+    /// # // A fake JobManager with one job, `orders-etl`, in the state `job_state` holds.
+    /// # let flink = MockServer::start().await;
+    /// # let job_state = Arc::new(Mutex::new("RUNNING"));
+    /// # let s = job_state.clone();
+    /// # Mock::given(path("/jobs/overview")).respond_with(move |_: &Request| {
+    /// #     ResponseTemplate::new(200).set_body_json(serde_json::json!({"jobs": [{"jid": "a1b2", "name": "orders-etl",
+    /// #         "state": *s.lock().unwrap(), "start-time": 1_763_632_800_000i64, "end-time": -1,
+    /// #         "duration": 1, "last-modification": 1_763_632_800_000i64, "tasks": {}}]}))
+    /// # }).mount(&flink).await;
+    /// # let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    /// #     "groups": [{"name": "flink-prod", "instances": ["ops"]}, {"name": "team-a", "instances": ["ops"]}]}"#).unwrap();
+    /// # let notifier = Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+    /// # let flink_url = flink.uri();
+    /// let config = WatchConfig::new(&flink_url, "prod")?
+    ///     .interval(Duration::from_millis(20))
+    ///     .cause_wait(Duration::ZERO);
+    /// let mut handle = FlinkWatcher::new(config, notifier, "flink-prod")?.start();
+    /// # tokio::time::sleep(Duration::from_millis(100)).await;
+    /// *job_state.lock().unwrap() = "FAILED";
+    /// let report = handle.next_report().await.unwrap();
+    /// assert_eq!(report.job_state.as_deref(), Some("FAILED"));
+    /// let stopped = handle.stop().await;
+    /// assert_eq!(stopped.state.jobs(), 1);
+    /// # Ok::<(), alertkit::Error>(())
+    /// # })?;
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn start(mut self) -> WatchHandle {
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let (tx, rx) = mpsc::channel(self.config.report_buffer.max(1));
@@ -1212,6 +1567,45 @@ fn with_failure_fields(mut alert: Alert, f: &Failure) -> Alert {
 /// [`WatchConfig::report_buffer`] for [`next_report`](WatchHandle::next_report);
 /// when nobody takes them, newer ones are dropped (the alerts are sent all
 /// the same).
+///
+/// ```
+/// use std::time::Duration;
+/// use alertkit::flink::{FlinkWatcher, WatchConfig};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// # use std::sync::{Arc, Mutex};
+/// # use alertkit::{Config, Http, Notifier};
+/// # use alertkit::testkit::recording_registry;
+/// # use wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers::path};
+/// # // A fake JobManager with one job, `orders-etl`, in the state `job_state` holds.
+/// # let flink = MockServer::start().await;
+/// # let job_state = Arc::new(Mutex::new("RUNNING"));
+/// # let s = job_state.clone();
+/// # Mock::given(path("/jobs/overview")).respond_with(move |_: &Request| {
+/// #     ResponseTemplate::new(200).set_body_json(serde_json::json!({"jobs": [{"jid": "a1b2", "name": "orders-etl",
+/// #         "state": *s.lock().unwrap(), "start-time": 1_763_632_800_000i64, "end-time": -1,
+/// #         "duration": 1, "last-modification": 1_763_632_800_000i64, "tasks": {}}]}))
+/// # }).mount(&flink).await;
+/// # let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+/// #     "groups": [{"name": "flink-prod", "instances": ["ops"]}, {"name": "team-a", "instances": ["ops"]}]}"#).unwrap();
+/// # let notifier = Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+/// # let flink_url = flink.uri();
+/// let config = WatchConfig::new(&flink_url, "prod")?
+///     .interval(Duration::from_millis(20))
+///     .cause_wait(Duration::ZERO);
+/// let mut handle = FlinkWatcher::new(config, notifier, "flink-prod")?.start();
+/// # tokio::time::sleep(Duration::from_millis(100)).await;
+/// *job_state.lock().unwrap() = "FAILED";
+/// // an audit log takes the reports as they come
+/// let mut audit = Vec::new();
+/// while let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(500), handle.next_report()).await {
+///     audit.push(format!("{} -> {}", r.title, r.report.status.as_str()));
+/// }
+/// handle.stop().await;
+/// assert_eq!(audit, ["Flink job orders-etl FAILED -> delivered"]);
+/// # Ok::<(), alertkit::Error>(())
+/// # })?;
+/// # Ok::<(), alertkit::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct WatchHandle {
     stop: watch::Sender<bool>,
@@ -1222,6 +1616,44 @@ pub struct WatchHandle {
 }
 
 /// What [`WatchHandle::stop`] hands back.
+///
+/// ```
+/// use std::time::Duration;
+/// use alertkit::flink::{FlinkWatcher, WatchConfig};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// # use std::sync::{Arc, Mutex};
+/// # use alertkit::{Config, Http, Notifier};
+/// # use alertkit::testkit::recording_registry;
+/// # use wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers::path};
+/// # // A fake JobManager with one job, `orders-etl`, in the state `job_state` holds.
+/// # let flink = MockServer::start().await;
+/// # let job_state = Arc::new(Mutex::new("RUNNING"));
+/// # let s = job_state.clone();
+/// # Mock::given(path("/jobs/overview")).respond_with(move |_: &Request| {
+/// #     ResponseTemplate::new(200).set_body_json(serde_json::json!({"jobs": [{"jid": "a1b2", "name": "orders-etl",
+/// #         "state": *s.lock().unwrap(), "start-time": 1_763_632_800_000i64, "end-time": -1,
+/// #         "duration": 1, "last-modification": 1_763_632_800_000i64, "tasks": {}}]}))
+/// # }).mount(&flink).await;
+/// # let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+/// #     "groups": [{"name": "flink-prod", "instances": ["ops"]}, {"name": "team-a", "instances": ["ops"]}]}"#).unwrap();
+/// # let notifier = Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+/// # let flink_url = flink.uri();
+/// let config = WatchConfig::new(&flink_url, "prod")?
+///     .interval(Duration::from_millis(20))
+///     .cause_wait(Duration::ZERO);
+/// let handle = FlinkWatcher::new(config, notifier, "flink-prod")?.start();
+/// # tokio::time::sleep(Duration::from_millis(100)).await;
+/// *job_state.lock().unwrap() = "FAILED";
+/// # tokio::time::sleep(Duration::from_millis(200)).await;
+/// let stopped = handle.stop().await; // nobody took the reports: they come back here
+/// assert_eq!(stopped.reports.len(), 1);
+/// assert_eq!(stopped.dropped, 0);
+/// let saved = serde_json::to_string(&stopped.state).unwrap(); // for the next start
+/// # let _ = saved;
+/// # Ok::<(), alertkit::Error>(())
+/// # })?;
+/// # Ok::<(), alertkit::Error>(())
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Stopped {
@@ -1235,16 +1667,112 @@ pub struct Stopped {
 
 impl WatchHandle {
     /// The next report (`None` once stopped and drained).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::flink::{FlinkWatcher, WatchConfig};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use std::sync::{Arc, Mutex};
+    /// # use alertkit::{Config, Http, Notifier};
+    /// # use alertkit::testkit::recording_registry;
+    /// # use wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers::path};
+    /// # // A fake JobManager with one job, `orders-etl`, in the state `job_state` holds.
+    /// # let flink = MockServer::start().await;
+    /// # let job_state = Arc::new(Mutex::new("RUNNING"));
+    /// # let s = job_state.clone();
+    /// # Mock::given(path("/jobs/overview")).respond_with(move |_: &Request| {
+    /// #     ResponseTemplate::new(200).set_body_json(serde_json::json!({"jobs": [{"jid": "a1b2", "name": "orders-etl",
+    /// #         "state": *s.lock().unwrap(), "start-time": 1_763_632_800_000i64, "end-time": -1,
+    /// #         "duration": 1, "last-modification": 1_763_632_800_000i64, "tasks": {}}]}))
+    /// # }).mount(&flink).await;
+    /// # let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    /// #     "groups": [{"name": "flink-prod", "instances": ["ops"]}, {"name": "team-a", "instances": ["ops"]}]}"#).unwrap();
+    /// # let notifier = Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+    /// # let flink_url = flink.uri();
+    /// let config = WatchConfig::new(&flink_url, "prod")?
+    ///     .interval(Duration::from_millis(20))
+    ///     .cause_wait(Duration::ZERO);
+    /// let mut handle = FlinkWatcher::new(config, notifier, "flink-prod")?.start();
+    /// # tokio::time::sleep(Duration::from_millis(100)).await;
+    /// *job_state.lock().unwrap() = "CANCELED";
+    /// let report = handle.next_report().await.unwrap();
+    /// assert_eq!(report.title, "Flink job orders-etl CANCELED");
+    /// # Ok::<(), alertkit::Error>(())
+    /// # })?;
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub async fn next_report(&mut self) -> Option<WatchReport> {
         self.reports.recv().await
     }
 
     /// The watcher's state after its latest poll (save it to resume later).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::flink::{FlinkWatcher, WatchConfig};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use std::sync::{Arc, Mutex};
+    /// # use alertkit::{Config, Http, Notifier};
+    /// # use alertkit::testkit::recording_registry;
+    /// # use wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers::path};
+    /// # // A fake JobManager with one job, `orders-etl`, in the state `job_state` holds.
+    /// # let flink = MockServer::start().await;
+    /// # let job_state = Arc::new(Mutex::new("RUNNING"));
+    /// # let s = job_state.clone();
+    /// # Mock::given(path("/jobs/overview")).respond_with(move |_: &Request| {
+    /// #     ResponseTemplate::new(200).set_body_json(serde_json::json!({"jobs": [{"jid": "a1b2", "name": "orders-etl",
+    /// #         "state": *s.lock().unwrap(), "start-time": 1_763_632_800_000i64, "end-time": -1,
+    /// #         "duration": 1, "last-modification": 1_763_632_800_000i64, "tasks": {}}]}))
+    /// # }).mount(&flink).await;
+    /// # let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    /// #     "groups": [{"name": "flink-prod", "instances": ["ops"]}, {"name": "team-a", "instances": ["ops"]}]}"#).unwrap();
+    /// # let notifier = Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+    /// # let flink_url = flink.uri();
+    /// let config = WatchConfig::new(&flink_url, "prod")?.interval(Duration::from_millis(20));
+    /// let handle = FlinkWatcher::new(config, notifier, "flink-prod")?.start();
+    /// # tokio::time::sleep(Duration::from_millis(100)).await;
+    /// // save it now and then: a crash loses at most what changed since
+    /// assert_eq!(handle.state().jobs(), 1);
+    /// # Ok::<(), alertkit::Error>(())
+    /// # })?;
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn state(&self) -> WatchState {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Stops after the poll in progress (and its dispatches) finishes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::flink::{FlinkWatcher, WatchConfig};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use std::sync::{Arc, Mutex};
+    /// # use alertkit::{Config, Http, Notifier};
+    /// # use alertkit::testkit::recording_registry;
+    /// # use wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers::path};
+    /// # // A fake JobManager with one job, `orders-etl`, in the state `job_state` holds.
+    /// # let flink = MockServer::start().await;
+    /// # let job_state = Arc::new(Mutex::new("RUNNING"));
+    /// # let s = job_state.clone();
+    /// # Mock::given(path("/jobs/overview")).respond_with(move |_: &Request| {
+    /// #     ResponseTemplate::new(200).set_body_json(serde_json::json!({"jobs": [{"jid": "a1b2", "name": "orders-etl",
+    /// #         "state": *s.lock().unwrap(), "start-time": 1_763_632_800_000i64, "end-time": -1,
+    /// #         "duration": 1, "last-modification": 1_763_632_800_000i64, "tasks": {}}]}))
+    /// # }).mount(&flink).await;
+    /// # let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    /// #     "groups": [{"name": "flink-prod", "instances": ["ops"]}, {"name": "team-a", "instances": ["ops"]}]}"#).unwrap();
+    /// # let notifier = Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+    /// # let flink_url = flink.uri();
+    /// let config = WatchConfig::new(&flink_url, "prod")?.interval(Duration::from_secs(3600));
+    /// let handle = FlinkWatcher::new(config, notifier, "flink-prod")?.start();
+    /// # tokio::time::sleep(Duration::from_millis(100)).await;
+    /// let stopped = handle.stop().await; // does not wait out the interval
+    /// assert_eq!(stopped.state.jobs(), 1);
+    /// # Ok::<(), alertkit::Error>(())
+    /// # })?;
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub async fn stop(mut self) -> Stopped {
         let _ = self.stop.send(true);
         let _ = (&mut self.task).await;

@@ -48,6 +48,21 @@ use crate::config::{Config, GroupConfig, InstanceConfig};
 use crate::error::{Error, Result};
 
 /// A config imported from another tool, and what changed on the way.
+///
+/// ```
+/// use alertkit::Config;
+/// use alertkit::import::Imported;
+/// use serde_json::json;
+/// let instances = json!([{"id": 1, "name": "ops-ding", "type": "DingTalk", "enabled": 1,
+///     "params": {"webhook": "https://oapi.dingtalk.com/robot/send?access_token=t", "keyword": "alert"}}]);
+/// let groups = json!([{"id": 1, "name": "prod", "alertInstanceIds": "1", "enabled": 1}]);
+/// let Imported { config, notes, .. } = Config::from_dinky(&instances, &groups)?;
+/// assert_eq!(config.instances[0].params["keywords"], json!(["alert"]));
+/// for note in &notes {
+///     println!("{note}"); // show them to the operator before saving `config`
+/// }
+/// # Ok::<(), alertkit::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Imported {
@@ -61,6 +76,19 @@ pub struct Imported {
 ///
 /// Notes never hold a param's value when it may be a secret (tokens,
 /// passwords, webhook URLs).
+///
+/// ```
+/// use alertkit::Config;
+/// use serde_json::json;
+/// let instances = json!([{"id": 7, "name": "sms", "type": "Sms", "enabled": 1, "params": "{}"}]);
+/// let imported = Config::from_dinky(&instances, &json!(null))?;
+/// assert!(imported.config.instances.is_empty());
+/// let note = imported.notes.iter().find(|n| n.field.is_none() && n.code == "UNSUPPORTED").unwrap();
+/// assert_eq!((note.row.as_str(), note.code), (r#"instance 7 "sms""#, "UNSUPPORTED"));
+/// assert!(note.to_string().starts_with(r#"instance 7 "sms": "#));
+/// assert!(note.to_string().ends_with("[UNSUPPORTED]"));
+/// # Ok::<(), alertkit::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Note {
@@ -94,6 +122,20 @@ impl Config {
     /// `{"data": [...]}` answer); `groups` may be `null`. Errors name the row
     /// and field; instances Dinky could never send, and group members that do
     /// not exist, become notes.
+    ///
+    /// ```
+    /// use alertkit::{Config, ErrorKind};
+    /// use serde_json::json;
+    /// // the REST API's answer, as it comes
+    /// let instances = json!({"code": 0, "data": [{"id": 3, "name": "ops-feishu", "type": "FeiShu", "enabled": true,
+    ///     "params": {"webhook": "https://open.feishu.cn/open-apis/bot/v2/hook/x", "keyword": "alert"}}]});
+    /// let imported = Config::from_dinky(&instances, &json!({"data": []}))?;
+    /// assert_eq!(imported.config.instances[0].kind, "feishu");
+    ///
+    /// let e = Config::from_dinky(&json!([{"id": 4, "type": "FeiShu"}]), &json!(null)).unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::InvalidConfig); // the row has no name
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn from_dinky(instances: &Value, groups: &Value) -> Result<Imported> {
         dinky::import(instances, groups)
     }
@@ -104,6 +146,20 @@ impl Config {
     /// with `pluginName` or `alertPluginName` (the REST API's field); for
     /// database rows that only carry `pluginDefineId`, use
     /// [`from_dolphinscheduler_with_plugins`](Config::from_dolphinscheduler_with_plugins).
+    ///
+    /// ```
+    /// use alertkit::Config;
+    /// use serde_json::json;
+    /// let instances = json!([{"id": 5, "instanceName": "ops-ding", "pluginName": "DingTalk",
+    ///     "pluginInstanceParams": "{\"WebHook\": \"https://oapi.dingtalk.com/robot/send?access_token=t\", \"Keyword\": \"alert\", \"AtMobiles\": \"13800000000,13900000000\"}"}]);
+    /// let groups = json!([{"id": 2, "groupName": "etl", "alertInstanceIds": "5"}]);
+    /// let imported = Config::from_dolphinscheduler(&instances, &groups)?;
+    /// let ding = &imported.config.instances[0];
+    /// assert_eq!(ding.kind, "dingtalk");
+    /// assert_eq!(ding.params["at_mobiles"], json!(["13800000000", "13900000000"]));
+    /// assert_eq!(imported.config.groups[0].instances, ["ops-ding"]);
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn from_dolphinscheduler(instances: &Value, groups: &Value) -> Result<Imported> {
         dolphinscheduler::import(instances, groups, &Value::Null)
     }
@@ -111,6 +167,19 @@ impl Config {
     /// [`from_dolphinscheduler`](Config::from_dolphinscheduler) for database
     /// rows: `plugin_defines` are `t_ds_plugin_define` rows (`id`,
     /// `pluginName`), which give each instance's `pluginDefineId` its type.
+    ///
+    /// ```
+    /// use alertkit::Config;
+    /// use serde_json::json;
+    /// // `t_ds_alert_plugin_instance` rows name their plugin by id only
+    /// let instances = json!([{"id": 5, "instance_name": "ops-ding", "plugin_define_id": 11,
+    ///     "plugin_instance_params": "{\"WebHook\": \"https://oapi.dingtalk.com/robot/send?access_token=t\"}"}]);
+    /// let defines = json!([{"id": 11, "plugin_name": "DingTalk", "plugin_type": "ALERT"}]);
+    /// let imported = Config::from_dolphinscheduler_with_plugins(&instances, &json!([]), &defines)?;
+    /// assert_eq!(imported.config.instances[0].kind, "dingtalk");
+    /// assert!(Config::from_dolphinscheduler(&instances, &json!([])).is_err()); // no type without them
+    /// # Ok::<(), alertkit::Error>(())
+    /// ```
     pub fn from_dolphinscheduler_with_plugins(
         instances: &Value,
         groups: &Value,

@@ -26,6 +26,22 @@ const MSG_KEYS: [&str; 5] = [
 ];
 
 /// A custom robot's security settings.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use alertkit::testkit::dingtalk::{FakeDingTalk, RobotSpec};
+/// use alertkit::{Alert, Config, ErrorKind, InstanceConfig, Notifier};
+///
+/// let ding = FakeDingTalk::start().await;
+/// ding.add_robot("tok", RobotSpec { secret: Some("SECx".into()), keywords: vec!["告警".into()] });
+/// let config = Config::default().with_instance(InstanceConfig::new("ops", "dingtalk")
+///     .param("webhook", ding.webhook("tok"))
+///     .param("secret", "SECy")); // the wrong secret
+/// let ops = Notifier::from_config(&config).unwrap().channel("ops").unwrap();
+/// let e = ops.send(&Alert::new("disk full")).await.unwrap_err();
+/// assert_eq!(e.kind(), ErrorKind::SignatureMismatch);
+/// # });
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct RobotSpec {
     /// Signing secret (`SEC…`), if signing is on.
@@ -74,6 +90,16 @@ impl std::fmt::Debug for FakeDingTalk {
 
 impl FakeDingTalk {
     /// Starts the server on 127.0.0.1 with no robots or apps.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::dingtalk::FakeDingTalk;
+    /// let ding = FakeDingTalk::start().await; // its own port: tests run in parallel
+    /// let other = FakeDingTalk::start().await;
+    /// assert_ne!(ding.uri(), other.uri());
+    /// assert!(ding.requests().is_empty());
+    /// # });
+    /// ```
     pub async fn start() -> Self {
         let state = State {
             robots: HashMap::new(),
@@ -96,21 +122,73 @@ impl FakeDingTalk {
     }
 
     /// `http://127.0.0.1:PORT`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::InstanceConfig;
+    /// use alertkit::testkit::dingtalk::FakeDingTalk;
+    /// let ding = FakeDingTalk::start().await;
+    /// // app and conversation modes take the API's address as `base_url`
+    /// let app = InstanceConfig::new("ops", "dingtalk").param("mode", "app").param("base_url", ding.uri());
+    /// assert!(app.params["base_url"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+    /// # });
+    /// ```
     pub fn uri(&self) -> String {
         self.fake.uri()
     }
 
     /// The robot webhook URL for `token`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::dingtalk::FakeDingTalk;
+    /// let ding = FakeDingTalk::start().await;
+    /// assert_eq!(ding.webhook("tok"), format!("{}/robot/send?access_token=tok", ding.uri()));
+    /// # });
+    /// ```
     pub fn webhook(&self, token: &str) -> String {
         format!("{}/robot/send?access_token={token}", self.uri())
     }
 
     /// Registers a robot.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::dingtalk::{FakeDingTalk, RobotSpec};
+    /// use alertkit::{Alert, ErrorKind};
+    /// let ding = FakeDingTalk::start().await;
+    /// ding.add_robot("tok", RobotSpec { secret: None, keywords: vec!["alert".into()] });
+    /// # let ops = alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "dingtalk").param("webhook", ding.webhook("tok"))
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// let e = ops.send(&Alert::new("disk full")).await.unwrap_err(); // no keyword in it
+    /// assert_eq!((e.kind(), e.code()), (ErrorKind::KeywordMissing, Some("310000")));
+    /// assert!(ops.send(&Alert::new("alert: disk full")).await.is_ok());
+    /// # });
+    /// ```
     pub fn add_robot(&self, token: &str, spec: RobotSpec) {
         self.with(|s| s.robots.insert(token.to_owned(), spec));
     }
 
     /// Registers an app (new API and legacy gettoken) and a robot code.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::Alert;
+    /// use alertkit::testkit::dingtalk::FakeDingTalk;
+    /// let ding = FakeDingTalk::start().await;
+    /// ding.add_app("dingapp", "app-secret", "dingrobot");
+    /// # let app = |users: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "dingtalk").param("mode", "app").param("client_id", "dingapp")
+    /// #         .param("client_secret", "app-secret").param("robot_code", "dingrobot").param("user_ids", users.to_vec())
+    /// #         .param("base_url", ding.uri()).param("flow_control_wait_ms", 10)
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// app(&["u1", "u2"]).send(&Alert::new("disk full")).await.unwrap();
+    /// let sent = ding.accepted();
+    /// assert!(sent[0].path.ends_with("batchSend"));
+    /// assert_eq!(sent[0].body["userIds"], serde_json::json!(["u1", "u2"]));
+    /// # });
+    /// ```
     pub fn add_app(&self, app_key: &str, app_secret: &str, robot_code: &str) {
         self.with(|s| {
             s.apps.insert(app_key.to_owned(), app_secret.to_owned());
@@ -119,57 +197,258 @@ impl FakeDingTalk {
     }
 
     /// Users batchSend reports in `invalidStaffIdList`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::Alert;
+    /// use alertkit::testkit::dingtalk::FakeDingTalk;
+    /// let ding = FakeDingTalk::start().await;
+    /// ding.add_app("dingapp", "app-secret", "dingrobot");
+    /// ding.set_invalid_users(&["ghost"]);
+    /// # let app = |users: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "dingtalk").param("mode", "app").param("client_id", "dingapp")
+    /// #         .param("client_secret", "app-secret").param("robot_code", "dingrobot").param("user_ids", users.to_vec())
+    /// #         .param("base_url", ding.uri()).param("flow_control_wait_ms", 10)
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// let receipt = app(&["u1", "ghost"]).send(&Alert::new("disk full")).await.unwrap();
+    /// assert!(receipt.is_partial());
+    /// assert_eq!(receipt.rejected_recipients, ["ghost"]);
+    /// # });
+    /// ```
     pub fn set_invalid_users(&self, users: &[&str]) {
         self.with(|s| s.invalid_users = users.iter().map(|u| (*u).to_owned()).collect());
     }
 
     /// `user` is reported in `flowControlledStaffIdList` for its next `times` sends.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::Alert;
+    /// use alertkit::testkit::dingtalk::FakeDingTalk;
+    /// let ding = FakeDingTalk::start().await;
+    /// ding.add_app("dingapp", "app-secret", "dingrobot");
+    /// ding.flow_control("busy", 1);
+    /// # let app = |users: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "dingtalk").param("mode", "app").param("client_id", "dingapp")
+    /// #         .param("client_secret", "app-secret").param("robot_code", "dingrobot").param("user_ids", users.to_vec())
+    /// #         .param("base_url", ding.uri()).param("flow_control_wait_ms", 10)
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// let receipt = app(&["u1", "busy"]).send(&Alert::new("disk full")).await.unwrap();
+    /// assert!(!receipt.is_partial()); // the channel sent to `busy` again
+    /// assert_eq!(ding.accepted()[1].body["userIds"], serde_json::json!(["busy"]));
+    /// # });
+    /// ```
     pub fn flow_control(&self, user: &str, times: u32) {
         self.with(|s| s.flow_controlled.insert(user.to_owned(), times));
     }
 
     /// Lifetime of tokens issued from now on (default 7200 s).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use alertkit::Alert;
+    /// use alertkit::testkit::dingtalk::FakeDingTalk;
+    /// let ding = FakeDingTalk::start().await;
+    /// ding.add_app("dingapp", "app-secret", "dingrobot");
+    /// ding.set_token_ttl(Duration::from_secs(1));
+    /// # let app = |users: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "dingtalk").param("mode", "app").param("client_id", "dingapp")
+    /// #         .param("client_secret", "app-secret").param("robot_code", "dingrobot").param("user_ids", users.to_vec())
+    /// #         .param("base_url", ding.uri()).param("flow_control_wait_ms", 10)
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// let ops = app(&["u1"]);
+    /// ops.send(&Alert::new("one")).await.unwrap();
+    /// tokio::time::sleep(Duration::from_millis(1100)).await;
+    /// ops.send(&Alert::new("two")).await.unwrap();
+    /// assert_eq!(ding.token_fetches(), 2); // the cached token ran out
+    /// # });
+    /// ```
     pub fn set_token_ttl(&self, ttl: Duration) {
         self.with(|s| s.tokens.ttl = ttl);
     }
 
     /// Expires every issued token now (the next use answers like an expired token).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::Alert;
+    /// use alertkit::testkit::dingtalk::FakeDingTalk;
+    /// let ding = FakeDingTalk::start().await;
+    /// ding.add_app("dingapp", "app-secret", "dingrobot");
+    /// # let app = |users: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "dingtalk").param("mode", "app").param("client_id", "dingapp")
+    /// #         .param("client_secret", "app-secret").param("robot_code", "dingrobot").param("user_ids", users.to_vec())
+    /// #         .param("base_url", ding.uri()).param("flow_control_wait_ms", 10)
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// let ops = app(&["u1"]);
+    /// ops.send(&Alert::new("one")).await.unwrap();
+    /// ding.expire_tokens(); // revoked before its time: the channel must refresh and resend
+    /// ops.send(&Alert::new("two")).await.unwrap();
+    /// assert_eq!(ding.token_fetches(), 2);
+    /// # });
+    /// ```
     pub fn expire_tokens(&self) {
         self.with(|s| s.tokens.expire_all());
     }
 
     /// Token requests served so far (new API and legacy).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::Alert;
+    /// use alertkit::testkit::dingtalk::FakeDingTalk;
+    /// let ding = FakeDingTalk::start().await;
+    /// ding.add_app("dingapp", "app-secret", "dingrobot");
+    /// # let app = |users: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "dingtalk").param("mode", "app").param("client_id", "dingapp")
+    /// #         .param("client_secret", "app-secret").param("robot_code", "dingrobot").param("user_ids", users.to_vec())
+    /// #         .param("base_url", ding.uri()).param("flow_control_wait_ms", 10)
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// let ops = app(&["u1"]);
+    /// for title in ["one", "two", "three"] {
+    ///     ops.send(&Alert::new(title)).await.unwrap();
+    /// }
+    /// assert_eq!(ding.token_fetches(), 1); // cached
+    /// # });
+    /// ```
     pub fn token_fetches(&self) -> u32 {
         self.with(|s| s.tokens.fetches)
     }
 
     /// The robot rate limit: `limit` messages per `window`, then throttled
     /// for `throttle` (defaults 20, 60 s, 600 s). Shrink it for fast tests.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use alertkit::testkit::dingtalk::{FakeDingTalk, RobotSpec};
+    /// use alertkit::{Alert, ErrorKind};
+    /// let ding = FakeDingTalk::start().await;
+    /// ding.add_robot("tok", RobotSpec::default());
+    /// ding.set_rate_limit(2, Duration::from_secs(60), Duration::from_secs(600));
+    /// # let ops = alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "dingtalk").param("webhook", ding.webhook("tok"))
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// for _ in 0..2 {
+    ///     ops.send(&Alert::new("disk full")).await.unwrap();
+    /// }
+    /// let e = ops.send(&Alert::new("disk full")).await.unwrap_err();
+    /// assert_eq!((e.kind(), e.code()), (ErrorKind::RateLimited, Some("410100")));
+    /// assert!(e.is_retryable() && e.retry_after().is_some());
+    /// # });
+    /// ```
     pub fn set_rate_limit(&self, limit: u32, window: Duration, throttle: Duration) {
         self.with(|s| s.rate = RateWindow::new(limit, window, throttle));
     }
 
     /// Answer rate limits with the legacy 130101 instead of 410100.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use alertkit::testkit::dingtalk::{FakeDingTalk, RobotSpec};
+    /// use alertkit::{Alert, ErrorKind};
+    /// let ding = FakeDingTalk::start().await;
+    /// ding.add_robot("tok", RobotSpec::default());
+    /// ding.set_rate_limit(1, Duration::from_secs(60), Duration::from_secs(60));
+    /// ding.use_legacy_rate_code(true);
+    /// # let ops = alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "dingtalk").param("webhook", ding.webhook("tok"))
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// ops.send(&Alert::new("disk full")).await.unwrap();
+    /// let e = ops.send(&Alert::new("disk full")).await.unwrap_err();
+    /// assert_eq!((e.kind(), e.code()), (ErrorKind::RateLimited, Some("130101")));
+    /// # });
+    /// ```
     pub fn use_legacy_rate_code(&self, legacy: bool) {
         self.with(|s| s.legacy_rate_code = legacy);
     }
 
     /// Answers the next request with `fault` (queued in order).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::dingtalk::{FakeDingTalk, Fault, RobotSpec};
+    /// use alertkit::{Alert, ErrorKind};
+    /// let ding = FakeDingTalk::start().await;
+    /// ding.add_robot("tok", RobotSpec::default());
+    /// # let ops = alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "dingtalk").param("webhook", ding.webhook("tok"))
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// ding.push_fault(Fault::errcode(310000, "ip 10.0.0.1 not in whitelist"));
+    /// let e = ops.send(&Alert::new("disk full")).await.unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::IpNotAllowed);
+    /// assert!(ops.send(&Alert::new("disk full")).await.is_ok()); // one fault, one answer
+    /// # });
+    /// ```
     pub fn push_fault(&self, fault: Fault) {
         self.fake.push_fault(fault);
     }
 
     /// Answers the next request whose path ends with `path_suffix` with `fault`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::dingtalk::{FakeDingTalk, Fault};
+    /// use alertkit::{Alert, ErrorKind};
+    /// let ding = FakeDingTalk::start().await;
+    /// ding.add_app("dingapp", "app-secret", "dingrobot");
+    /// # let app = |users: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "dingtalk").param("mode", "app").param("client_id", "dingapp")
+    /// #         .param("client_secret", "app-secret").param("robot_code", "dingrobot").param("user_ids", users.to_vec())
+    /// #         .param("base_url", ding.uri()).param("flow_control_wait_ms", 10)
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// // the token request succeeds, the send itself is refused
+    /// ding.push_fault_on("batchSend", Fault::Reply(403, serde_json::json!({"code": "Forbidden.AccessDenied.AccessTokenPermissionDenied", "message": "no permission"})));
+    /// let e = app(&["u1"]).send(&Alert::new("disk full")).await.unwrap_err();
+    /// assert_eq!(e.http_status(), Some(403));
+    /// assert_eq!(ding.token_fetches(), 1);
+    /// # });
+    /// ```
     pub fn push_fault_on(&self, path_suffix: &str, fault: Fault) {
         self.fake.push_fault_on(path_suffix, fault);
     }
 
     /// Every request so far, in arrival order.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::dingtalk::{FakeDingTalk, RobotSpec};
+    /// use alertkit::Alert;
+    /// let ding = FakeDingTalk::start().await;
+    /// ding.add_robot("tok", RobotSpec { secret: Some("SECx".into()), keywords: vec![] });
+    /// # let ops = alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "dingtalk").param("webhook", ding.webhook("tok"))
+    /// #         .param("secret", "SECy").policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// ops.send(&Alert::new("disk full")).await.unwrap_err(); // signed with the wrong secret
+    /// let r = &ding.requests()[0];
+    /// assert!(!r.accepted);
+    /// assert!(r.query.contains_key("sign") && r.query.contains_key("timestamp"));
+    /// assert!(ding.accepted().is_empty());
+    /// # });
+    /// ```
     pub fn requests(&self) -> Vec<Recorded> {
         self.fake.requests()
     }
 
     /// The messages accepted so far (robot, batch, group and chat sends).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::dingtalk::{FakeDingTalk, RobotSpec};
+    /// use alertkit::{Alert, Mention};
+    /// let ding = FakeDingTalk::start().await;
+    /// ding.add_robot("tok", RobotSpec::default());
+    /// # let ops = alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "dingtalk").param("webhook", ding.webhook("tok"))
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// ops.send(&Alert::new("disk full").mention(Mention::Mobile("13800000000".into()))).await.unwrap();
+    /// let msg = &ding.accepted()[0].body;
+    /// assert_eq!(msg["msgtype"], "markdown");
+    /// assert_eq!(msg["at"]["atMobiles"], serde_json::json!(["13800000000"]));
+    /// # });
+    /// ```
     pub fn accepted(&self) -> Vec<Recorded> {
         self.fake.accepted()
     }

@@ -19,6 +19,25 @@ use super::Recorded;
 
 /// One scripted failure, answered to the next request instead of the
 /// platform's normal reply.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use alertkit::testkit::Fault;
+/// use alertkit::testkit::wecom::FakeWeCom;
+/// use alertkit::{Alert, Config, ErrorKind, InstanceConfig, Notifier, policy::PolicyConfig};
+///
+/// let wecom = FakeWeCom::start().await;
+/// wecom.add_bot("k1");
+/// let config = Config::default().with_instance(InstanceConfig::new("ops", "wecom")
+///     .param("webhook", wecom.webhook("k1")).policy(PolicyConfig::off()));
+/// let ops = Notifier::from_config(&config).unwrap().channel("ops").unwrap();
+/// wecom.push_fault(Fault::Reply(502, serde_json::json!({"message": "bad gateway"})));
+/// wecom.push_fault(Fault::Drop);
+/// assert_eq!(ops.send(&Alert::new("a")).await.unwrap_err().http_status(), Some(502));
+/// assert_eq!(ops.send(&Alert::new("b")).await.unwrap_err().kind(), ErrorKind::Transport);
+/// assert!(ops.send(&Alert::new("c")).await.is_ok()); // the faults are used up
+/// # });
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Fault {
@@ -44,11 +63,45 @@ pub enum Fault {
 
 impl Fault {
     /// HTTP 200 with `{"errcode": code, "errmsg": msg}` (DingTalk, WeCom).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::Fault;
+    /// use alertkit::testkit::wecom::FakeWeCom;
+    /// use alertkit::{Alert, Config, ErrorKind, InstanceConfig, Notifier, policy::PolicyConfig};
+    ///
+    /// let wecom = FakeWeCom::start().await;
+    /// wecom.add_bot("k1");
+    /// let config = Config::default().with_instance(InstanceConfig::new("ops", "wecom")
+    ///     .param("webhook", wecom.webhook("k1")).policy(PolicyConfig::off()));
+    /// let ops = Notifier::from_config(&config).unwrap().channel("ops").unwrap();
+    /// wecom.push_fault(Fault::errcode(45009, "api freq out of limit"));
+    /// let e = ops.send(&Alert::new("disk full")).await.unwrap_err();
+    /// assert_eq!((e.kind(), e.code()), (ErrorKind::RateLimited, Some("45009")));
+    /// # });
+    /// ```
     pub fn errcode(code: i64, msg: &str) -> Fault {
         Fault::Reply(200, json!({"errcode": code, "errmsg": msg}))
     }
 
     /// `{"code": code, "msg": msg}` with `status` (Feishu).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::Fault;
+    /// use alertkit::testkit::feishu::{BotSpec, FakeFeishu};
+    /// use alertkit::{Alert, Config, ErrorKind, InstanceConfig, Notifier, policy::PolicyConfig};
+    ///
+    /// let feishu = FakeFeishu::start().await;
+    /// feishu.add_bot("t1", BotSpec { secret: None, keywords: vec![] });
+    /// let config = Config::default().with_instance(InstanceConfig::new("ops", "feishu")
+    ///     .param("webhook", feishu.webhook("t1")).policy(PolicyConfig::off()));
+    /// let ops = Notifier::from_config(&config).unwrap().channel("ops").unwrap();
+    /// feishu.push_fault(Fault::code(400, 9499, "too many request"));
+    /// let e = ops.send(&Alert::new("disk full")).await.unwrap_err();
+    /// assert_eq!((e.kind(), e.code(), e.http_status()), (ErrorKind::RateLimited, Some("9499"), Some(400)));
+    /// # });
+    /// ```
     pub fn code(status: u16, code: i64, msg: &str) -> Fault {
         Fault::Reply(status, json!({"code": code, "msg": msg}))
     }

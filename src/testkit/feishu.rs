@@ -19,6 +19,21 @@ pub use super::fake::Fault;
 use super::fake::{FakeServer, Platform, RateWindow, TokenState, Tokens, strings};
 
 /// A custom bot's security settings.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use alertkit::testkit::feishu::{BotSpec, FakeFeishu};
+/// use alertkit::{Alert, ErrorKind};
+/// let feishu = FakeFeishu::start().await;
+/// feishu.add_bot("t1", BotSpec { secret: None, keywords: vec!["告警".into()] });
+/// # let ops = alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+/// #     alertkit::InstanceConfig::new("ops", "feishu").param("webhook", feishu.webhook("t1"))
+/// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+/// let e = ops.send(&Alert::new("disk full")).await.unwrap_err();
+/// assert_eq!(e.kind(), ErrorKind::KeywordMissing);
+/// assert!(ops.send(&Alert::new("告警: disk full")).await.is_ok());
+/// # });
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct BotSpec {
     /// Signing secret, if signing is on.
@@ -28,6 +43,22 @@ pub struct BotSpec {
 }
 
 /// How the fake answers a rate-limited bot.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use alertkit::testkit::feishu::{BotSpec, FakeFeishu, RateLimitAnswer};
+/// use alertkit::{Alert, ErrorKind};
+/// let feishu = FakeFeishu::start().await;
+/// feishu.add_bot("t1", BotSpec::default());
+/// feishu.set_rate_limit(1, 100, RateLimitAnswer::TooManyRequest9499);
+/// # let ops = alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+/// #     alertkit::InstanceConfig::new("ops", "feishu").param("webhook", feishu.webhook("t1"))
+/// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+/// ops.send(&Alert::new("disk full")).await.unwrap();
+/// let e = ops.send(&Alert::new("disk full")).await.unwrap_err();
+/// assert_eq!((e.kind(), e.code(), e.http_status()), (ErrorKind::RateLimited, Some("9499"), Some(400)));
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RateLimitAnswer {
@@ -50,6 +81,21 @@ struct State {
 }
 
 /// A fake Feishu/Lark server.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use alertkit::testkit::feishu::{BotSpec, FakeFeishu};
+/// use alertkit::{Alert, Config, InstanceConfig, Notifier};
+/// let feishu = FakeFeishu::start().await;
+/// feishu.add_bot("t1", BotSpec { secret: Some("sign-secret".into()), keywords: vec![] });
+/// let config = Config::default().with_instance(InstanceConfig::new("ops", "feishu")
+///     .param("webhook", feishu.webhook("t1"))
+///     .param("secret", "sign-secret"));
+/// let ops = Notifier::from_config(&config).unwrap().channel("ops").unwrap();
+/// ops.send(&Alert::new("disk full")).await.unwrap();
+/// assert_eq!(feishu.accepted()[0].body["msg_type"], "interactive");
+/// # });
+/// ```
 #[derive(Clone)]
 pub struct FakeFeishu {
     fake: FakeServer<State>,
@@ -65,6 +111,15 @@ impl std::fmt::Debug for FakeFeishu {
 
 impl FakeFeishu {
     /// Starts the server on 127.0.0.1.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::feishu::FakeFeishu;
+    /// let feishu = FakeFeishu::start().await;
+    /// assert!(feishu.uri().starts_with("http://127.0.0.1:"));
+    /// assert_eq!(feishu.token_fetches(), 0);
+    /// # });
+    /// ```
     pub async fn start() -> Self {
         let state = State {
             bots: HashMap::new(),
@@ -86,42 +141,170 @@ impl FakeFeishu {
     }
 
     /// `http://127.0.0.1:PORT` (Feishu); append `/lark` for the Lark stand-in.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::Alert;
+    /// use alertkit::testkit::feishu::FakeFeishu;
+    /// let feishu = FakeFeishu::start().await;
+    /// feishu.add_app("cli_app", "app-secret");
+    /// feishu.add_receiver("chat_id", "oc_ops");
+    /// # let lark = alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "feishu").param("mode", "app").param("app_id", "cli_app")
+    /// #         .param("app_secret", "app-secret").param("receive_ids", vec!["oc_ops"])
+    /// #         .param("base_url", format!("{}/lark", feishu.uri())))).unwrap().channel("ops").unwrap();
+    /// // an app instance with `"base_url": format!("{}/lark", feishu.uri())` talks to the Lark stand-in
+    /// lark.send(&Alert::new("disk full")).await.unwrap();
+    /// assert!(feishu.accepted()[0].path.starts_with("/lark/open-apis/"));
+    /// # });
+    /// ```
     pub fn uri(&self) -> String {
         self.fake.uri()
     }
 
     /// The hook URL of bot `token`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::feishu::FakeFeishu;
+    /// let feishu = FakeFeishu::start().await;
+    /// assert_eq!(feishu.webhook("t1"), format!("{}/open-apis/bot/v2/hook/t1", feishu.uri()));
+    /// # });
+    /// ```
     pub fn webhook(&self, token: &str) -> String {
         format!("{}/open-apis/bot/v2/hook/{token}", self.uri())
     }
 
     /// Registers a custom bot.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::feishu::{BotSpec, FakeFeishu};
+    /// use alertkit::{Alert, ErrorKind};
+    /// let feishu = FakeFeishu::start().await;
+    /// # let ops = alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "feishu").param("webhook", feishu.webhook("t1"))
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// let e = ops.send(&Alert::new("disk full")).await.unwrap_err(); // no such bot yet
+    /// assert_eq!(e.kind(), ErrorKind::Unauthorized);
+    /// feishu.add_bot("t1", BotSpec::default());
+    /// assert!(ops.send(&Alert::new("disk full")).await.is_ok());
+    /// # });
+    /// ```
     pub fn add_bot(&self, token: &str, spec: BotSpec) {
         self.with(|s| s.bots.insert(token.to_owned(), spec));
     }
 
     /// Registers an app.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::Alert;
+    /// use alertkit::testkit::feishu::FakeFeishu;
+    /// let feishu = FakeFeishu::start().await;
+    /// feishu.add_app("cli_app", "app-secret");
+    /// feishu.add_receiver("chat_id", "oc_ops");
+    /// # let app = |ids: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "feishu").param("mode", "app").param("app_id", "cli_app")
+    /// #         .param("app_secret", "app-secret").param("receive_ids", ids.to_vec()).param("base_url", feishu.uri())
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// let receipt = app(&["oc_ops"]).send(&Alert::new("disk full")).await.unwrap();
+    /// assert!(receipt.message_id.is_some());
+    /// assert!(feishu.accepted()[0].headers["authorization"].starts_with("Bearer "));
+    /// # });
+    /// ```
     pub fn add_app(&self, app_id: &str, app_secret: &str) {
         self.with(|s| s.apps.insert(app_id.to_owned(), app_secret.to_owned()));
     }
 
     /// A receiver apps may send to: `id_type` (`chat_id`, `open_id`, ...) and id.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::Alert;
+    /// use alertkit::testkit::feishu::FakeFeishu;
+    /// let feishu = FakeFeishu::start().await;
+    /// feishu.add_app("cli_app", "app-secret");
+    /// feishu.add_receiver("chat_id", "oc_ops");
+    /// # let app = |ids: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "feishu").param("mode", "app").param("app_id", "cli_app")
+    /// #         .param("app_secret", "app-secret").param("receive_ids", ids.to_vec()).param("base_url", feishu.uri())
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// let receipt = app(&["oc_ops", "oc_gone"]).send(&Alert::new("disk full")).await.unwrap();
+    /// assert_eq!(receipt.rejected_recipients, ["oc_gone"]);
+    /// # });
+    /// ```
     pub fn add_receiver(&self, id_type: &str, id: &str) {
         self.with(|s| s.receivers.insert((id_type.to_owned(), id.to_owned())));
     }
 
     /// Expires every tenant token now.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::Alert;
+    /// use alertkit::testkit::feishu::FakeFeishu;
+    /// let feishu = FakeFeishu::start().await;
+    /// feishu.add_app("cli_app", "app-secret");
+    /// feishu.add_receiver("chat_id", "oc_ops");
+    /// # let app = |ids: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "feishu").param("mode", "app").param("app_id", "cli_app")
+    /// #         .param("app_secret", "app-secret").param("receive_ids", ids.to_vec()).param("base_url", feishu.uri())
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// let ops = app(&["oc_ops"]);
+    /// ops.send(&Alert::new("one")).await.unwrap();
+    /// feishu.expire_tokens();
+    /// ops.send(&Alert::new("two")).await.unwrap(); // refreshed once, sent again
+    /// assert_eq!(feishu.token_fetches(), 2);
+    /// # });
+    /// ```
     pub fn expire_tokens(&self) {
         self.with(|s| s.tokens.expire_all());
     }
 
     /// Tenant token requests served so far.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::Alert;
+    /// use alertkit::testkit::feishu::FakeFeishu;
+    /// let feishu = FakeFeishu::start().await;
+    /// feishu.add_app("cli_app", "app-secret");
+    /// feishu.add_receiver("chat_id", "oc_ops");
+    /// # let app = |ids: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "feishu").param("mode", "app").param("app_id", "cli_app")
+    /// #         .param("app_secret", "app-secret").param("receive_ids", ids.to_vec()).param("base_url", feishu.uri())
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// let ops = app(&["oc_ops"]);
+    /// ops.send(&Alert::new("one")).await.unwrap();
+    /// ops.send(&Alert::new("two")).await.unwrap();
+    /// assert_eq!(feishu.token_fetches(), 1);
+    /// # });
+    /// ```
     pub fn token_fetches(&self) -> u32 {
         self.with(|s| s.tokens.fetches)
     }
 
     /// Per-bot limits (default 5 per second and 100 per minute) and how
     /// they are answered.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::feishu::{BotSpec, FakeFeishu, RateLimitAnswer};
+    /// use alertkit::{Alert, ErrorKind};
+    /// let feishu = FakeFeishu::start().await;
+    /// feishu.add_bot("t1", BotSpec::default());
+    /// feishu.set_rate_limit(100, 2, RateLimitAnswer::Code11232);
+    /// # let ops = alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "feishu").param("webhook", feishu.webhook("t1"))
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// for _ in 0..2 {
+    ///     ops.send(&Alert::new("disk full")).await.unwrap();
+    /// }
+    /// let e = ops.send(&Alert::new("disk full")).await.unwrap_err();
+    /// assert_eq!((e.kind(), e.code()), (ErrorKind::RateLimited, Some("11232")));
+    /// # });
+    /// ```
     pub fn set_rate_limit(&self, per_second: u32, per_minute: u32, answer: RateLimitAnswer) {
         self.with(|s| {
             s.per_second =
@@ -133,16 +316,63 @@ impl FakeFeishu {
     }
 
     /// Answers the next request with `fault`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::feishu::{BotSpec, FakeFeishu, Fault};
+    /// use alertkit::{Alert, ErrorKind};
+    /// let feishu = FakeFeishu::start().await;
+    /// feishu.add_bot("t1", BotSpec::default());
+    /// # let ops = alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "feishu").param("webhook", feishu.webhook("t1"))
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// feishu.push_fault(Fault::Raw { status: 200, headers: vec![], body: "<html>gateway</html>".into() });
+    /// let e = ops.send(&Alert::new("disk full")).await.unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::Platform); // not JSON: not a Feishu answer
+    /// assert_eq!(e.http_status(), Some(200));
+    /// # });
+    /// ```
     pub fn push_fault(&self, fault: Fault) {
         self.fake.push_fault(fault);
     }
 
     /// Every request so far.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::feishu::{BotSpec, FakeFeishu};
+    /// use alertkit::Alert;
+    /// let feishu = FakeFeishu::start().await;
+    /// feishu.add_bot("t1", BotSpec { secret: Some("right".into()), keywords: vec![] });
+    /// # let ops = alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "feishu").param("webhook", feishu.webhook("t1"))
+    /// #         .param("secret", "wrong").policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// ops.send(&Alert::new("disk full")).await.unwrap_err(); // signed with the wrong secret
+    /// let r = &feishu.requests()[0];
+    /// assert!(!r.accepted);
+    /// assert!(r.body["sign"].is_string() && r.body["timestamp"].is_string());
+    /// # });
+    /// ```
     pub fn requests(&self) -> Vec<Recorded> {
         self.fake.requests()
     }
 
     /// Messages accepted so far.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::feishu::{BotSpec, FakeFeishu};
+    /// use alertkit::Alert;
+    /// let feishu = FakeFeishu::start().await;
+    /// feishu.add_bot("t1", BotSpec::default());
+    /// # let ops = alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "feishu").param("webhook", feishu.webhook("t1"))
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// ops.send(&Alert::new("disk full").link("Runbook", "https://wiki.example/disk")).await.unwrap();
+    /// let card = &feishu.accepted()[0].body["card"];
+    /// assert_eq!(card["header"]["title"]["content"], "[Error] disk full");
+    /// # });
+    /// ```
     pub fn accepted(&self) -> Vec<Recorded> {
         self.fake.accepted()
     }

@@ -123,6 +123,25 @@ pub mod feishu;
 pub mod wecom;
 
 /// One request a fake platform received, and what it answered.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use alertkit::testkit::wecom::FakeWeCom;
+/// use alertkit::{Alert, Config, InstanceConfig, Notifier};
+///
+/// let wecom = FakeWeCom::start().await;
+/// wecom.add_bot("k1");
+/// let config = Config::default().with_instance(InstanceConfig::new("ops", "wecom").param("webhook", wecom.webhook("k1")));
+/// let ops = Notifier::from_config(&config).unwrap().channel("ops").unwrap();
+/// ops.send(&Alert::new("disk full")).await.unwrap();
+///
+/// let r = &wecom.requests()[0];
+/// assert_eq!((r.path.as_str(), r.query["key"].as_str(), r.status), ("/cgi-bin/webhook/send", "k1", 200));
+/// assert_eq!(r.headers["content-type"], "application/json");
+/// assert!(r.accepted && !r.duplicate && r.body_len > 0);
+/// assert_eq!(r.answer["errcode"], 0);
+/// # });
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Recorded {
@@ -183,12 +202,31 @@ impl std::fmt::Debug for RecordingChannel {
 
 impl RecordingChannel {
     /// A channel that accepts everything at once.
+    ///
+    /// ```
+    /// use alertkit::AlertChannel;
+    /// use alertkit::testkit::RecordingChannel;
+    /// let ch = RecordingChannel::new();
+    /// assert_eq!(ch.kind(), "recording");
+    /// assert!(ch.sent().is_empty());
+    /// ```
     pub fn new() -> Self {
         RecordingChannel::default()
     }
 
     /// A channel that answers like a DingTalk robot whose keyword is missing
     /// (permanent, code 310000).
+    ///
+    /// ```
+    /// use alertkit::{Alert, AlertChannel};
+    /// use alertkit::testkit::RecordingChannel;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let ch = RecordingChannel::failing();
+    /// let e = ch.send(&Alert::new("disk full")).await.unwrap_err();
+    /// assert_eq!((e.code(), e.is_retryable()), (Some("310000"), false));
+    /// assert!(ch.sent().is_empty());
+    /// # });
+    /// ```
     pub fn failing() -> Self {
         RecordingChannel::new().with_error(|| {
             Error::new(ErrorKind::Platform, "keywords not in content")
@@ -198,24 +236,70 @@ impl RecordingChannel {
     }
 
     /// Fails every send with the error `make` builds.
+    ///
+    /// ```
+    /// use alertkit::{Alert, AlertChannel, Error, ErrorKind};
+    /// use alertkit::testkit::RecordingChannel;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let ch = RecordingChannel::new().with_error(|| Error::new(ErrorKind::RateLimited, "send too fast"));
+    /// let e = ch.send(&Alert::new("disk full")).await.unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::RateLimited);
+    /// # });
+    /// ```
     pub fn with_error(mut self, make: impl Fn() -> Error + Send + Sync + 'static) -> Self {
         self.error = Some(Arc::new(make));
         self
     }
 
     /// Waits `delay` before answering.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use alertkit::{Alert, AlertChannel};
+    /// use alertkit::testkit::RecordingChannel;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let ch = RecordingChannel::new().with_delay(Duration::from_millis(50));
+    /// let started = Instant::now();
+    /// ch.send(&Alert::new("disk full")).await.unwrap();
+    /// assert!(started.elapsed() >= Duration::from_millis(50));
+    /// # });
+    /// ```
     pub fn with_delay(mut self, delay: Duration) -> Self {
         self.delay = Some(delay);
         self
     }
 
     /// Answers with `receipt` (e.g. one with rejected recipients).
+    ///
+    /// ```
+    /// use alertkit::{Alert, AlertChannel, Receipt};
+    /// use alertkit::testkit::RecordingChannel;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let ch = RecordingChannel::new().with_receipt(Receipt::new().with_message_id("m-42"));
+    /// let receipt = ch.send(&Alert::new("disk full")).await.unwrap();
+    /// assert_eq!(receipt.message_id.as_deref(), Some("m-42"));
+    /// # });
+    /// ```
     pub fn with_receipt(mut self, receipt: Receipt) -> Self {
         self.receipt = Some(receipt);
         self
     }
 
     /// The alerts accepted so far (failed sends are not recorded).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::{Alert, AlertGroup};
+    /// use alertkit::testkit::RecordingChannel;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let ops = Arc::new(RecordingChannel::new());
+    /// let group = AlertGroup::new("g").with_member("ops", ops.clone()); // clones share the record
+    /// group.dispatch(&Alert::new("disk full")).await;
+    /// group.dispatch(&Alert::new("disk full").resolved()).await;
+    /// let titles: Vec<String> = ops.sent().into_iter().map(|a| a.title).collect();
+    /// assert_eq!(titles, ["disk full", "disk full"]);
+    /// # });
+    /// ```
     pub fn sent(&self) -> Vec<Alert> {
         self.sent.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -279,6 +363,21 @@ impl FromParams for RecordingChannel {
 
 /// [`Registry::default`] plus the type `recording`: a [`RecordingChannel`]
 /// with params `fail` (bool: answer 310000) and `delay_ms`.
+///
+/// ```
+/// use alertkit::{Alert, Config, GroupStatus, Http, Notifier};
+/// use alertkit::testkit::recording_registry;
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let config = Config::from_json(r#"{"instances": [
+///     {"name": "ok", "type": "recording"},
+///     {"name": "slow", "type": "recording", "params": {"delay_ms": 20}},
+///     {"name": "broken", "type": "recording", "params": {"fail": true}}],
+///   "groups": [{"name": "g", "instances": ["ok", "slow", "broken"]}]}"#).unwrap();
+/// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+/// let report = notifier.dispatch("g", &Alert::new("disk full")).await.unwrap();
+/// assert_eq!(report.status, GroupStatus::Partial);
+/// # });
+/// ```
 pub fn recording_registry() -> Registry {
     let mut r = Registry::default();
     r.register_channel::<RecordingChannel>("recording")

@@ -32,6 +32,15 @@ impl std::fmt::Debug for Pki {
 }
 
 /// The three PEM files [`Pki::write_to`] wrote.
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("alertkit-doc-pkifiles-{}", std::process::id()));
+/// let files = alertkit::testkit::Pki::generate()?.write_to(&dir)?;
+/// assert_eq!(files.ca, dir.join("ca.pem"));
+/// assert!(std::fs::read_to_string(&files.key)?.contains("PRIVATE KEY"));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PkiFiles {
@@ -49,6 +58,14 @@ fn io_error(e: impl std::fmt::Display) -> std::io::Error {
 
 impl Pki {
     /// Generates the CA and the server certificate (ECDSA P-256).
+    ///
+    /// ```
+    /// use alertkit::testkit::Pki;
+    /// let (a, b) = (Pki::generate()?, Pki::generate()?);
+    /// assert_ne!(a.ca_pem, b.ca_pem); // a new CA each time: nothing to trust by accident
+    /// assert!(a.cert_pem.ends_with(&a.ca_pem)); // the server's chain ends in its CA
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn generate() -> std::io::Result<Pki> {
         use rcgen::{
             BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -84,6 +101,17 @@ impl Pki {
 
     /// Writes `ca.pem`, `cert.pem` and `key.pem` into `dir` (created if
     /// missing), for servers and clients configured with file paths.
+    ///
+    /// ```
+    /// use alertkit::testkit::Pki;
+    /// let dir = std::env::temp_dir().join(format!("alertkit-doc-pki-{}", std::process::id()));
+    /// let pki = Pki::generate()?;
+    /// let files = pki.write_to(&dir)?; // e.g. the email channel's `ca_file`
+    /// assert_eq!(std::fs::read_to_string(&files.ca)?, pki.ca_pem);
+    /// assert_eq!(std::fs::read_to_string(&files.cert)?, pki.cert_pem);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn write_to(&self, dir: &Path) -> std::io::Result<PkiFiles> {
         std::fs::create_dir_all(dir)?;
         let files = PkiFiles {
@@ -100,6 +128,14 @@ impl Pki {
     /// A rustls server configuration presenting the server certificate
     /// (for a TLS fake of your own: wrap accepted sockets with
     /// `tokio_rustls::TlsAcceptor::from(Arc::new(config))`).
+    ///
+    /// ```
+    /// use alertkit::testkit::Pki;
+    /// let config = Pki::generate()?.server_config()?;
+    /// let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    /// # let _ = acceptor;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn server_config(&self) -> std::io::Result<rustls::ServerConfig> {
         use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
         let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());

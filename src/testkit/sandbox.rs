@@ -59,6 +59,15 @@ impl Sandbox {
     pub const GROUP: &'static str = "sandbox";
 
     /// Starts every fake.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::Sandbox;
+    /// let sandbox = Sandbox::start().await.unwrap();
+    /// assert!(sandbox.dingtalk.requests().is_empty());
+    /// assert!(sandbox.smtp.messages().is_empty());
+    /// # });
+    /// ```
     pub async fn start() -> std::io::Result<Self> {
         let dingtalk = FakeDingTalk::start().await;
         dingtalk.add_robot(
@@ -92,6 +101,21 @@ impl Sandbox {
 
     /// Instances `dingtalk`, `wecom`, `feishu` and `email` pointing at the
     /// fakes, in the group [`Sandbox::GROUP`].
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::Sandbox;
+    /// use alertkit::{Config, GroupConfig};
+    /// let sandbox = Sandbox::start().await.unwrap();
+    /// // just the chat robots, in a group of your own
+    /// let chat: Vec<_> = sandbox.instances().into_iter().filter(|i| i.kind != "email").collect();
+    /// assert_eq!(chat.len(), 3);
+    /// let names: Vec<String> = chat.iter().map(|i| i.name.clone()).collect();
+    /// let config = chat.into_iter().fold(Config::default(), Config::with_instance)
+    ///     .with_group(GroupConfig::new("chat", names));
+    /// assert!(alertkit::Notifier::from_config(&config).is_ok());
+    /// # });
+    /// ```
     pub fn instances(&self) -> Vec<InstanceConfig> {
         let cfg = |name: &str, kind: &str, params: serde_json::Value| {
             let mut c = InstanceConfig::new(name, kind);
@@ -129,6 +153,16 @@ impl Sandbox {
     }
 
     /// The instances and a group over all of them.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::Sandbox;
+    /// let sandbox = Sandbox::start().await.unwrap();
+    /// let config = sandbox.config();
+    /// assert_eq!(config.groups[0].name, Sandbox::GROUP);
+    /// assert_eq!(config.groups[0].instances, ["dingtalk", "wecom", "feishu", "email"]);
+    /// # });
+    /// ```
     pub fn config(&self) -> Config {
         let instances = self.instances();
         let names: Vec<String> = instances.iter().map(|i| i.name.clone()).collect();

@@ -49,6 +49,22 @@ use super::Pki;
 use super::fake::AbortOnDrop;
 
 /// How the fake server offers TLS.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use alertkit::testkit::smtp::{FakeSmtp, SmtpTls};
+/// use alertkit::{Alert, Config, InstanceConfig, Notifier};
+/// let smtp = FakeSmtp::start_tls(SmtpTls::Implicit).await.unwrap();
+/// let mail = InstanceConfig::new("mail", "email")
+///     .param("host", "127.0.0.1").param("port", smtp.port())
+///     .param("tls", "implicit") // port 465 style
+///     .param("ca_file", smtp.ca_file().unwrap().display().to_string())
+///     .param("from", "alerts@example.com").param("to", vec!["ops@example.com"]);
+/// let notifier = Notifier::from_config(&Config::default().with_instance(mail)).unwrap();
+/// notifier.channel("mail").unwrap().send(&Alert::new("disk full")).await.unwrap();
+/// assert!(smtp.messages()[0].tls);
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SmtpTls {
@@ -61,6 +77,24 @@ pub enum SmtpTls {
 }
 
 /// One message the server accepted.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use alertkit::testkit::smtp::FakeSmtp;
+/// use alertkit::Alert;
+/// let smtp = FakeSmtp::start().await.unwrap();
+/// # let mail = |to: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+/// #     alertkit::InstanceConfig::new("mail", "email").param("host", "127.0.0.1").param("port", smtp.port())
+/// #         .param("tls", "none").param("from", "alerts@example.com").param("to", to.to_vec())
+/// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("mail").unwrap();
+/// mail(&["ops@example.com", "dba@example.com"]).send(&Alert::new("disk full")).await.unwrap();
+/// let m = &smtp.messages()[0];
+/// assert_eq!(m.from, "alerts@example.com");
+/// assert_eq!(m.rcpts, ["ops@example.com", "dba@example.com"]);
+/// assert!(m.data.contains("Subject: [Error] disk full"));
+/// assert!(!m.tls && m.auth_user.is_none());
+/// # });
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SmtpMessage {
@@ -85,6 +119,20 @@ struct State {
 }
 
 /// A fake SMTP server; see the module docs.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use alertkit::testkit::smtp::FakeSmtp;
+/// use alertkit::{Alert, Config, InstanceConfig, Notifier};
+/// let smtp = FakeSmtp::start().await.unwrap();
+/// let mail = InstanceConfig::new("mail", "email")
+///     .param("host", "127.0.0.1").param("port", smtp.port()).param("tls", "none")
+///     .param("from", "alerts@example.com").param("to", vec!["ops@example.com"]);
+/// let notifier = Notifier::from_config(&Config::default().with_instance(mail)).unwrap();
+/// notifier.channel("mail").unwrap().send(&Alert::new("disk full")).await.unwrap();
+/// assert_eq!(smtp.messages().len(), 1);
+/// # });
+/// ```
 #[derive(Clone)]
 pub struct FakeSmtp {
     port: u16,
@@ -119,6 +167,15 @@ impl std::fmt::Debug for FakeSmtp {
 impl FakeSmtp {
     /// Starts a plain-TCP server on 127.0.0.1 (no TLS, no authentication
     /// required).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::smtp::FakeSmtp;
+    /// let smtp = FakeSmtp::start().await.unwrap();
+    /// assert_ne!(smtp.port(), 0);
+    /// assert_eq!(smtp.connections(), 0);
+    /// # });
+    /// ```
     pub async fn start() -> std::io::Result<Self> {
         FakeSmtp::start_tls(SmtpTls::None).await
     }
@@ -126,6 +183,21 @@ impl FakeSmtp {
     /// Starts a server on 127.0.0.1 offering TLS as `mode`, with a
     /// certificate for `localhost` and `127.0.0.1` issued by a CA generated
     /// now (see [`ca_pem`](FakeSmtp::ca_pem), [`ca_file`](FakeSmtp::ca_file)).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::smtp::{FakeSmtp, SmtpTls};
+    /// use alertkit::{Alert, Config, InstanceConfig, Notifier, policy::PolicyConfig};
+    /// let smtp = FakeSmtp::start_tls(SmtpTls::StartTls).await.unwrap();
+    /// // a client that does not trust the fake's CA gives up before sending anything
+    /// let mail = InstanceConfig::new("mail", "email").param("host", "127.0.0.1").param("port", smtp.port())
+    ///     .param("tls", "starttls").param("from", "alerts@example.com").param("to", vec!["ops@example.com"])
+    ///     .policy(PolicyConfig::off());
+    /// let notifier = Notifier::from_config(&Config::default().with_instance(mail)).unwrap();
+    /// assert!(notifier.channel("mail").unwrap().send(&Alert::new("disk full")).await.is_err());
+    /// assert!(smtp.messages().is_empty());
+    /// # });
+    /// ```
     pub async fn start_tls(mode: SmtpTls) -> std::io::Result<Self> {
         let (acceptor, ca_pem) = tls_setup()?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -151,6 +223,14 @@ impl FakeSmtp {
     }
 
     /// The PEM certificate of the CA that issued the server's certificate.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::smtp::{FakeSmtp, SmtpTls};
+    /// let smtp = FakeSmtp::start_tls(SmtpTls::StartTls).await.unwrap();
+    /// assert!(smtp.ca_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+    /// # });
+    /// ```
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
     }
@@ -159,6 +239,18 @@ impl FakeSmtp {
     /// directory (once per server) and returns its path: the email channel's
     /// `ca_file`. The file is removed when the last clone of the server is
     /// dropped.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::smtp::{FakeSmtp, SmtpTls};
+    /// let smtp = FakeSmtp::start_tls(SmtpTls::StartTls).await.unwrap();
+    /// let path = smtp.ca_file().unwrap();
+    /// assert_eq!(std::fs::read_to_string(&path).unwrap(), smtp.ca_pem());
+    /// assert_eq!(smtp.ca_file().unwrap(), path); // written once
+    /// drop(smtp);
+    /// assert!(!path.exists()); // and removed with the server
+    /// # });
+    /// ```
     pub fn ca_file(&self) -> std::io::Result<PathBuf> {
         let mut slot = self.ca_file.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = slot.as_ref() {
@@ -179,26 +271,101 @@ impl FakeSmtp {
     }
 
     /// The port on 127.0.0.1.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::InstanceConfig;
+    /// use alertkit::testkit::smtp::FakeSmtp;
+    /// let smtp = FakeSmtp::start().await.unwrap();
+    /// let mail = InstanceConfig::new("mail", "email").param("host", "127.0.0.1").param("port", smtp.port());
+    /// assert_eq!(mail.params["port"], smtp.port());
+    /// # });
+    /// ```
     pub fn port(&self) -> u16 {
         self.port
     }
 
     /// Requires AUTH with these credentials.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::smtp::FakeSmtp;
+    /// use alertkit::{Alert, ErrorKind};
+    /// let smtp = FakeSmtp::start().await.unwrap();
+    /// smtp.require_auth("alerts", "pw");
+    /// # let mail = |to: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("mail", "email").param("host", "127.0.0.1").param("port", smtp.port())
+    /// #         .param("tls", "none").param("from", "alerts@example.com").param("to", to.to_vec())
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("mail").unwrap();
+    /// // the instance has no username and password
+    /// let e = mail(&["ops@example.com"]).send(&Alert::new("disk full")).await.unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::Unauthorized);
+    /// assert!(smtp.messages().is_empty());
+    /// # });
+    /// ```
     pub fn require_auth(&self, user: &str, password: &str) {
         self.with(|s| s.credentials = Some((user.to_owned(), password.to_owned())));
     }
 
     /// Refuses `address` with 550.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::smtp::FakeSmtp;
+    /// use alertkit::Alert;
+    /// let smtp = FakeSmtp::start().await.unwrap();
+    /// smtp.refuse("gone@example.com");
+    /// # let mail = |to: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("mail", "email").param("host", "127.0.0.1").param("port", smtp.port())
+    /// #         .param("tls", "none").param("from", "alerts@example.com").param("to", to.to_vec())
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("mail").unwrap();
+    /// let receipt = mail(&["ops@example.com", "gone@example.com"]).send(&Alert::new("disk full")).await.unwrap();
+    /// assert_eq!(receipt.rejected_recipients, ["gone@example.com"]);
+    /// assert_eq!(smtp.messages()[0].rcpts, ["ops@example.com"]);
+    /// # });
+    /// ```
     pub fn refuse(&self, address: &str) {
         self.with(|s| s.refuse.insert(address.to_owned()));
     }
 
     /// Messages accepted so far.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::smtp::FakeSmtp;
+    /// use alertkit::Alert;
+    /// let smtp = FakeSmtp::start().await.unwrap();
+    /// # let mail = |to: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("mail", "email").param("host", "127.0.0.1").param("port", smtp.port())
+    /// #         .param("tls", "none").param("from", "alerts@example.com").param("to", to.to_vec())
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("mail").unwrap();
+    /// let ops = mail(&["ops@example.com"]);
+    /// ops.send(&Alert::new("disk full")).await.unwrap();
+    /// ops.send(&Alert::new("disk full").resolved()).await.unwrap();
+    /// assert_eq!(smtp.messages().len(), 2);
+    /// assert!(smtp.messages()[1].data.contains("[Resolved]"));
+    /// # });
+    /// ```
     pub fn messages(&self) -> Vec<SmtpMessage> {
         self.with(|s| s.messages.clone())
     }
 
     /// Connections opened so far.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::smtp::FakeSmtp;
+    /// use alertkit::Alert;
+    /// let smtp = FakeSmtp::start().await.unwrap();
+    /// # let mail = |to: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("mail", "email").param("host", "127.0.0.1").param("port", smtp.port())
+    /// #         .param("tls", "none").param("from", "alerts@example.com").param("to", to.to_vec())
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("mail").unwrap();
+    /// mail(&["ops@example.com"]).send(&Alert::new("disk full")).await.unwrap();
+    /// assert!(smtp.connections() >= 1);
+    /// assert_eq!(smtp.messages().len(), 1);
+    /// # });
+    /// ```
     pub fn connections(&self) -> u32 {
         self.with(|s| s.connections)
     }

@@ -50,6 +50,20 @@ struct State {
 /// A fake WeCom server: register apps, their visible users, parties and
 /// tags, and robot keys; point instances at [`uri`](FakeWeCom::uri) with
 /// `base_url`, or at [`webhook`](FakeWeCom::webhook).
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use alertkit::testkit::wecom::FakeWeCom;
+/// use alertkit::{Alert, Config, InstanceConfig, Notifier};
+/// let wecom = FakeWeCom::start().await;
+/// wecom.add_bot("k1");
+/// let config = Config::default().with_instance(InstanceConfig::new("ops", "wecom")
+///     .param("webhook", wecom.webhook("k1")));
+/// let ops = Notifier::from_config(&config).unwrap().channel("ops").unwrap();
+/// ops.send(&Alert::new("disk full")).await.unwrap();
+/// assert_eq!(wecom.accepted()[0].body["msgtype"], "markdown");
+/// # });
+/// ```
 #[derive(Clone)]
 pub struct FakeWeCom {
     fake: FakeServer<State>,
@@ -65,6 +79,15 @@ impl std::fmt::Debug for FakeWeCom {
 
 impl FakeWeCom {
     /// Starts the server on 127.0.0.1.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::wecom::FakeWeCom;
+    /// let wecom = FakeWeCom::start().await;
+    /// assert!(wecom.uri().starts_with("http://127.0.0.1:"));
+    /// assert!(wecom.requests().is_empty());
+    /// # });
+    /// ```
     pub async fn start() -> Self {
         let state = State {
             apps: Vec::new(),
@@ -88,16 +111,54 @@ impl FakeWeCom {
     }
 
     /// `http://127.0.0.1:PORT`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::wecom::FakeWeCom;
+    /// use alertkit::{Config, InstanceConfig, Notifier};
+    /// let wecom = FakeWeCom::start().await;
+    /// // app instances take the API's address as `base_url`
+    /// let app = InstanceConfig::new("ops", "wecom").param("mode", "app").param("corp_id", "ww-corp")
+    ///     .param("secret", "corp-secret").param("agent_id", 1000002).param("to_users", vec!["zhangsan"])
+    ///     .param("base_url", wecom.uri());
+    /// assert!(Notifier::from_config(&Config::default().with_instance(app)).is_ok());
+    /// # });
+    /// ```
     pub fn uri(&self) -> String {
         self.fake.uri()
     }
 
     /// The robot webhook URL for `key`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::wecom::FakeWeCom;
+    /// let wecom = FakeWeCom::start().await;
+    /// assert_eq!(wecom.webhook("k1"), format!("{}/cgi-bin/webhook/send?key=k1", wecom.uri()));
+    /// # });
+    /// ```
     pub fn webhook(&self, key: &str) -> String {
         format!("{}/cgi-bin/webhook/send?key={key}", self.uri())
     }
 
     /// Registers an application.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::Alert;
+    /// use alertkit::testkit::wecom::FakeWeCom;
+    /// let wecom = FakeWeCom::start().await;
+    /// wecom.add_app("ww-corp", "corp-secret", 1000002);
+    /// wecom.add_recipients(&["zhangsan"], &[], &[]);
+    /// # let app = |users: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "wecom").param("mode", "app").param("corp_id", "ww-corp")
+    /// #         .param("secret", "corp-secret").param("agent_id", 1000002).param("to_users", users.to_vec())
+    /// #         .param("base_url", wecom.uri()).policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// app(&["zhangsan"]).send(&Alert::new("disk full")).await.unwrap();
+    /// let msg = &wecom.accepted()[0].body;
+    /// assert_eq!((msg["touser"].as_str(), msg["agentid"].as_i64()), (Some("zhangsan"), Some(1000002)));
+    /// # });
+    /// ```
     pub fn add_app(&self, corp_id: &str, secret: &str, agent_id: i64) {
         self.with(|s| {
             s.apps.push(App {
@@ -109,6 +170,22 @@ impl FakeWeCom {
     }
 
     /// Users, parties and tags in the apps' visible range; others are invalid.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::Alert;
+    /// use alertkit::testkit::wecom::FakeWeCom;
+    /// let wecom = FakeWeCom::start().await;
+    /// wecom.add_app("ww-corp", "corp-secret", 1000002);
+    /// wecom.add_recipients(&["zhangsan", "lisi"], &["2"], &[]);
+    /// # let app = |users: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "wecom").param("mode", "app").param("corp_id", "ww-corp")
+    /// #         .param("secret", "corp-secret").param("agent_id", 1000002).param("to_users", users.to_vec())
+    /// #         .param("base_url", wecom.uri()).policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// let receipt = app(&["zhangsan", "ghost"]).send(&Alert::new("disk full")).await.unwrap();
+    /// assert_eq!(receipt.rejected_recipients, ["ghost"]);
+    /// # });
+    /// ```
     pub fn add_recipients(&self, users: &[&str], parties: &[&str], tags: &[&str]) {
         self.with(|s| {
             s.users.extend(users.iter().map(|u| u.to_string()));
@@ -119,46 +196,201 @@ impl FakeWeCom {
 
     /// A group chat created by an app of `corp_id` (`appchat/create`):
     /// `appchat/send` reaches it with a token of that corp.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::wecom::FakeWeCom;
+    /// use alertkit::{Alert, Config, ErrorKind, InstanceConfig, Notifier};
+    /// let wecom = FakeWeCom::start().await;
+    /// wecom.add_app("ww-corp", "corp-secret", 1000002);
+    /// wecom.add_chat("ww-corp", "wrOpsChat01");
+    /// let chat = |id: &str| Notifier::from_config(&Config::default().with_instance(
+    ///     InstanceConfig::new("chat", "wecom").param("mode", "app").param("corp_id", "ww-corp")
+    ///         .param("secret", "corp-secret").param("chat_ids", vec![id]).param("base_url", wecom.uri()),
+    /// )).unwrap().channel("chat").unwrap();
+    /// assert!(chat("wrOpsChat01").send(&Alert::new("disk full")).await.is_ok());
+    /// let e = chat("wrOtherChat1").send(&Alert::new("disk full")).await.unwrap_err();
+    /// assert_eq!((e.kind(), e.code()), (ErrorKind::InvalidRecipient, Some("86003")));
+    /// # });
+    /// ```
     pub fn add_chat(&self, corp_id: &str, chat_id: &str) {
         self.with(|s| s.chats.insert(chat_id.to_owned(), corp_id.to_owned()));
     }
 
     /// Registers a robot key.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::wecom::FakeWeCom;
+    /// use alertkit::{Alert, ErrorKind};
+    /// let wecom = FakeWeCom::start().await;
+    /// # let ops = alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "wecom").param("webhook", wecom.webhook("k1"))
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// let e = ops.send(&Alert::new("disk full")).await.unwrap_err(); // unknown key
+    /// assert_eq!(e.kind(), ErrorKind::Unauthorized);
+    /// wecom.add_bot("k1");
+    /// assert!(ops.send(&Alert::new("disk full")).await.is_ok());
+    /// # });
+    /// ```
     pub fn add_bot(&self, key: &str) {
         self.with(|s| s.bot_keys.insert(key.to_owned()));
     }
 
     /// Expires every issued token now.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::Alert;
+    /// use alertkit::testkit::wecom::FakeWeCom;
+    /// let wecom = FakeWeCom::start().await;
+    /// wecom.add_app("ww-corp", "corp-secret", 1000002);
+    /// wecom.add_recipients(&["zhangsan"], &[], &[]);
+    /// # let app = |users: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "wecom").param("mode", "app").param("corp_id", "ww-corp")
+    /// #         .param("secret", "corp-secret").param("agent_id", 1000002).param("to_users", users.to_vec())
+    /// #         .param("base_url", wecom.uri()).policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// let ops = app(&["zhangsan"]);
+    /// ops.send(&Alert::new("one")).await.unwrap();
+    /// wecom.expire_tokens(); // the next send gets 42001 and must refresh
+    /// ops.send(&Alert::new("two")).await.unwrap();
+    /// assert_eq!(wecom.token_fetches(), 2);
+    /// # });
+    /// ```
     pub fn expire_tokens(&self) {
         self.with(|s| s.tokens.expire_all());
     }
 
     /// gettoken calls served so far.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::Alert;
+    /// use alertkit::testkit::wecom::FakeWeCom;
+    /// let wecom = FakeWeCom::start().await;
+    /// wecom.add_app("ww-corp", "corp-secret", 1000002);
+    /// wecom.add_recipients(&["zhangsan"], &[], &[]);
+    /// # let app = |users: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "wecom").param("mode", "app").param("corp_id", "ww-corp")
+    /// #         .param("secret", "corp-secret").param("agent_id", 1000002).param("to_users", users.to_vec())
+    /// #         .param("base_url", wecom.uri()).policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// let ops = app(&["zhangsan"]);
+    /// ops.send(&Alert::new("one")).await.unwrap();
+    /// ops.send(&Alert::new("two")).await.unwrap();
+    /// assert_eq!(wecom.token_fetches(), 1);
+    /// # });
+    /// ```
     pub fn token_fetches(&self) -> u32 {
         self.with(|s| s.tokens.fetches)
     }
 
     /// Robot rate limit per key (default 20 per 60 s).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use alertkit::testkit::wecom::FakeWeCom;
+    /// use alertkit::{Alert, ErrorKind};
+    /// let wecom = FakeWeCom::start().await;
+    /// wecom.add_bot("k1");
+    /// wecom.set_rate_limit(1, Duration::from_secs(60));
+    /// # let ops = alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "wecom").param("webhook", wecom.webhook("k1"))
+    /// #         .policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// ops.send(&Alert::new("disk full")).await.unwrap();
+    /// let e = ops.send(&Alert::new("disk full")).await.unwrap_err();
+    /// assert_eq!((e.kind(), e.code()), (ErrorKind::RateLimited, Some("45009")));
+    /// assert_eq!(e.retry_after(), Some(Duration::from_secs(60)));
+    /// # });
+    /// ```
     pub fn set_rate_limit(&self, limit: u32, window: Duration) {
         self.with(|s| s.rate = RateWindow::new(limit, window, window));
     }
 
     /// Answers the next request with `fault`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use alertkit::testkit::wecom::{FakeWeCom, Fault};
+    /// use alertkit::{Alert, Config, ErrorKind, InstanceConfig, Notifier, policy::PolicyConfig};
+    /// let wecom = FakeWeCom::start().await;
+    /// wecom.add_bot("k1");
+    /// let mut ops = InstanceConfig::new("ops", "wecom").param("webhook", wecom.webhook("k1")).policy(PolicyConfig::off());
+    /// ops.timeout_ms = Some(100);
+    /// let group = alertkit::GroupConfig::new("g", ["ops"]);
+    /// let notifier = Notifier::from_config(&Config::default().with_instance(ops).with_group(group)).unwrap();
+    /// wecom.push_fault(Fault::Delay(Duration::from_secs(5)));
+    /// let report = notifier.dispatch("g", &Alert::new("disk full")).await.unwrap();
+    /// assert_eq!(report.deliveries[0].error.as_ref().unwrap().kind(), ErrorKind::Timeout);
+    /// # });
+    /// ```
     pub fn push_fault(&self, fault: Fault) {
         self.fake.push_fault(fault);
     }
 
     /// Answers the next request whose path ends with `path_suffix` with `fault`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::testkit::wecom::{FakeWeCom, Fault};
+    /// use alertkit::{Alert, ErrorKind};
+    /// let wecom = FakeWeCom::start().await;
+    /// wecom.add_app("ww-corp", "corp-secret", 1000002);
+    /// wecom.add_recipients(&["zhangsan"], &[], &[]);
+    /// # let app = |users: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "wecom").param("mode", "app").param("corp_id", "ww-corp")
+    /// #         .param("secret", "corp-secret").param("agent_id", 1000002).param("to_users", users.to_vec())
+    /// #         .param("base_url", wecom.uri()).policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// wecom.push_fault_on("gettoken", Fault::errcode(40001, "invalid credential"));
+    /// let e = app(&["zhangsan"]).send(&Alert::new("disk full")).await.unwrap_err();
+    /// assert_eq!((e.kind(), e.code()), (ErrorKind::Unauthorized, Some("40001")));
+    /// # });
+    /// ```
     pub fn push_fault_on(&self, path_suffix: &str, fault: Fault) {
         self.fake.push_fault_on(path_suffix, fault);
     }
 
     /// Every request so far.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::Alert;
+    /// use alertkit::testkit::wecom::FakeWeCom;
+    /// let wecom = FakeWeCom::start().await;
+    /// wecom.add_app("ww-corp", "corp-secret", 1000002);
+    /// wecom.add_recipients(&["zhangsan"], &[], &[]);
+    /// # let app = |users: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "wecom").param("mode", "app").param("corp_id", "ww-corp")
+    /// #         .param("secret", "corp-secret").param("agent_id", 1000002).param("to_users", users.to_vec())
+    /// #         .param("base_url", wecom.uri()).policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// app(&["zhangsan"]).send(&Alert::new("disk full")).await.unwrap();
+    /// let paths: Vec<String> = wecom.requests().into_iter().map(|r| r.path).collect();
+    /// assert_eq!(paths, ["/cgi-bin/gettoken", "/cgi-bin/message/send"]);
+    /// # });
+    /// ```
     pub fn requests(&self) -> Vec<Recorded> {
         self.fake.requests()
     }
 
     /// Messages accepted so far (app sends and robot messages).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use alertkit::Alert;
+    /// use alertkit::testkit::wecom::FakeWeCom;
+    /// let wecom = FakeWeCom::start().await;
+    /// wecom.add_app("ww-corp", "corp-secret", 1000002);
+    /// wecom.add_recipients(&["zhangsan"], &[], &[]);
+    /// # let app = |users: &[&str]| alertkit::Notifier::from_config(&alertkit::Config::default().with_instance(
+    /// #     alertkit::InstanceConfig::new("ops", "wecom").param("mode", "app").param("corp_id", "ww-corp")
+    /// #         .param("secret", "corp-secret").param("agent_id", 1000002).param("to_users", users.to_vec())
+    /// #         .param("base_url", wecom.uri()).policy(alertkit::policy::PolicyConfig::off()))).unwrap().channel("ops").unwrap();
+    /// app(&["zhangsan"]).send(&Alert::new("disk full")).await.unwrap();
+    /// assert_eq!(wecom.accepted().len(), 1); // the token request is not a message
+    /// assert_eq!(wecom.accepted()[0].path, "/cgi-bin/message/send");
+    /// # });
+    /// ```
     pub fn accepted(&self) -> Vec<Recorded> {
         self.fake.accepted()
     }
