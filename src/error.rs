@@ -114,7 +114,13 @@ impl std::str::FromStr for ErrorKind {
             .iter()
             .copied()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| Error::new(ErrorKind::InvalidContent, "not an error kind"))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!("{s:?} is not an error kind"),
+                )
+                .with_retryable(false)
+            })
     }
 }
 
@@ -582,7 +588,9 @@ impl Serialize for Error {
         let len = 4
             + usize::from(self.0.field.is_some())
             + usize::from(self.0.retry_after.is_some())
-            + usize::from(self.0.http_status.is_some());
+            + usize::from(self.0.http_status.is_some())
+            + usize::from(self.0.instance.is_some())
+            + usize::from(self.0.attempts > 1);
         let mut s = serializer.serialize_struct("Error", len)?;
         s.serialize_field("kind", self.0.kind.as_str())?;
         s.serialize_field("retryable", &self.0.retryable)?;
@@ -597,13 +605,19 @@ impl Serialize for Error {
         if let Some(status) = self.0.http_status {
             s.serialize_field("http_status", &status)?;
         }
+        if let Some(instance) = &self.0.instance {
+            s.serialize_field("instance", instance)?;
+        }
+        if self.0.attempts > 1 {
+            s.serialize_field("attempts", &self.0.attempts)?;
+        }
         s.end()
     }
 }
 
 /// Reads an error back from what [`Serialize`] wrote (a stored report): the
-/// kind, retry flag, code, message, field, wait and HTTP status; not the
-/// source.
+/// kind, retry flag, code, message, field, wait, HTTP status, instance and
+/// attempts; not the source.
 impl<'de> serde::Deserialize<'de> for Error {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(serde::Deserialize)]
@@ -619,6 +633,10 @@ impl<'de> serde::Deserialize<'de> for Error {
             retry_after_ms: Option<u64>,
             #[serde(default)]
             http_status: Option<u16>,
+            #[serde(default)]
+            instance: Option<String>,
+            #[serde(default)]
+            attempts: Option<u32>,
         }
         let r = Repr::deserialize(d)?;
         let mut e = Error::new(r.kind, r.message).with_retryable(r.retryable);
@@ -633,6 +651,12 @@ impl<'de> serde::Deserialize<'de> for Error {
         }
         if let Some(status) = r.http_status {
             e = e.with_http_status(status);
+        }
+        if let Some(instance) = r.instance {
+            e = e.with_instance(instance);
+        }
+        if let Some(n) = r.attempts {
+            e = e.with_attempts(n);
         }
         Ok(e)
     }

@@ -344,8 +344,14 @@ impl AlertGroup {
     /// assert_eq!(ops.sent().len(), 2);
     /// # });
     /// ```
+    ///
+    /// The records live in this group's own memory (shared by its clones),
+    /// unless [`state`](Self::state) names a store: two groups built apart
+    /// never suppress each other's alerts, whatever their names.
     pub fn repeat_interval(mut self, interval: Duration) -> Self {
         self.repeat_interval = Some(interval);
+        self.state
+            .get_or_insert_with(|| Arc::new(MemoryState::new()) as Arc<dyn SharedState>);
         self
     }
 
@@ -983,6 +989,9 @@ impl DispatchReport {
         let some = active.iter().filter(|d| d.is_delivered()).count();
         let status = if active.is_empty() {
             GroupStatus::Empty
+        } else if active.iter().all(|d| d.outcome == Outcome::Suppressed) {
+            // A report read back from deliveries that were all suppressed.
+            GroupStatus::Suppressed
         } else if full == active.len() {
             GroupStatus::Delivered
         } else if some > 0 {
@@ -1194,7 +1203,8 @@ mod tests {
                 {"instance": "partial", "kind": "recording", "outcome": "partial", "attempts": 1, "elapsed_ms": 0,
                  "receipt": {"rejected_recipients": ["u9"]}},
                 {"instance": "bad", "kind": "recording", "outcome": "failed", "attempts": 1, "elapsed_ms": 0,
-                 "error": {"kind": "platform", "retryable": false, "code": "310000", "message": "keywords not in content"}},
+                 "error": {"kind": "keyword_missing", "retryable": false, "code": "310000", "message": "keywords not in content",
+                           "instance": "bad"}},
                 {"instance": "off", "kind": "recording", "outcome": "skipped", "attempts": 0, "elapsed_ms": 0}
             ]})
         );

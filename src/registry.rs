@@ -342,7 +342,7 @@ pub trait FromParams: AlertChannel + Sized {
 /// assert_eq!(e.kind(), ErrorKind::InvalidConfig);
 /// registry.replace("dingtalk", |_ctx: &BuildContext<'_>| {
 ///     Ok(Arc::new(RecordingChannel::new()) as Arc<dyn AlertChannel>)
-/// });
+/// })?;
 /// assert!(registry.alias("pd", "pagerduty").is_err());   // no such type
 /// # Ok::<(), alertkit::Error>(())
 /// ```
@@ -399,12 +399,7 @@ impl Registry {
     /// ```
     pub fn register(&mut self, kind: &str, factory: impl ChannelFactory) -> Result<&mut Self> {
         let key = kind.to_ascii_lowercase();
-        if kind.trim().is_empty() {
-            return Err(Error::new(
-                ErrorKind::InvalidConfig,
-                "a channel type name cannot be empty",
-            ));
-        }
+        check_name(kind, "name")?;
         if let Some(taken) = self.taken(&key) {
             return Err(Error::new(
                 ErrorKind::InvalidConfig,
@@ -447,17 +442,18 @@ impl Registry {
     /// let mut registry = Registry::default();
     /// registry.replace("dingtalk", |_ctx: &BuildContext<'_>| {
     ///     Ok(Arc::new(RecordingChannel::new()) as Arc<dyn AlertChannel>)
-    /// });
+    /// })?;
     /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "DingTalk"}]}"#)?;
     /// let notifier = Notifier::from_config_with(&config, registry, Http::new())?;
     /// assert_eq!(notifier.channel("ops").unwrap().kind(), "recording");
     /// # Ok::<(), alertkit::Error>(())
     /// ```
-    pub fn replace(&mut self, kind: &str, factory: impl ChannelFactory) -> &mut Self {
+    pub fn replace(&mut self, kind: &str, factory: impl ChannelFactory) -> Result<&mut Self> {
+        check_name(kind, "name")?;
         let key = kind.to_ascii_lowercase();
         self.aliases.remove(&key);
         self.kinds.insert(key, (kind.to_owned(), Arc::new(factory)));
-        self
+        Ok(self)
     }
 
     /// Makes `alias` another name of the registered type (or alias) `kind`.
@@ -487,12 +483,7 @@ impl Registry {
         };
         let target = target.to_owned();
         let key = alias.to_ascii_lowercase();
-        if alias.trim().is_empty() {
-            return Err(Error::new(
-                ErrorKind::InvalidConfig,
-                "a channel type alias cannot be empty",
-            ));
-        }
+        check_name(alias, "alias")?;
         match self.resolve(&key) {
             Some(t) if t == target => Ok(self),
             Some(_) => Err(Error::new(
@@ -569,7 +560,10 @@ impl Registry {
         for alias in aliases {
             self.aliases.insert(alias.to_ascii_lowercase(), key.clone());
         }
-        self.replace(kind, factory);
+        let key2 = kind.to_ascii_lowercase();
+        self.aliases.remove(&key2);
+        self.kinds
+            .insert(key2, (kind.to_owned(), Arc::new(factory)));
     }
 
     /// Builds one instance with `templates` (group overrides already merged).
@@ -624,6 +618,19 @@ impl Registry {
 /// The factory of a [`FromParams`] channel type.
 fn factory_of<C: FromParams>(ctx: &BuildContext<'_>) -> Result<Arc<dyn AlertChannel>> {
     Ok(Arc::new(C::from_params(ctx)?))
+}
+
+/// A type name or alias: not empty, no blanks around it, no control
+/// characters (a config's `type` would never match it).
+fn check_name(name: &str, what: &str) -> Result<()> {
+    if name.is_empty() || name.trim() != name || name.chars().any(char::is_control) {
+        return Err(Error::new(
+            ErrorKind::InvalidConfig,
+            format!("channel type {what} {name:?} must be non-empty, without blanks around it or control characters"),
+        )
+        .with_retryable(false));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -695,9 +702,13 @@ mod tests {
         assert!(r.alias("other", "pager").is_err());
         assert_eq!(r.kinds(), ["Pager", "other"]);
         // Replacing a type keeps its aliases; replacing an alias makes it a type.
-        r.replace("pager", memory);
+        r.replace("pager", memory).unwrap();
         assert!(r.contains("pd2"));
-        r.replace("pd", memory);
+        r.replace("pd", memory).unwrap();
+        // Names are what they look like: no blanks around, none empty.
+        assert!(r.register(" pager2", memory).is_err());
+        assert!(r.replace("", memory).is_err());
+        assert!(r.alias("pd3 ", "pager").is_err());
         assert_eq!(r.kinds(), ["other", "pager", "pd"]);
         assert!(r.contains("pd2"));
     }

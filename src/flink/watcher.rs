@@ -205,7 +205,7 @@ const LATE_CAUSE_MS: i64 = 60_000;
 /// # })?;
 /// # Ok::<(), alertkit::Error>(())
 /// ```
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct WatchReport {
     /// The alert's title.

@@ -65,6 +65,8 @@ pub use fake::{FakeServer, Fault, Platform, RateWindow, TokenState, Tokens};
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub use pki::{Pki, PkiFiles};
+/// The rustls version [`Pki::server_config`] returns.
+pub use rustls;
 /// The wiremock version the fakes are built on ([`Platform::handle`] gets
 /// its `Request`).
 pub use wiremock;
@@ -229,7 +231,7 @@ impl RecordingChannel {
     /// ```
     pub fn failing() -> Self {
         RecordingChannel::new().with_error(|| {
-            Error::new(ErrorKind::Platform, "keywords not in content")
+            Error::new(ErrorKind::KeywordMissing, "keywords not in content")
                 .with_code("310000")
                 .with_retryable(false)
         })
