@@ -229,6 +229,15 @@ pub trait OutboxStore: Send + Sync + Debug + 'static {
     /// Records that one member is finished with (delivered, or failed for good).
     async fn record_member(&self, id: &str, member: &str, state: &MemberState) -> Result<()>;
 
+    /// Records several members at once (one write where the store can);
+    /// the default records them one by one.
+    async fn record_members(&self, id: &str, states: &[(String, MemberState)]) -> Result<()> {
+        for (member, state) in states {
+            self.record_member(id, member, state).await?;
+        }
+        Ok(())
+    }
+
     /// Writes the entry back after an attempt that left members to retry
     /// (its attempts, next attempt time and members' results).
     async fn reschedule(&self, entry: &Entry) -> Result<()>;
@@ -650,17 +659,35 @@ async fn attempt(n: &Notifier, ob: &Outbox, mut e: Entry) -> Option<Entry> {
     };
     // Each member's result is written as soon as it is known: a crash later
     // in this attempt does not send it again.
+    // Results that arrive together are written together; once the attempt
+    // is over (the channel closed) they are not written on their own: the
+    // removal, rescheduling or burial that follows at once writes them.
     let record = async {
-        while let Some(d) = rx.recv().await {
-            let state = MemberState {
-                outcome: d.outcome,
-                at: Utc::now(),
-                error: d.error.clone(),
-            };
-            if state.is_final()
-                && let Err(err) = store.record_member(&id, &d.instance, &state).await
-            {
-                tracing::warn!(error = %err, member = %d.instance, "outbox: cannot record a member's delivery; a restart may send it again (with the same de-dup key)");
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while let Ok(d) = rx.try_recv() {
+                batch.push(d);
+            }
+            if rx.is_closed() && rx.is_empty() {
+                break;
+            }
+            let states: Vec<(String, MemberState)> = batch
+                .into_iter()
+                .map(|d| {
+                    let state = MemberState {
+                        outcome: d.outcome,
+                        at: Utc::now(),
+                        error: d.error,
+                    };
+                    (d.instance, state)
+                })
+                .filter(|(_, s)| s.is_final())
+                .collect();
+            if states.is_empty() {
+                continue;
+            }
+            if let Err(err) = store.record_members(&id, &states).await {
+                tracing::warn!(error = %err, "outbox: cannot record members' deliveries; a restart may send them again (with the same de-dup keys)");
             }
         }
     };

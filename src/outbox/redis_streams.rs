@@ -495,6 +495,22 @@ impl OutboxStore for RedisStreams {
         Ok(())
     }
 
+    async fn record_members(&self, id: &str, states: &[(String, MemberState)]) -> Result<()> {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(self.key("progress", id));
+        for (member, state) in states {
+            let body = serde_json::to_vec(state).map_err(|e| {
+                Error::new(ErrorKind::Internal, "cannot serialize a member state").with_source(e)
+            })?;
+            cmd.arg(member).arg(body);
+        }
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .call("record members", cmd.query_async(&mut conn))
+            .await?;
+        Ok(())
+    }
+
     async fn reschedule(&self, entry: &Entry) -> Result<()> {
         let mut conn = self.conn.clone();
         let _: () = self
