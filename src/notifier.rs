@@ -47,6 +47,15 @@ struct State {
 }
 
 /// What [`Notifier::instances`] lists.
+///
+/// ```
+/// use alertkit::{Config, Http, Notifier};
+/// use alertkit::testkit::recording_registry;
+/// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}]}"#).unwrap();
+/// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+/// let info = &notifier.instances()[0];
+/// assert_eq!((info.name.as_str(), info.kind.as_str(), info.enabled), ("ops", "recording", true));
+/// ```
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct InstanceInfo {
@@ -61,6 +70,17 @@ pub struct InstanceInfo {
 }
 
 /// What [`Notifier::groups`] lists.
+///
+/// ```
+/// use alertkit::{Config, Http, Notifier};
+/// use alertkit::testkit::recording_registry;
+/// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+///                                    "groups": [{"name": "g", "instances": ["ops"]}]}"#).unwrap();
+/// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+/// let info = &notifier.groups()[0];
+/// assert_eq!((info.name.as_str(), info.enabled), ("g", true));
+/// assert_eq!(info.instances, ["ops"]);
+/// ```
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct GroupInfo {
@@ -120,6 +140,23 @@ struct InFlight {
 
 /// An alert a dispatch had not finished delivering when the notifier shut
 /// down (see [`Notifier::shutdown`]).
+///
+/// ```
+/// use std::{sync::Arc, time::Duration};
+/// use alertkit::{Alert, Config, Http, Notifier};
+/// use alertkit::testkit::recording_registry;
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// let config = Config::from_json(r#"{"instances": [{"name": "slow", "type": "recording", "params": {"delay_ms": 5000}}],
+///                                    "groups": [{"name": "g", "instances": ["slow"]}]}"#).unwrap();
+/// let notifier = Arc::new(Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap());
+/// let n = notifier.clone();
+/// tokio::spawn(async move { n.dispatch("g", &Alert::new("disk full")).await });
+/// tokio::time::sleep(Duration::from_millis(100)).await;
+/// let left = notifier.shutdown(Duration::from_millis(10)).await;
+/// assert_eq!((left[0].group.as_str(), left[0].title.as_str()), ("g", "disk full"));
+/// assert_eq!(left[0].instances, ["slow"]);
+/// # });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Undelivered {
@@ -167,6 +204,13 @@ impl Drop for Tracked {
 }
 
 /// How [`Notifier::test_send_with`] sends.
+///
+/// ```
+/// use std::time::Duration;
+/// use alertkit::TestSendOptions;
+/// let o = TestSendOptions::default();
+/// assert_eq!((o.timeout, o.retry, o.rate_limit), (Duration::from_secs(10), false, false));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TestSendOptions {
@@ -191,6 +235,14 @@ impl Default for TestSendOptions {
 
 impl TestSendOptions {
     /// Sets the time limit.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::TestSendOptions;
+    /// let o = TestSendOptions::default().timeout(Duration::from_secs(3));
+    /// assert_eq!(o.timeout, Duration::from_secs(3));
+    /// assert!(!o.retry);
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -198,6 +250,12 @@ impl TestSendOptions {
 
     /// Sends through the instance's policies (retry and rate limit) as a
     /// dispatch would.
+    ///
+    /// ```
+    /// use alertkit::TestSendOptions;
+    /// let o = TestSendOptions::default().with_policies();
+    /// assert!(o.retry && o.rate_limit);
+    /// ```
     pub fn with_policies(mut self) -> Self {
         self.retry = true;
         self.rate_limit = true;
@@ -206,6 +264,19 @@ impl TestSendOptions {
 }
 
 /// Called with every dispatch's alert and report (an audit table, metrics).
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use alertkit::notifier::Hook;
+/// use alertkit::{Alert, DispatchReport};
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let s = seen.clone();
+/// let hook: Hook = Arc::new(move |alert: &Alert, report: &DispatchReport| {
+///     s.lock().unwrap().push(format!("{} {}", report.group, alert.title));
+/// });
+/// hook(&Alert::new("disk full"), &DispatchReport::new("g".into(), vec![]));
+/// assert_eq!(*seen.lock().unwrap(), ["g disk full"]);
+/// ```
 pub type Hook = Arc<dyn Fn(&Alert, &DispatchReport) + Send + Sync>;
 
 impl std::fmt::Debug for Notifier {
@@ -220,12 +291,35 @@ impl std::fmt::Debug for Notifier {
 
 impl Notifier {
     /// An empty notifier building channels with `registry`, sharing `http`.
+    ///
+    /// ```
+    /// use alertkit::{Http, InstanceConfig, Notifier, Registry};
+    /// let notifier = Notifier::new(Registry::default(), Http::new());
+    /// assert!(notifier.instances().is_empty() && notifier.groups().is_empty());
+    /// // The default registry has the built-in types only.
+    /// assert!(notifier.upsert_instance(InstanceConfig::new("ops", "recording")).is_err());
+    /// ```
     pub fn new(registry: Registry, http: Http) -> Self {
         Notifier::with_state(registry, http, Arc::new(MemoryState::new()))
     }
 
     /// An empty notifier whose rate-limit windows and dedup records live in
     /// `shared` (e.g. Redis, so several processes share one robot's budget).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::{Alert, Config, Http, Notifier};
+    /// use alertkit::policy::MemoryState;
+    /// use alertkit::testkit::recording_registry;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let state = Arc::new(MemoryState::new()); // or RedisState, shared between processes
+    /// let notifier = Notifier::with_state(recording_registry(), Http::new(), state.clone());
+    /// notifier.apply(&Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    ///     "groups": [{"name": "g", "instances": ["ops"], "repeat_interval_secs": 600}]}"#).unwrap()).unwrap();
+    /// notifier.dispatch("g", &Alert::new("disk full")).await.unwrap();
+    /// assert_eq!(state.dedup_records(), 1);
+    /// # });
+    /// ```
     pub fn with_state(registry: Registry, http: Http, shared: Arc<dyn SharedState>) -> Self {
         Notifier {
             registry,
@@ -245,6 +339,16 @@ impl Notifier {
     /// before [`apply`](Notifier::apply)): the host's own decorators and
     /// the built-in retry and rate limit, in the order the [`Stack`] lists
     /// them. The default is [`Stack::default`].
+    ///
+    /// ```
+    /// use alertkit::{Config, Http, Notifier};
+    /// use alertkit::policy::Stack;
+    /// use alertkit::testkit::recording_registry;
+    /// // Retry outside the rate limit's queue, no host layers.
+    /// let notifier = Notifier::new(recording_registry(), Http::new()).layers(Stack::new().retry().rate_limit());
+    /// notifier.apply(&Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}]}"#).unwrap()).unwrap();
+    /// assert_eq!(notifier.channel("ops").unwrap().kind(), "recording");
+    /// ```
     pub fn layers(mut self, stack: Stack) -> Self {
         self.stack = stack;
         self
@@ -328,11 +432,28 @@ impl Notifier {
     }
 
     /// The rate limiter every instance's queue lives in.
+    ///
+    /// ```
+    /// use alertkit::{Config, Http, Notifier};
+    /// use alertkit::testkit::recording_registry;
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}]}"#).unwrap();
+    /// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    /// assert_eq!(notifier.limiter().waiting_total(), 0); // nothing queued for a slot
+    /// ```
     pub fn limiter(&self) -> &Arc<Limiter> {
         &self.limiter
     }
 
     /// Builds every instance and group of `config` with the built-in channels.
+    ///
+    /// ```
+    /// use alertkit::{Config, ErrorKind, Notifier};
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "no-such-type"}]}"#).unwrap();
+    /// let e = Notifier::from_config(&config).unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::InvalidConfig);
+    /// assert_eq!(e.instance(), Some("ops"));
+    /// assert!(Notifier::from_config(&Config::default()).unwrap().instances().is_empty());
+    /// ```
     pub fn from_config(config: &Config) -> Result<Self> {
         Notifier::from_config_with(config, Registry::default(), Http::new())
     }
@@ -340,6 +461,14 @@ impl Notifier {
     /// Builds every instance and group of `config` with `registry` and `http`.
     /// The first misconfiguration is returned, naming the instance and field;
     /// nothing is sent.
+    ///
+    /// ```
+    /// use alertkit::{Config, Http, Notifier};
+    /// use alertkit::testkit::recording_registry;
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}]}"#).unwrap();
+    /// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    /// assert_eq!(notifier.instances()[0].kind, "recording");
+    /// ```
     pub fn from_config_with(config: &Config, registry: Registry, http: Http) -> Result<Self> {
         let n = Notifier::new(registry, http);
         n.apply(config)?;
@@ -347,6 +476,17 @@ impl Notifier {
     }
 
     /// Replaces the whole set with `config`, atomically: on error nothing changes.
+    ///
+    /// ```
+    /// use alertkit::{Config, Http, Notifier};
+    /// use alertkit::testkit::recording_registry;
+    /// let notifier = Notifier::new(recording_registry(), Http::new());
+    /// notifier.apply(&Config::from_json(r#"{"instances": [{"name": "a", "type": "recording"}]}"#).unwrap()).unwrap();
+    /// let bad = Config::from_json(r#"{"instances": [{"name": "b", "type": "recording"},
+    ///                                               {"name": "c", "type": "no-such-type"}]}"#).unwrap();
+    /// assert!(notifier.apply(&bad).is_err());
+    /// assert_eq!(notifier.instances()[0].name, "a"); // nothing changed
+    /// ```
     pub fn apply(&self, config: &Config) -> Result<()> {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let now = Utc::now();
@@ -430,6 +570,16 @@ impl Notifier {
 
     /// Adds an instance, or replaces the one with the same name (its groups
     /// pick up the new version for their next dispatch).
+    ///
+    /// ```
+    /// use alertkit::{Http, InstanceConfig, Notifier};
+    /// use alertkit::testkit::recording_registry;
+    /// let notifier = Notifier::new(recording_registry(), Http::new());
+    /// notifier.upsert_instance(InstanceConfig::new("ops", "recording")).unwrap();
+    /// notifier.upsert_instance(InstanceConfig::new("ops", "recording")).unwrap(); // replaces
+    /// assert_eq!(notifier.instances().len(), 1);
+    /// assert!(notifier.upsert_instance(InstanceConfig::new("x", "no-such-type")).is_err());
+    /// ```
     pub fn upsert_instance(&self, config: InstanceConfig) -> Result<()> {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let now = Utc::now();
@@ -453,6 +603,18 @@ impl Notifier {
     }
 
     /// Removes an instance. Refused while a group still names it.
+    ///
+    /// ```
+    /// use alertkit::{Config, Http, Notifier};
+    /// use alertkit::testkit::recording_registry;
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    ///                                    "groups": [{"name": "g", "instances": ["ops"]}]}"#).unwrap();
+    /// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    /// assert!(notifier.remove_instance("ops").is_err()); // group g names it
+    /// notifier.remove_group("g").unwrap();
+    /// notifier.remove_instance("ops").unwrap();
+    /// assert!(notifier.instances().is_empty());
+    /// ```
     pub fn remove_instance(&self, name: &str) -> Result<()> {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = (*self.snapshot()).clone();
@@ -488,6 +650,16 @@ impl Notifier {
     }
 
     /// Enables or disables an instance.
+    ///
+    /// ```
+    /// use alertkit::{Config, ErrorKind, Http, Notifier};
+    /// use alertkit::testkit::recording_registry;
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}]}"#).unwrap();
+    /// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    /// notifier.set_instance_enabled("ops", false).unwrap();
+    /// assert!(!notifier.instances()[0].enabled);
+    /// assert_eq!(notifier.set_instance_enabled("nope", true).unwrap_err().kind(), ErrorKind::NotFound);
+    /// ```
     pub fn set_instance_enabled(&self, name: &str, enabled: bool) -> Result<()> {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = (*self.snapshot()).clone();
@@ -509,6 +681,16 @@ impl Notifier {
     }
 
     /// Adds a group, or replaces the one with the same name.
+    ///
+    /// ```
+    /// use alertkit::{Config, GroupConfig, Http, Notifier};
+    /// use alertkit::testkit::recording_registry;
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}]}"#).unwrap();
+    /// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    /// notifier.upsert_group(GroupConfig::new("g", ["ops"])).unwrap();
+    /// assert_eq!(notifier.groups()[0].instances, ["ops"]);
+    /// assert!(notifier.upsert_group(GroupConfig::new("h", ["missing"])).is_err());
+    /// ```
     pub fn upsert_group(&self, config: GroupConfig) -> Result<()> {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = (*self.snapshot()).clone();
@@ -519,6 +701,17 @@ impl Notifier {
     }
 
     /// Removes a group.
+    ///
+    /// ```
+    /// use alertkit::{Config, ErrorKind, Http, Notifier};
+    /// use alertkit::testkit::recording_registry;
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    ///                                    "groups": [{"name": "g", "instances": ["ops"]}]}"#).unwrap();
+    /// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    /// notifier.remove_group("g").unwrap();
+    /// assert!(notifier.groups().is_empty());
+    /// assert_eq!(notifier.remove_group("g").unwrap_err().kind(), ErrorKind::NotFound);
+    /// ```
     pub fn remove_group(&self, name: &str) -> Result<()> {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = (*self.snapshot()).clone();
@@ -530,6 +723,17 @@ impl Notifier {
     }
 
     /// Enables or disables a group.
+    ///
+    /// ```
+    /// use alertkit::{Config, Http, Notifier};
+    /// use alertkit::testkit::recording_registry;
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    ///                                    "groups": [{"name": "g", "instances": ["ops"]}]}"#).unwrap();
+    /// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    /// notifier.set_group_enabled("g", false).unwrap();
+    /// assert!(!notifier.groups()[0].enabled);
+    /// assert!(!notifier.group("g").unwrap().is_enabled());
+    /// ```
     pub fn set_group_enabled(&self, name: &str, enabled: bool) -> Result<()> {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = (*self.snapshot()).clone();
@@ -548,6 +752,17 @@ impl Notifier {
 
     /// The group as it is now, ready to dispatch (a snapshot: later changes
     /// do not affect it).
+    ///
+    /// ```
+    /// use alertkit::{Config, Http, Notifier};
+    /// use alertkit::testkit::recording_registry;
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    ///                                    "groups": [{"name": "g", "instances": ["ops"]}]}"#).unwrap();
+    /// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    /// let g = notifier.group("g").unwrap();
+    /// assert_eq!(g.members()[0].name(), "ops");
+    /// assert!(notifier.group("nope").is_none());
+    /// ```
     pub fn group(&self, name: &str) -> Option<AlertGroup> {
         let state = self.snapshot();
         let g = state.groups.get(name)?;
@@ -586,6 +801,20 @@ impl Notifier {
     ///
     /// After [`shutdown`](Notifier::shutdown) began this fails at once with
     /// [`ErrorKind::ShutDown`](crate::ErrorKind::ShutDown).
+    ///
+    /// ```
+    /// use alertkit::{Alert, Config, ErrorKind, GroupStatus, Http, Notifier};
+    /// use alertkit::testkit::recording_registry;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    ///                                    "groups": [{"name": "g", "instances": ["ops"]}]}"#).unwrap();
+    /// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    /// let report = notifier.dispatch("g", &Alert::new("disk full")).await.unwrap();
+    /// assert_eq!((report.status, report.deliveries.len()), (GroupStatus::Delivered, 1));
+    /// let e = notifier.dispatch("nope", &Alert::new("disk full")).await.unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::NotFound);
+    /// # });
+    /// ```
     pub async fn dispatch(&self, group: &str, alert: &Alert) -> Result<DispatchReport> {
         if self.inflight.closed.load(Ordering::SeqCst) {
             return Err(shut_down());
@@ -701,6 +930,22 @@ impl Notifier {
     /// [`enqueue`](Notifier::enqueue) adds. The worker stops with
     /// [`shutdown`](Notifier::shutdown) or when the last `Arc` of the
     /// notifier is dropped. Once per notifier. See [`crate::outbox`].
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use alertkit::outbox::{Journal, OutboxOptions};
+    /// use alertkit::{Config, Http, Notifier};
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let dir = std::env::temp_dir().join(format!("alertkit-doc-start-{}", std::process::id()));
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}]}"#).unwrap();
+    /// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
+    /// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap()), OutboxOptions::default()).unwrap();
+    /// let again = notifier.start_outbox(Arc::new(Journal::open(dir.join("b")).unwrap()), OutboxOptions::default());
+    /// assert!(again.is_err()); // once per notifier
+    /// notifier.shutdown(Duration::from_secs(5)).await;
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     pub fn start_outbox(
         self: &Arc<Self>,
         store: Arc<dyn OutboxStore>,
@@ -747,6 +992,25 @@ impl Notifier {
     /// no outbox, or the notifier is shut down. When the group's
     /// `repeat_interval` suppresses the alert, nothing is stored and the
     /// ticket says so.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use alertkit::outbox::{Journal, OutboxOptions};
+    /// use alertkit::{Alert, Config, ErrorKind, Http, Notifier};
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-enqueue-{}", std::process::id()));
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    ///                                    "groups": [{"name": "g", "instances": ["ops"]}]}"#).unwrap();
+    /// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
+    /// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap()), OutboxOptions::default()).unwrap();
+    /// let ticket = notifier.enqueue("g", &Alert::new("disk full")).await.unwrap();
+    /// assert_eq!((ticket.group.as_str(), ticket.id.len()), ("g", 32));
+    /// let e = notifier.enqueue("nope", &Alert::new("disk full")).await.unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::NotFound); // not accepted
+    /// notifier.shutdown(Duration::from_secs(5)).await;
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     pub async fn enqueue(&self, group: &str, alert: &Alert) -> Result<Ticket> {
         let span =
             tracing::info_span!("alertkit.outbox.enqueue", group, id = tracing::field::Empty);
@@ -830,12 +1094,50 @@ impl Notifier {
 
     /// The outbox's entries not yet finished, oldest first (at most 10,000):
     /// for an admin page. Each shows its members' progress.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use alertkit::outbox::{Journal, OutboxOptions};
+    /// use alertkit::{Alert, Config, Http, Notifier};
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-pending-{}", std::process::id()));
+    /// let config = Config::from_json(r#"{"instances": [{"name": "slow", "type": "recording", "params": {"delay_ms": 5000}}],
+    ///                                    "groups": [{"name": "g", "instances": ["slow"]}]}"#).unwrap();
+    /// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
+    /// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap()), OutboxOptions::default()).unwrap();
+    /// let ticket = notifier.enqueue("g", &Alert::new("disk full")).await.unwrap();
+    /// let pending = notifier.pending().await.unwrap();
+    /// assert_eq!((pending.len(), pending[0].id.as_str()), (1, ticket.id.as_str()));
+    /// notifier.shutdown(Duration::from_millis(10)).await; // it stays pending for the next start
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     pub async fn pending(&self) -> Result<Vec<Entry>> {
         self.outbox()?.store.pending(10_000).await
     }
 
     /// The outbox's dead letters (entries that failed for good or ran out
     /// of attempts or age), oldest first (at most 10,000).
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use alertkit::outbox::{Journal, OutboxOptions};
+    /// use alertkit::{Alert, Config, Http, Notifier};
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-dead-{}", std::process::id()));
+    /// let config = Config::from_json(r#"{"instances": [{"name": "broken", "type": "recording", "params": {"fail": true}}],
+    ///                                    "groups": [{"name": "g", "instances": ["broken"]}]}"#).unwrap();
+    /// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
+    /// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap()), OutboxOptions::default().max_attempts(1)).unwrap();
+    /// let ticket = notifier.enqueue("g", &Alert::new("disk full")).await.unwrap();
+    /// while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; }
+    /// let dead = notifier.dead_letters().await.unwrap();
+    /// assert_eq!(dead[0].id, ticket.id);
+    /// assert!(dead[0].dead_reason.is_some());
+    /// # notifier.shutdown(Duration::from_secs(5)).await;
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     pub async fn dead_letters(&self) -> Result<Vec<Entry>> {
         self.outbox()?.store.dead_letters(10_000).await
     }
@@ -843,16 +1145,66 @@ impl Notifier {
     /// Puts a dead letter back in the outbox: its members that failed are
     /// tried again (those delivered are not). `false` if there is no dead
     /// letter with this id.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use alertkit::outbox::{Journal, OutboxOptions};
+    /// use alertkit::{Alert, Config, Http, Notifier};
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-retry-{}", std::process::id()));
+    /// let config = Config::from_json(r#"{"instances": [{"name": "broken", "type": "recording", "params": {"fail": true}}],
+    ///                                    "groups": [{"name": "g", "instances": ["broken"]}]}"#).unwrap();
+    /// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
+    /// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap()), OutboxOptions::default().max_attempts(1)).unwrap();
+    /// let ticket = notifier.enqueue("g", &Alert::new("disk full")).await.unwrap();
+    /// while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; }
+    /// assert!(notifier.retry_dead_letter(&ticket.id).await.unwrap()); // back in the outbox
+    /// assert!(!notifier.retry_dead_letter("no-such-id").await.unwrap());
+    /// # notifier.shutdown(Duration::from_secs(5)).await;
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     pub async fn retry_dead_letter(&self, id: &str) -> Result<bool> {
         self.outbox()?.revive(id).await
     }
 
     /// Deletes a dead letter. `false` if there is none with this id.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use alertkit::outbox::{Journal, OutboxOptions};
+    /// use alertkit::{Alert, Config, Http, Notifier};
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-drop-{}", std::process::id()));
+    /// let config = Config::from_json(r#"{"instances": [{"name": "broken", "type": "recording", "params": {"fail": true}}],
+    ///                                    "groups": [{"name": "g", "instances": ["broken"]}]}"#).unwrap();
+    /// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
+    /// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap()), OutboxOptions::default().max_attempts(1)).unwrap();
+    /// let ticket = notifier.enqueue("g", &Alert::new("disk full")).await.unwrap();
+    /// while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; }
+    /// assert!(notifier.drop_dead_letter(&ticket.id).await.unwrap());
+    /// assert!(!notifier.drop_dead_letter(&ticket.id).await.unwrap()); // already gone
+    /// assert!(notifier.dead_letters().await.unwrap().is_empty());
+    /// # notifier.shutdown(Duration::from_secs(5)).await;
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     pub async fn drop_dead_letter(&self, id: &str) -> Result<bool> {
         self.outbox()?.store.purge(id).await
     }
 
     /// Whether [`shutdown`](Notifier::shutdown) was called.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::{Http, Notifier, Registry};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let notifier = Notifier::new(Registry::default(), Http::new());
+    /// assert!(!notifier.is_shut_down());
+    /// notifier.shutdown(Duration::from_secs(1)).await;
+    /// assert!(notifier.is_shut_down());
+    /// # });
+    /// ```
     pub fn is_shut_down(&self) -> bool {
         self.inflight.closed.load(Ordering::SeqCst)
     }
@@ -874,6 +1226,17 @@ impl Notifier {
     /// its delivery: the "test" button of an admin UI. Same as
     /// [`test_send_with`](Notifier::test_send_with) with the default options
     /// (one attempt, no rate-limit queue, 10 s).
+    ///
+    /// ```
+    /// use alertkit::{Config, ErrorKind, Http, Notifier, Outcome};
+    /// use alertkit::testkit::recording_registry;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording", "enabled": false}]}"#).unwrap();
+    /// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    /// assert_eq!(notifier.test_send("ops").await.unwrap().outcome, Outcome::Delivered); // disabled or not
+    /// assert_eq!(notifier.test_send("nope").await.unwrap_err().kind(), ErrorKind::NotFound);
+    /// # });
+    /// ```
     pub async fn test_send(&self, instance: &str) -> Result<Delivery> {
         self.test_send_with(instance, TestSendOptions::default())
             .await
@@ -943,6 +1306,16 @@ impl Notifier {
     }
 
     /// What `instance` would send for `alert`, without sending.
+    ///
+    /// ```
+    /// use alertkit::{Alert, Config, Http, Notifier};
+    /// use alertkit::testkit::recording_registry;
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}]}"#).unwrap();
+    /// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    /// let previews = notifier.preview("ops", &Alert::new("disk full")).unwrap();
+    /// assert_eq!(previews[0].target, "memory");
+    /// assert!(previews[0].body["text"].as_str().unwrap().contains("disk full"));
+    /// ```
     pub fn preview(&self, instance: &str, alert: &Alert) -> Result<Vec<Preview>> {
         let channel = self
             .channel(instance)
@@ -953,6 +1326,15 @@ impl Notifier {
     }
 
     /// The channel of an instance.
+    ///
+    /// ```
+    /// use alertkit::{Config, Http, Notifier};
+    /// use alertkit::testkit::recording_registry;
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}]}"#).unwrap();
+    /// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    /// assert_eq!(notifier.channel("ops").unwrap().kind(), "recording");
+    /// assert!(notifier.channel("nope").is_none());
+    /// ```
     pub fn channel(&self, name: &str) -> Option<Arc<dyn AlertChannel>> {
         self.snapshot()
             .instances
@@ -987,6 +1369,16 @@ impl Notifier {
     }
 
     /// Every instance, sorted by name.
+    ///
+    /// ```
+    /// use alertkit::{Config, Http, Notifier};
+    /// use alertkit::testkit::recording_registry;
+    /// let config = Config::from_json(r#"{"instances": [{"name": "b", "type": "recording"},
+    ///                                                  {"name": "a", "type": "recording"}]}"#).unwrap();
+    /// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    /// let names: Vec<String> = notifier.instances().into_iter().map(|i| i.name).collect();
+    /// assert_eq!(names, ["a", "b"]);
+    /// ```
     pub fn instances(&self) -> Vec<InstanceInfo> {
         let mut v: Vec<InstanceInfo> = self
             .snapshot()
@@ -1004,6 +1396,16 @@ impl Notifier {
     }
 
     /// Every group, sorted by name.
+    ///
+    /// ```
+    /// use alertkit::{Config, Http, Notifier};
+    /// use alertkit::testkit::recording_registry;
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    ///     "groups": [{"name": "z", "instances": ["ops"]}, {"name": "a", "instances": ["ops"]}]}"#).unwrap();
+    /// let notifier = Notifier::from_config_with(&config, recording_registry(), Http::new()).unwrap();
+    /// let names: Vec<String> = notifier.groups().into_iter().map(|g| g.name).collect();
+    /// assert_eq!(names, ["a", "z"]);
+    /// ```
     pub fn groups(&self) -> Vec<GroupInfo> {
         let mut v: Vec<GroupInfo> = self
             .snapshot()
@@ -1021,6 +1423,14 @@ impl Notifier {
     }
 
     /// The shared HTTP plumbing.
+    ///
+    /// ```
+    /// use alertkit::{Http, Notifier, Registry};
+    /// let notifier = Notifier::new(Registry::default(), Http::new());
+    /// let a = notifier.http().token_cache("dingtalk:app");
+    /// let b = notifier.http().token_cache("dingtalk:app");
+    /// assert!(std::sync::Arc::ptr_eq(&a, &b)); // one token cache per key, shared by every instance
+    /// ```
     pub fn http(&self) -> &Http {
         &self.http
     }
