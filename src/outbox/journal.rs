@@ -99,6 +99,18 @@ fn storage(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Err
 impl Journal {
     /// Opens (creating if needed) the journal in `dir`, with its entries as
     /// a crash or shutdown left them.
+    ///
+    /// ```
+    /// use alertkit::outbox::{Journal, OutboxStore};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let dir = std::env::temp_dir().join(format!("alertkit-doc-open-{}", std::process::id()));
+    /// let journal = Journal::open(&dir).unwrap(); // creates the directory
+    /// assert!(journal.pending(10).await.unwrap().is_empty());
+    /// assert!(journal.path().exists());
+    /// # drop(journal);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     pub fn open(dir: impl AsRef<Path>) -> Result<Journal> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| storage("cannot create the directory", e))?;
@@ -148,21 +160,85 @@ impl Journal {
     }
 
     /// At most `n` pending entries (default 100,000).
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use alertkit::outbox::{Journal, OutboxOptions};
+    /// use alertkit::{Alert, Config, ErrorKind, Http, Notifier};
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-maxent-{}", std::process::id()));
+    /// let config = Config::from_json(r#"{"instances": [{"name": "slow", "type": "recording", "params": {"delay_ms": 5000}}],
+    ///                                    "groups": [{"name": "g", "instances": ["slow"]}]}"#).unwrap();
+    /// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
+    /// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap().max_entries(1)), OutboxOptions::default()).unwrap();
+    /// notifier.enqueue("g", &Alert::new("disk full")).await.unwrap();
+    /// let e = notifier.enqueue("g", &Alert::new("cpu hot")).await.unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::Storage); // full: not accepted
+    /// # notifier.shutdown(Duration::from_millis(10)).await;
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     pub fn max_entries(self, n: usize) -> Self {
         self.with_inner(|i| i.max_entries = n.max(1))
     }
 
     /// At most `n` bytes of pending entries (default 256 MiB).
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use alertkit::outbox::{Journal, OutboxOptions};
+    /// use alertkit::{Alert, Config, ErrorKind, Http, Notifier};
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-maxbytes-{}", std::process::id()));
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+    ///                                    "groups": [{"name": "g", "instances": ["ops"]}]}"#).unwrap();
+    /// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
+    /// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap().max_bytes(64)), OutboxOptions::default()).unwrap();
+    /// let e = notifier.enqueue("g", &Alert::new("disk full")).await.unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::Storage); // one entry is more than 64 bytes
+    /// # notifier.shutdown(Duration::from_secs(5)).await;
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     pub fn max_bytes(self, n: u64) -> Self {
         self.with_inner(|i| i.max_bytes = n.max(1))
     }
 
     /// At most `n` dead letters; beyond, the oldest are deleted (default 10,000).
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use alertkit::outbox::{Journal, OutboxOptions};
+    /// use alertkit::{Alert, Config, Http, Notifier};
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-maxdead-{}", std::process::id()));
+    /// let config = Config::from_json(r#"{"instances": [{"name": "broken", "type": "recording", "params": {"fail": true}}],
+    ///                                    "groups": [{"name": "g", "instances": ["broken"]}]}"#).unwrap();
+    /// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
+    /// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap().max_dead(1)), OutboxOptions::default()).unwrap();
+    /// notifier.enqueue("g", &Alert::new("first")).await.unwrap();
+    /// while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; }
+    /// notifier.enqueue("g", &Alert::new("second")).await.unwrap();
+    /// while notifier.dead_letters().await.unwrap()[0].alert.title != "second" { tokio::time::sleep(Duration::from_millis(10)).await; }
+    /// assert_eq!(notifier.dead_letters().await.unwrap().len(), 1); // the oldest went
+    /// # notifier.shutdown(Duration::from_secs(5)).await;
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     pub fn max_dead(self, n: usize) -> Self {
         self.with_inner(|i| i.max_dead = n)
     }
 
     /// The journal file.
+    ///
+    /// ```
+    /// use alertkit::outbox::Journal;
+    /// let dir = std::env::temp_dir().join(format!("alertkit-doc-path-{}", std::process::id()));
+    /// let journal = Journal::open(&dir).unwrap();
+    /// assert_eq!(journal.path(), dir.join("outbox.redb"));
+    /// # drop(journal);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// ```
     pub fn path(&self) -> &Path {
         &self.inner.path
     }

@@ -67,6 +67,25 @@ mod redis_streams;
 pub use redis_streams::RedisStreams;
 
 /// What [`Notifier::enqueue`](crate::Notifier::enqueue) gives back.
+///
+/// ```
+/// use std::{sync::Arc, time::Duration};
+/// use alertkit::outbox::{Journal, OutboxOptions};
+/// use alertkit::{Alert, Config, Http, Notifier};
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// # let dir = std::env::temp_dir().join(format!("alertkit-doc-ticket-{}", std::process::id()));
+/// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}],
+///     "groups": [{"name": "g", "instances": ["ops"], "repeat_interval_secs": 600}]}"#).unwrap();
+/// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
+/// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap()), OutboxOptions::default()).unwrap();
+/// let first = notifier.enqueue("g", &Alert::new("disk full")).await.unwrap();
+/// assert!(first.suppressed.is_none() && first.group == "g");
+/// let again = notifier.enqueue("g", &Alert::new("disk full")).await.unwrap();
+/// assert!(again.suppressed.unwrap().starts_with("suppressed")); // repeat_interval: nothing stored
+/// # notifier.shutdown(Duration::from_secs(5)).await;
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Ticket {
@@ -84,6 +103,25 @@ pub struct Ticket {
 }
 
 /// One alert in the outbox, with each member's progress.
+///
+/// ```
+/// use std::{sync::Arc, time::Duration};
+/// use alertkit::outbox::{Journal, OutboxOptions};
+/// use alertkit::{Alert, Config, Http, Notifier};
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// # let dir = std::env::temp_dir().join(format!("alertkit-doc-entry-{}", std::process::id()));
+/// let config = Config::from_json(r#"{"instances": [{"name": "slow", "type": "recording", "params": {"delay_ms": 5000}}],
+///                                    "groups": [{"name": "g", "instances": ["slow"]}]}"#).unwrap();
+/// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
+/// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap()), OutboxOptions::default()).unwrap();
+/// let ticket = notifier.enqueue("g", &Alert::new("disk full")).await.unwrap();
+/// let entry = &notifier.pending().await.unwrap()[0];
+/// assert_eq!((entry.id.as_str(), entry.group.as_str(), entry.alert.title.as_str()), (ticket.id.as_str(), "g", "disk full"));
+/// assert!(entry.members.is_empty() && entry.dead_reason.is_none()); // no member finished yet
+/// # notifier.shutdown(Duration::from_millis(10)).await;
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # });
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Entry {
@@ -113,6 +151,26 @@ pub struct Entry {
 }
 
 /// A member's latest result for one entry.
+///
+/// ```
+/// use std::{sync::Arc, time::Duration};
+/// use alertkit::outbox::{Journal, OutboxOptions};
+/// use alertkit::{Alert, Config, Http, Notifier, Outcome};
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// # let dir = std::env::temp_dir().join(format!("alertkit-doc-member-{}", std::process::id()));
+/// let config = Config::from_json(r#"{"instances": [{"name": "broken", "type": "recording", "params": {"fail": true}}],
+///                                    "groups": [{"name": "g", "instances": ["broken"]}]}"#).unwrap();
+/// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
+/// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap()), OutboxOptions::default()).unwrap();
+/// notifier.enqueue("g", &Alert::new("disk full")).await.unwrap();
+/// while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; }
+/// let state = &notifier.dead_letters().await.unwrap()[0].members["broken"];
+/// assert_eq!(state.outcome, Outcome::Failed);
+/// assert_eq!(state.error.as_ref().unwrap().code(), Some("310000"));
+/// # notifier.shutdown(Duration::from_secs(5)).await;
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # });
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct MemberState {
@@ -129,6 +187,25 @@ impl MemberState {
     /// Whether this member is finished with: delivered (perhaps to some
     /// recipients only), skipped, or failed for good. A retryable failure
     /// or a timeout is tried again.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use alertkit::outbox::{Journal, OutboxOptions};
+    /// use alertkit::{Alert, Config, Http, Notifier};
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-final-{}", std::process::id()));
+    /// let config = Config::from_json(r#"{"instances": [{"name": "broken", "type": "recording", "params": {"fail": true}}],
+    ///                                    "groups": [{"name": "g", "instances": ["broken"]}]}"#).unwrap();
+    /// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
+    /// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap()), OutboxOptions::default()).unwrap();
+    /// notifier.enqueue("g", &Alert::new("disk full")).await.unwrap();
+    /// while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; }
+    /// // A missing keyword is not retryable: failed for good, not tried again.
+    /// assert!(notifier.dead_letters().await.unwrap()[0].members["broken"].is_final());
+    /// # notifier.shutdown(Duration::from_secs(5)).await;
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     pub fn is_final(&self) -> bool {
         match self.outcome {
             Outcome::Delivered | Outcome::Partial | Outcome::Skipped | Outcome::Suppressed => true,
@@ -138,6 +215,25 @@ impl MemberState {
     }
 
     /// Whether the member has the alert.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use alertkit::outbox::{Journal, OutboxOptions};
+    /// use alertkit::{Alert, Config, Http, Notifier};
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-delivered-{}", std::process::id()));
+    /// let config = Config::from_json(r#"{"instances": [{"name": "ok", "type": "recording"},
+    ///     {"name": "broken", "type": "recording", "params": {"fail": true}}], "groups": [{"name": "g", "instances": ["ok", "broken"]}]}"#).unwrap();
+    /// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
+    /// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap()), OutboxOptions::default()).unwrap();
+    /// notifier.enqueue("g", &Alert::new("disk full")).await.unwrap();
+    /// while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; }
+    /// let members = notifier.dead_letters().await.unwrap()[0].members.clone();
+    /// assert!(members["ok"].is_delivered() && !members["broken"].is_delivered());
+    /// # notifier.shutdown(Duration::from_secs(5)).await;
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     pub fn is_delivered(&self) -> bool {
         matches!(self.outcome, Outcome::Delivered | Outcome::Partial)
     }
@@ -208,6 +304,24 @@ impl Entry {
 /// a claimed entry belongs to this process until it is removed, buried, or
 /// (in a store shared by replicas) the process stops calling
 /// [`keep`](OutboxStore::keep) for it and another replica claims it.
+///
+/// ```
+/// use std::{sync::Arc, time::Duration};
+/// use alertkit::outbox::{Journal, OutboxOptions, OutboxStore};
+/// use alertkit::{Alert, Config, Http, Notifier};
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// # let dir = std::env::temp_dir().join(format!("alertkit-doc-store-{}", std::process::id()));
+/// let store: Arc<dyn OutboxStore> = Arc::new(Journal::open(&dir).unwrap()); // or your own
+/// let config = Config::from_json(r#"{"instances": [{"name": "slow", "type": "recording", "params": {"delay_ms": 5000}}],
+///                                    "groups": [{"name": "g", "instances": ["slow"]}]}"#).unwrap();
+/// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
+/// notifier.start_outbox(store.clone(), OutboxOptions::default()).unwrap();
+/// let ticket = notifier.enqueue("g", &Alert::new("disk full")).await.unwrap();
+/// assert_eq!(store.pending(10).await.unwrap()[0].id, ticket.id); // written before enqueue returned
+/// # notifier.shutdown(Duration::from_millis(10)).await;
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # });
+/// ```
 #[async_trait]
 pub trait OutboxStore: Send + Sync + Debug + 'static {
     /// Stores a new entry. Fails with [`ErrorKind::Storage`] when the store
@@ -271,6 +385,14 @@ pub trait OutboxStore: Send + Sync + Debug + 'static {
 }
 
 /// How the outbox delivers.
+///
+/// ```
+/// use std::time::Duration;
+/// use alertkit::outbox::OutboxOptions;
+/// let o = OutboxOptions::default();
+/// assert_eq!((o.concurrency, o.max_attempts, o.poll), (256, 12, Duration::from_secs(1)));
+/// assert_eq!((o.min_backoff, o.max_backoff), (Duration::from_secs(1), Duration::from_secs(300)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OutboxOptions {
@@ -305,24 +427,53 @@ impl Default for OutboxOptions {
 
 impl OutboxOptions {
     /// Sets [`concurrency`](Self::concurrency).
+    ///
+    /// ```
+    /// use alertkit::outbox::OutboxOptions;
+    /// assert_eq!(OutboxOptions::default().concurrency(16).concurrency, 16);
+    /// assert_eq!(OutboxOptions::default().concurrency(0).concurrency, 1); // at least one
+    /// ```
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
     }
 
     /// Sets [`max_attempts`](Self::max_attempts).
+    ///
+    /// ```
+    /// use alertkit::outbox::OutboxOptions;
+    /// assert_eq!(OutboxOptions::default().max_attempts(3).max_attempts, 3);
+    /// assert_eq!(OutboxOptions::default().max_attempts(0).max_attempts, 1); // at least one
+    /// ```
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n.max(1);
         self
     }
 
     /// Sets [`max_age`](Self::max_age).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::outbox::OutboxOptions;
+    /// let o = OutboxOptions::default().max_age(Duration::from_secs(3600));
+    /// assert_eq!(o.max_age, Duration::from_secs(3600));
+    /// ```
     pub fn max_age(mut self, age: Duration) -> Self {
         self.max_age = age;
         self
     }
 
     /// Sets the backoff between attempts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::outbox::OutboxOptions;
+    /// let o = OutboxOptions::default().backoff(Duration::from_secs(5), Duration::from_secs(60));
+    /// assert_eq!((o.min_backoff, o.max_backoff), (Duration::from_secs(5), Duration::from_secs(60)));
+    /// // A longest wait below the first one is raised to it.
+    /// let o = OutboxOptions::default().backoff(Duration::from_secs(5), Duration::from_secs(1));
+    /// assert_eq!(o.max_backoff, Duration::from_secs(5));
+    /// ```
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.min_backoff = min;
         self.max_backoff = max.max(min);
@@ -330,6 +481,13 @@ impl OutboxOptions {
     }
 
     /// Sets [`poll`](Self::poll).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::outbox::OutboxOptions;
+    /// assert_eq!(OutboxOptions::default().poll(Duration::from_millis(250)).poll, Duration::from_millis(250));
+    /// assert_eq!(OutboxOptions::default().poll(Duration::ZERO).poll, Duration::from_millis(10)); // the floor
+    /// ```
     pub fn poll(mut self, every: Duration) -> Self {
         self.poll = every.max(Duration::from_millis(10));
         self

@@ -167,6 +167,15 @@ impl RedisStreams {
     /// Connects to `url`; keys start with `prefix:outbox:`. Creates the
     /// stream and its consumer group if they do not exist. Each value this
     /// returns is one consumer (one replica).
+    ///
+    /// ```
+    /// use alertkit::outbox::RedisStreams;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // A URL that is not one fails before any connection.
+    /// let e = RedisStreams::connect("not a url", "alertkit").await.unwrap_err();
+    /// assert_eq!(e.field(), Some("redis_url"));
+    /// # });
+    /// ```
     pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
         let client = redis::Client::open(url)
             .map_err(|_| Error::config("redis_url", "not a valid Redis URL"))?;
@@ -220,30 +229,72 @@ impl RedisStreams {
     /// takes it over (default 30 s). Keep it well above the outbox's
     /// [`poll`](super::OutboxOptions::poll), which is how often holders
     /// renew.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), alertkit::Error> {
+    /// use std::time::Duration;
+    /// use alertkit::outbox::RedisStreams;
+    /// let store = RedisStreams::connect("redis://127.0.0.1:6379/0", "alertkit").await?
+    ///     .claim_after(Duration::from_secs(10)); // poll (1 s) renews well within it
+    /// # Ok(()) }
+    /// ```
     pub fn claim_after(mut self, after: Duration) -> Self {
         self.claim_after = after.max(Duration::from_millis(100));
         self
     }
 
     /// At most `n` pending entries (default 1,000,000).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), alertkit::Error> {
+    /// use alertkit::outbox::RedisStreams;
+    /// let store = RedisStreams::connect("redis://127.0.0.1:6379/0", "alertkit").await?
+    ///     .max_entries(50_000); // then enqueue fails with ErrorKind::Storage
+    /// # Ok(()) }
+    /// ```
     pub fn max_entries(mut self, n: u64) -> Self {
         self.max_entries = n.max(1);
         self
     }
 
     /// At most `n` bytes of pending entries (default 1 GiB).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), alertkit::Error> {
+    /// use alertkit::outbox::RedisStreams;
+    /// let store = RedisStreams::connect("redis://127.0.0.1:6379/0", "alertkit").await?
+    ///     .max_bytes(64 << 20); // then enqueue fails with ErrorKind::Storage
+    /// # Ok(()) }
+    /// ```
     pub fn max_bytes(mut self, n: u64) -> Self {
         self.max_bytes = n.max(1);
         self
     }
 
     /// At most `n` dead letters; beyond, the oldest are deleted (default 10,000).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), alertkit::Error> {
+    /// use alertkit::outbox::RedisStreams;
+    /// let store = RedisStreams::connect("redis://127.0.0.1:6379/0", "alertkit").await?
+    ///     .max_dead(1_000); // the oldest dead letters go beyond it
+    /// # Ok(()) }
+    /// ```
     pub fn max_dead(mut self, n: u64) -> Self {
         self.max_dead = n;
         self
     }
 
     /// This replica's consumer name in the group.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), alertkit::Error> {
+    /// use alertkit::outbox::RedisStreams;
+    /// let a = RedisStreams::connect("redis://127.0.0.1:6379/0", "alertkit").await?;
+    /// let b = RedisStreams::connect("redis://127.0.0.1:6379/0", "alertkit").await?;
+    /// assert_ne!(a.consumer(), b.consumer()); // each value is one replica
+    /// # Ok(()) }
+    /// ```
     pub fn consumer(&self) -> &str {
         &self.consumer
     }
