@@ -13,6 +13,19 @@ use crate::config::InstanceConfig;
 /// breaker, a tenant filter, metrics, an audit of every attempt. Closures
 /// `Fn(Arc<dyn AlertChannel>, &InstanceConfig) -> Arc<dyn AlertChannel>`
 /// are layers.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use alertkit::policy::Stack;
+/// use alertkit::{AlertChannel, Config, Http, InstanceConfig, Notifier};
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let s = seen.clone();
+/// // A closure is a layer; this one records what it wraps and adds nothing.
+/// let audit = move |ch: Arc<dyn AlertChannel>, inst: &InstanceConfig| { s.lock().unwrap().push(inst.name.clone()); ch };
+/// let notifier = Notifier::new(alertkit::testkit::recording_registry(), Http::new()).layers(Stack::default().layer(audit));
+/// notifier.apply(&Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}]}"#).unwrap()).unwrap();
+/// assert_eq!(*seen.lock().unwrap(), ["ops"]);
+/// ```
 pub trait Layer: Send + Sync + 'static {
     /// `channel` wrapped; `instance` is the config it was built from (its
     /// name, type, params and policy).
@@ -113,23 +126,50 @@ impl Default for Stack {
 
 impl Stack {
     /// No layers at all: not even the built-in policies.
+    ///
+    /// ```
+    /// use alertkit::policy::Stack;
+    /// assert_eq!(format!("{:?}", Stack::new()), r#"Stack { steps: [] }"#);
+    /// assert_eq!(format!("{:?}", Stack::default()), r#"Stack { steps: ["rate_limit", "retry"] }"#);
+    /// ```
     pub fn new() -> Self {
         Stack { steps: Vec::new() }
     }
 
     /// The instance's rate-limit policy goes here.
+    ///
+    /// ```
+    /// use alertkit::policy::Stack;
+    /// // Retry inside the rate limit: one slot per dispatch, whatever the retries.
+    /// let stack = Stack::new().retry().rate_limit();
+    /// assert_eq!(format!("{stack:?}"), r#"Stack { steps: ["retry", "rate_limit"] }"#);
+    /// ```
     pub fn rate_limit(mut self) -> Self {
         self.steps.push(Step::RateLimit);
         self
     }
 
     /// The instance's retry policy goes here.
+    ///
+    /// ```
+    /// use alertkit::policy::Stack;
+    /// let stack = Stack::new().retry(); // no rate limit at all
+    /// assert_eq!(format!("{stack:?}"), r#"Stack { steps: ["retry"] }"#);
+    /// ```
     pub fn retry(mut self) -> Self {
         self.steps.push(Step::Retry);
         self
     }
 
     /// A layer of the host's goes here.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::policy::Stack;
+    /// use alertkit::{AlertChannel, InstanceConfig};
+    /// let stack = Stack::default().layer(|ch: Arc<dyn AlertChannel>, _: &InstanceConfig| ch);
+    /// assert_eq!(format!("{stack:?}"), r#"Stack { steps: ["rate_limit", "retry", "layer"] }"#);
+    /// ```
     pub fn layer(mut self, layer: impl Layer) -> Self {
         self.steps.push(Step::Host(Arc::new(layer)));
         self

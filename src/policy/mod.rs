@@ -38,6 +38,13 @@ use crate::channel::AlertChannel;
 
 /// A policy that is on (with settings) or off. In config: `false`, `true`
 /// (defaults) or an object of settings.
+///
+/// ```
+/// use alertkit::policy::{PolicyConfig, RetryPolicy, Toggle};
+/// let p: PolicyConfig = serde_json::from_str(r#"{"retry": true, "rate_limit": false}"#).unwrap();
+/// assert_eq!(p.retry, Toggle::On(RetryPolicy::default()));
+/// assert_eq!(p.rate_limit, Toggle::Off);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Toggle<T> {
     /// Off.
@@ -88,6 +95,14 @@ impl<T: Serialize + Default + PartialEq> Serialize for Toggle<T> {
 }
 
 /// The policies of one instance.
+///
+/// ```
+/// use alertkit::policy::{PolicyConfig, Toggle};
+/// let p: PolicyConfig = serde_json::from_str(r#"{"retry": {"max_attempts": 6}}"#).unwrap();
+/// let Toggle::On(retry) = &p.retry else { panic!("retry is on") };
+/// assert_eq!(retry.max_attempts, 6);
+/// assert_eq!(p.rate_limit, PolicyConfig::default().rate_limit); // left out: the default
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
@@ -100,6 +115,14 @@ pub struct PolicyConfig {
 
 impl PolicyConfig {
     /// Both policies off: the channel as it is.
+    ///
+    /// ```
+    /// use alertkit::policy::{PolicyConfig, Toggle};
+    /// let p = PolicyConfig::off();
+    /// assert_eq!(p.retry, Toggle::Off);
+    /// assert_eq!(p.rate_limit, Toggle::Off);
+    /// assert!(!p.is_default());
+    /// ```
     pub fn off() -> Self {
         PolicyConfig {
             retry: Toggle::Off,
@@ -108,6 +131,13 @@ impl PolicyConfig {
     }
 
     /// Refuses settings that cannot work, naming the field.
+    ///
+    /// ```
+    /// use alertkit::policy::PolicyConfig;
+    /// let p: PolicyConfig = serde_json::from_str(r#"{"retry": {"max_attempts": 0}}"#).unwrap();
+    /// assert_eq!(p.validate().unwrap_err().field(), Some("policy.retry.max_attempts"));
+    /// assert!(PolicyConfig::default().validate().is_ok());
+    /// ```
     pub fn validate(&self) -> crate::Result<()> {
         if let Toggle::On(r) = &self.retry {
             r.validate()?;
@@ -119,12 +149,32 @@ impl PolicyConfig {
     }
 
     /// Whether both are at their defaults (for skipping in serialization).
+    ///
+    /// ```
+    /// use alertkit::policy::PolicyConfig;
+    /// assert!(PolicyConfig::default().is_default());
+    /// let p: PolicyConfig = serde_json::from_str(r#"{"rate_limit": false}"#).unwrap();
+    /// assert!(!p.is_default());
+    /// ```
     pub fn is_default(&self) -> bool {
         *self == PolicyConfig::default()
     }
 
     /// `channel` wrapped as configured: retry outside the rate limit, so that
     /// every attempt also waits for its slot.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::AlertChannel;
+    /// use alertkit::policy::{Limiter, MemoryState, PolicyConfig};
+    /// use alertkit::testkit::RecordingChannel;
+    /// let limiter = Arc::new(Limiter::new(Arc::new(MemoryState::new())));
+    /// let raw: Arc<dyn AlertChannel> = Arc::new(RecordingChannel::new());
+    /// assert!(Arc::ptr_eq(&PolicyConfig::off().apply(raw.clone(), &limiter), &raw)); // nothing added
+    /// let wrapped = PolicyConfig::default().apply(raw.clone(), &limiter);
+    /// assert!(!Arc::ptr_eq(&wrapped, &raw));
+    /// assert_eq!(wrapped.kind(), "recording");
+    /// ```
     pub fn apply(
         &self,
         channel: Arc<dyn AlertChannel>,

@@ -33,6 +33,13 @@ use crate::channel::{AlertChannel, DeliveryKey, Limits, Preview, Rate, Receipt};
 use crate::error::{Error, ErrorKind, Result};
 
 /// How [`RateLimited`] limits.
+///
+/// ```
+/// use alertkit::policy::RateLimitPolicy;
+/// let p: RateLimitPolicy = serde_json::from_str(r#"{"queue_bound": 100, "digest": false}"#).unwrap();
+/// assert_eq!((p.queue_bound, p.digest), (100, false));
+/// assert!(p.rates.is_none()); // the platform's own rates
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
@@ -58,6 +65,12 @@ impl Default for RateLimitPolicy {
 }
 
 /// A rate in config: `count` per `per_ms` milliseconds.
+///
+/// ```
+/// use alertkit::policy::{RateLimitPolicy, RateSpec};
+/// let p: RateLimitPolicy = serde_json::from_str(r#"{"rates": [{"count": 20, "per_ms": 60000}]}"#).unwrap();
+/// assert_eq!(p.rates.unwrap(), [RateSpec { count: 20, per_ms: 60_000 }]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateSpec {
@@ -71,6 +84,15 @@ pub struct RateSpec {
 
 impl RateLimitPolicy {
     /// Refuses settings that cannot work, naming the field.
+    ///
+    /// ```
+    /// use alertkit::policy::RateLimitPolicy;
+    /// let p: RateLimitPolicy = serde_json::from_str(r#"{"rates": [{"count": 0, "per_ms": 1000}]}"#).unwrap();
+    /// assert_eq!(p.validate().unwrap_err().field(), Some("policy.rate_limit.rates[0]"));
+    /// let p: RateLimitPolicy = serde_json::from_str(r#"{"rates": []}"#).unwrap();
+    /// assert!(p.validate().is_err()); // an empty list limits nothing
+    /// assert!(RateLimitPolicy::default().validate().is_ok());
+    /// ```
     pub fn validate(&self) -> Result<()> {
         if self.queue_bound == 0 {
             return Err(Error::config(
@@ -115,6 +137,16 @@ struct Queue {
 
 /// The queues of every destination, and the state their budgets live in.
 /// One per [`Notifier`](crate::Notifier); share it to share budgets.
+///
+/// ```
+/// use std::sync::Arc;
+/// use alertkit::policy::{Limiter, MemoryState};
+/// use alertkit::{Http, Notifier, Registry};
+/// let limiter = Arc::new(Limiter::new(Arc::new(MemoryState::new())));
+/// assert_eq!(limiter.waiting_total(), 0);
+/// let notifier = Notifier::new(Registry::default(), Http::new());
+/// assert_eq!(notifier.limiter().waiting_total(), 0); // every notifier has one
+/// ```
 pub struct Limiter {
     state: Arc<dyn SharedState>,
     queues: Mutex<HashMap<String, Queue>>,
@@ -133,6 +165,13 @@ impl std::fmt::Debug for Limiter {
 
 impl Limiter {
     /// A limiter keeping its windows in `state`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::policy::{Limiter, MemoryState};
+    /// let limiter = Limiter::new(Arc::new(MemoryState::new()));
+    /// assert_eq!(limiter.waiting("dingtalk:robot-a"), 0);
+    /// ```
     pub fn new(state: Arc<dyn SharedState>) -> Self {
         Limiter {
             state,
@@ -142,6 +181,13 @@ impl Limiter {
     }
 
     /// Alerts waiting in every destination's queue now.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::policy::{Limiter, MemoryState};
+    /// let limiter = Limiter::new(Arc::new(MemoryState::new()));
+    /// assert_eq!(limiter.waiting_total(), 0); // e.g. a gauge, or a reason to wait before exit
+    /// ```
     pub fn waiting_total(&self) -> usize {
         let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
         queues
@@ -153,11 +199,26 @@ impl Limiter {
     /// From now on, every queue sends its whole backlog at its next free
     /// slot (as digests where digests are on) instead of spreading it over
     /// the window: what a host shutting down wants.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::policy::{Limiter, MemoryState};
+    /// let limiter = Limiter::new(Arc::new(MemoryState::new()));
+    /// limiter.flush(); // Notifier::shutdown does this
+    /// assert_eq!(limiter.waiting_total(), 0);
+    /// ```
     pub fn flush(&self) {
         self.flushing.store(true, Ordering::SeqCst);
     }
 
     /// Alerts waiting for `destination` now.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::policy::{Limiter, MemoryState};
+    /// let limiter = Limiter::new(Arc::new(MemoryState::new()));
+    /// assert_eq!(limiter.waiting("no-such-destination"), 0);
+    /// ```
     pub fn waiting(&self, destination: &str) -> usize {
         let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
         queues
@@ -211,6 +272,16 @@ fn digest_capacity(max_text: usize) -> usize {
 }
 
 /// One alert listing `alerts`, one line each.
+///
+/// ```
+/// use alertkit::policy::digest;
+/// use alertkit::{Alert, Severity};
+/// let a = Alert::new("disk full").severity(Severity::Critical);
+/// let b = Alert::new("cpu hot");
+/// let d = digest(&[&a, &b]);
+/// assert_eq!(d.severity, Severity::Critical); // the worst of them
+/// assert!(d.body.contains("disk full") && d.body.contains("cpu hot"));
+/// ```
 pub fn digest(alerts: &[&Alert]) -> Alert {
     let severity = alerts
         .iter()
@@ -416,6 +487,21 @@ async fn send_batch(mut batch: Vec<Job>) {
 }
 
 /// Sends through the destination's queue; see the module docs.
+///
+/// ```
+/// use std::sync::Arc;
+/// use alertkit::policy::{Limiter, MemoryState, RateLimitPolicy, RateLimited};
+/// use alertkit::testkit::RecordingChannel;
+/// use alertkit::{Alert, AlertChannel};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let limiter = Arc::new(Limiter::new(Arc::new(MemoryState::new())));
+/// let ops = Arc::new(RecordingChannel::new());
+/// let limited = RateLimited::new(ops.clone(), limiter.clone(), RateLimitPolicy::default());
+/// limited.send(&Alert::new("disk full")).await.unwrap();
+/// assert_eq!(ops.sent().len(), 1);
+/// assert_eq!(limiter.waiting_total(), 0);
+/// # });
+/// ```
 #[derive(Debug)]
 pub struct RateLimited {
     inner: Arc<dyn AlertChannel>,
@@ -426,6 +512,16 @@ pub struct RateLimited {
 impl RateLimited {
     /// Wraps `inner`; its [`limits`](AlertChannel::limits) (or the policy's
     /// `rates`) set the budget.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::policy::{Limiter, MemoryState, RateLimitPolicy, RateLimited};
+    /// use alertkit::testkit::RecordingChannel;
+    /// use alertkit::AlertChannel;
+    /// let limiter = Arc::new(Limiter::new(Arc::new(MemoryState::new())));
+    /// let limited = RateLimited::new(Arc::new(RecordingChannel::new()), limiter, RateLimitPolicy::default());
+    /// assert_eq!(limited.kind(), "recording");
+    /// ```
     pub fn new(
         inner: Arc<dyn AlertChannel>,
         limiter: Arc<Limiter>,

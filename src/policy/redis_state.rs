@@ -137,6 +137,14 @@ fn millis(d: Duration) -> u64 {
 
 impl RedisState {
     /// Connects to `url` (`redis://[:password@]host:port/db`); keys start with `prefix:`.
+    ///
+    /// ```
+    /// use alertkit::policy::RedisState;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let e = RedisState::connect("not a url", "alertkit").await.unwrap_err();
+    /// assert_eq!(e.field(), Some("redis_url")); // refused before any connection
+    /// # });
+    /// ```
     pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
         let client = redis::Client::open(url)
             .map_err(|_| Error::config("redis_url", "not a valid Redis URL"))?;
@@ -162,6 +170,16 @@ impl RedisState {
     }
 
     /// How long one call waits for Redis before it counts as failed (default 1 s).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), alertkit::Error> {
+    /// use std::time::Duration;
+    /// use alertkit::policy::RedisState;
+    /// let state = RedisState::connect("redis://127.0.0.1:6379/0", "alertkit").await?
+    ///     .timeout(Duration::from_millis(300)); // then this process's own limiter takes over
+    /// assert!(!state.in_outage());
+    /// # Ok(()) }
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -170,12 +188,29 @@ impl RedisState {
     /// While Redis fails, fail rate-limited sends (retryable) instead of
     /// falling back to this process's own limiter and dedup. Dedup still
     /// fails open: a duplicate beats a lost alert.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), alertkit::Error> {
+    /// use alertkit::policy::RedisState;
+    /// // Never exceed the shared budget, even if sends fail while Redis is down.
+    /// let state = RedisState::connect("redis://127.0.0.1:6379/0", "alertkit").await?.fail_closed();
+    /// assert!(!state.in_outage());
+    /// # Ok(()) }
+    /// ```
     pub fn fail_closed(mut self) -> Self {
         self.fail_open = false;
         self
     }
 
     /// Whether the last call to Redis failed (an outage in progress).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), alertkit::Error> {
+    /// use alertkit::policy::RedisState;
+    /// let state = RedisState::connect("redis://127.0.0.1:6379/0", "alertkit").await?;
+    /// assert!(!state.in_outage()); // a health check can report it
+    /// # Ok(()) }
+    /// ```
     pub fn in_outage(&self) -> bool {
         self.outage.load(Ordering::Relaxed)
     }

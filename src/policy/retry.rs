@@ -13,6 +13,13 @@ use crate::channel::{AlertChannel, Limits, Preview, Receipt};
 use crate::error::Result;
 
 /// How [`Retrying`] retries.
+///
+/// ```
+/// use alertkit::policy::RetryPolicy;
+/// let p: RetryPolicy = serde_json::from_str(r#"{"max_attempts": 6, "min_delay_ms": 200}"#).unwrap();
+/// assert_eq!((p.max_attempts, p.min_delay_ms), (6, 200));
+/// assert_eq!(p.max_delay_ms, RetryPolicy::default().max_delay_ms); // left out: the default
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
@@ -52,6 +59,16 @@ pub const MAX_ATTEMPTS: u32 = 20;
 
 impl RetryPolicy {
     /// Refuses settings that cannot work, naming the field.
+    ///
+    /// ```
+    /// use alertkit::policy::RetryPolicy;
+    /// let mut p = RetryPolicy::default();
+    /// p.max_attempts = 21;
+    /// assert_eq!(p.validate().unwrap_err().field(), Some("policy.retry.max_attempts"));
+    /// p.max_attempts = 3;
+    /// p.max_delay_ms = 10; // below min_delay_ms (500)
+    /// assert_eq!(p.validate().unwrap_err().field(), Some("policy.retry.max_delay_ms"));
+    /// ```
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |field: &str, msg: String| {
             Err(crate::Error::config(format!("policy.retry.{field}"), msg))
@@ -95,6 +112,23 @@ impl RetryPolicy {
 /// channel again, so it is rendered and signed afresh (new timestamp).
 /// Permanent errors (bad signature, keyword, IP, token, 535, ...) are never
 /// retried. The receipt or error carries the number of attempts.
+///
+/// ```
+/// use std::sync::Arc;
+/// use alertkit::policy::{RetryPolicy, Retrying};
+/// use alertkit::testkit::RecordingChannel;
+/// use alertkit::{Alert, AlertChannel, Error, ErrorKind};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let mut policy = RetryPolicy::default();
+/// (policy.max_attempts, policy.min_delay_ms, policy.max_delay_ms) = (3, 1, 5);
+/// let flaky = RecordingChannel::new().with_error(|| Error::new(ErrorKind::Timeout, "no answer"));
+/// let e = Retrying::new(Arc::new(flaky), policy).send(&Alert::new("disk full")).await.unwrap_err();
+/// assert_eq!(e.attempts(), 3); // a timeout is retryable
+/// let refused = RecordingChannel::failing(); // a missing keyword is not
+/// let e = Retrying::new(Arc::new(refused), policy).send(&Alert::new("disk full")).await.unwrap_err();
+/// assert_eq!(e.attempts(), 1);
+/// # });
+/// ```
 #[derive(Debug)]
 pub struct Retrying {
     inner: Arc<dyn AlertChannel>,
@@ -103,6 +137,18 @@ pub struct Retrying {
 
 impl Retrying {
     /// Wraps `inner`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::policy::{RetryPolicy, Retrying};
+    /// use alertkit::testkit::RecordingChannel;
+    /// use alertkit::{Alert, AlertChannel};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let retrying = Retrying::new(Arc::new(RecordingChannel::new()), RetryPolicy::default());
+    /// let receipt = retrying.send(&Alert::new("disk full")).await.unwrap();
+    /// assert_eq!(receipt.attempts, 1);
+    /// # });
+    /// ```
     pub fn new(inner: Arc<dyn AlertChannel>, policy: RetryPolicy) -> Self {
         Retrying { inner, policy }
     }

@@ -16,6 +16,18 @@ use crate::error::Result;
 const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The answer to a request for a send slot.
+///
+/// ```
+/// use alertkit::Rate;
+/// use alertkit::policy::{MemoryState, SharedState, Slot};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let state = MemoryState::new();
+/// let rates = [Rate::per_minute(2)];
+/// assert_eq!(state.acquire("robot-a", &rates).await.unwrap(), Slot::Taken { remaining: 1 });
+/// assert_eq!(state.acquire("robot-a", &rates).await.unwrap(), Slot::Taken { remaining: 0 });
+/// assert!(matches!(state.acquire("robot-a", &rates).await.unwrap(), Slot::Wait(_)));
+/// # });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Slot {
@@ -30,6 +42,20 @@ pub enum Slot {
 
 /// Rate-limit windows and dedup records, shared by every instance of a
 /// [`Notifier`](crate::Notifier) (and, with a shared backend, by processes).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use alertkit::chrono::Utc;
+/// use alertkit::policy::{MemoryState, SharedState};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let state: Arc<dyn SharedState> = Arc::new(MemoryState::new());
+/// let now = Utc::now();
+/// state.record_delivery("dedup:g:fp", "firing", now, Duration::from_secs(600)).await.unwrap();
+/// let last = state.last_delivery("dedup:g:fp").await.unwrap();
+/// assert_eq!(last, Some(("firing".to_owned(), now)));
+/// # });
+/// ```
 #[async_trait]
 pub trait SharedState: Send + Sync + std::fmt::Debug + 'static {
     /// Takes one slot in every window of `rates` for `key`, or says how long
@@ -106,6 +132,20 @@ fn holding(
 }
 
 /// The answer to [`SharedState::claim`].
+///
+/// ```
+/// use std::time::Duration;
+/// use alertkit::chrono::Utc;
+/// use alertkit::policy::{Claim, MemoryState, SharedState};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let state = MemoryState::new();
+/// let (now, every) = (Utc::now(), Duration::from_secs(600));
+/// assert_eq!(state.claim("dedup:g:fp", "firing", now, every).await.unwrap(), Claim::Granted { previous: None });
+/// assert_eq!(state.claim("dedup:g:fp", "firing", now, every).await.unwrap(), Claim::Held { at: now });
+/// // Another state (resolved) is not held by the first.
+/// assert!(matches!(state.claim("dedup:g:fp", "resolved", now, every).await.unwrap(), Claim::Granted { .. }));
+/// # });
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Claim {
@@ -124,6 +164,19 @@ pub enum Claim {
 
 /// The in-process default. Dedup records expire after their `keep`, so a
 /// long-running host's memory stays flat over any number of distinct alerts.
+///
+/// ```
+/// use std::time::Duration;
+/// use alertkit::chrono::Utc;
+/// use alertkit::policy::{MemoryState, SharedState};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let state = MemoryState::new();
+/// state.record_delivery("k", "firing", Utc::now(), Duration::from_millis(20)).await.unwrap();
+/// assert_eq!(state.last_delivery("k").await.unwrap().unwrap().0, "firing");
+/// tokio::time::sleep(Duration::from_millis(40)).await;
+/// assert_eq!(state.last_delivery("k").await.unwrap(), None); // expired
+/// # });
+/// ```
 #[derive(Debug, Default)]
 pub struct MemoryState {
     windows: Mutex<HashMap<String, Vec<VecDeque<Instant>>>>,
@@ -161,11 +214,28 @@ impl Records {
 
 impl MemoryState {
     /// An empty store.
+    ///
+    /// ```
+    /// use alertkit::policy::MemoryState;
+    /// let state = MemoryState::new();
+    /// assert_eq!(state.dedup_records(), 0);
+    /// ```
     pub fn new() -> Self {
         MemoryState::default()
     }
 
     /// Dedup records held now, expired ones not yet swept included.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::chrono::Utc;
+    /// use alertkit::policy::{MemoryState, SharedState};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let state = MemoryState::new();
+    /// state.record_delivery("dedup:g:fp", "firing", Utc::now(), Duration::from_secs(60)).await.unwrap();
+    /// assert_eq!(state.dedup_records(), 1);
+    /// # });
+    /// ```
     pub fn dedup_records(&self) -> usize {
         self.deliveries
             .lock()
