@@ -51,9 +51,27 @@ use crate::error::{Error, ErrorKind, Result};
 pub trait AlertChannel: Send + Sync + Debug + 'static {
     /// Sends one alert. `Ok` means the platform accepted it (perhaps for only
     /// some recipients: see [`Receipt::rejected_recipients`]).
+    ///
+    /// ```
+    /// use alertkit::testkit::RecordingChannel;
+    /// use alertkit::{Alert, AlertChannel};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let ops = RecordingChannel::new();
+    /// let receipt = ops.send(&Alert::new("disk full")).await.unwrap();
+    /// assert!(!receipt.is_partial());
+    /// assert_eq!(ops.sent()[0].title, "disk full");
+    /// assert!(RecordingChannel::failing().send(&Alert::new("disk full")).await.is_err());
+    /// # });
+    /// ```
     async fn send(&self, alert: &Alert) -> Result<Receipt>;
 
     /// The channel type shown in reports (`dingtalk`, `email`, ...).
+    ///
+    /// ```
+    /// use alertkit::testkit::RecordingChannel;
+    /// use alertkit::AlertChannel;
+    /// assert_eq!(RecordingChannel::new().kind(), "recording");
+    /// ```
     fn kind(&self) -> &str {
         "custom"
     }
@@ -62,6 +80,13 @@ pub trait AlertChannel: Send + Sync + Debug + 'static {
     /// instance sending to the same place, the platform's rates, and how much
     /// text one message holds. The rate-limit policy reads these; the default
     /// is no limit.
+    ///
+    /// ```
+    /// use alertkit::testkit::RecordingChannel;
+    /// use alertkit::{AlertChannel, Limits};
+    /// // No limits of its own: the rate-limit policy lets everything through.
+    /// assert_eq!(RecordingChannel::new().limits(), Limits::default());
+    /// ```
     fn limits(&self) -> Limits {
         Limits::default()
     }
@@ -69,6 +94,14 @@ pub trait AlertChannel: Send + Sync + Debug + 'static {
     /// What [`send`](AlertChannel::send) would put on the wire for `alert`,
     /// without sending: one entry per request. Signatures and tokens are left
     /// out. Channels that cannot tell return [`ErrorKind::Unsupported`].
+    ///
+    /// ```
+    /// use alertkit::testkit::RecordingChannel;
+    /// use alertkit::{Alert, AlertChannel};
+    /// let previews = RecordingChannel::new().preview(&Alert::new("disk full")).unwrap();
+    /// assert_eq!(previews.len(), 1); // one request
+    /// assert!(previews[0].body.to_string().contains("disk full"));
+    /// ```
     fn preview(&self, alert: &Alert) -> Result<Vec<Preview>> {
         let _ = alert;
         Err(Error::new(
@@ -82,6 +115,14 @@ pub trait AlertChannel: Send + Sync + Debug + 'static {
 const _: fn(Box<dyn AlertChannel>) = |_| {};
 
 /// A platform's limits for one destination (see [`AlertChannel::limits`]).
+///
+/// ```
+/// use alertkit::{Limits, Rate};
+/// // A DingTalk robot: 20 messages a minute, about 20 KB of markdown.
+/// let limits = Limits::new("dingtalk:3f2a", vec![Rate::per_minute(20)], 20_000);
+/// assert_eq!(limits.destination.as_deref(), Some("dingtalk:3f2a"));
+/// assert_eq!(Limits::default().rates, []); // no limit
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
@@ -96,6 +137,13 @@ pub struct Limits {
 
 impl Limits {
     /// Limits for `destination` with `rates`.
+    ///
+    /// ```
+    /// use alertkit::{Limits, Rate};
+    /// let limits = Limits::new("wecom:ab12", vec![Rate::per_minute(20), Rate::per_second(5)], 4096);
+    /// assert_eq!(limits.rates.len(), 2); // all must hold
+    /// assert_eq!(limits.max_text_bytes, Some(4096));
+    /// ```
     pub fn new(destination: impl Into<String>, rates: Vec<Rate>, max_text_bytes: usize) -> Self {
         Limits {
             destination: Some(destination.into()),
@@ -106,6 +154,13 @@ impl Limits {
 }
 
 /// `count` messages per `per`.
+///
+/// ```
+/// use std::time::Duration;
+/// use alertkit::Rate;
+/// let r = Rate::per_minute(20);
+/// assert_eq!((r.count, r.per), (20, Duration::from_secs(60)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rate {
     /// Messages allowed in one window.
@@ -116,16 +171,36 @@ pub struct Rate {
 
 impl Rate {
     /// `count` per `per`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::Rate;
+    /// const HOURLY: Rate = Rate::new(100, Duration::from_secs(3600));
+    /// assert_eq!(HOURLY.count, 100);
+    /// assert_eq!(Rate::new(20, Duration::from_secs(60)), Rate::per_minute(20));
+    /// ```
     pub const fn new(count: u32, per: Duration) -> Self {
         Rate { count, per }
     }
 
     /// `count` per minute.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::Rate;
+    /// assert_eq!(Rate::per_minute(20).per, Duration::from_secs(60));
+    /// ```
     pub const fn per_minute(count: u32) -> Self {
         Rate::new(count, Duration::from_secs(60))
     }
 
     /// `count` per second.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::Rate;
+    /// assert_eq!(Rate::per_second(5), Rate::new(5, Duration::from_secs(1)));
+    /// ```
     pub const fn per_second(count: u32) -> Self {
         Rate::new(count, Duration::from_secs(1))
     }
@@ -133,6 +208,15 @@ impl Rate {
 
 /// A short, stable, non-reversible id for a secret destination (a robot
 /// token, a webhook key): the first 8 bytes of its SHA-256, in hex.
+///
+/// ```
+/// use alertkit::channel::destination_id;
+/// let id = destination_id("dingtalk", "robot-token-123");
+/// assert!(id.starts_with("dingtalk:") && !id.contains("robot-token"));
+/// assert_eq!(id.len(), "dingtalk:".len() + 16); // 8 bytes in hex
+/// assert_eq!(id, destination_id("dingtalk", "robot-token-123")); // stable
+/// assert_ne!(id, destination_id("dingtalk", "another-token"));
+/// ```
 pub fn destination_id(kind: &str, secret: &str) -> String {
     use sha2::{Digest, Sha256};
     let d = Sha256::digest(secret.as_bytes());
@@ -141,6 +225,15 @@ pub fn destination_id(kind: &str, secret: &str) -> String {
 }
 
 /// What a platform said when it accepted an alert.
+///
+/// ```
+/// use alertkit::Receipt;
+/// let r = Receipt::new().with_message_id("msg-1").with_rejected(["bob".to_owned()]);
+/// assert!(r.is_partial());
+/// assert_eq!(r.attempts, 1);
+/// // What a report stores; `attempts` is not serialized.
+/// assert_eq!(serde_json::to_value(&r).unwrap(), serde_json::json!({"message_id": "msg-1", "rejected_recipients": ["bob"]}));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Receipt {
@@ -185,35 +278,71 @@ impl Default for Receipt {
 
 impl Receipt {
     /// An empty receipt: accepted, nothing more to say.
+    ///
+    /// ```
+    /// use alertkit::Receipt;
+    /// let r = Receipt::new();
+    /// assert!(r.message_id.is_none() && !r.is_partial());
+    /// assert_eq!((r.requests, r.attempts), (0, 1));
+    /// ```
     pub fn new() -> Self {
         Receipt::default()
     }
 
     /// Sets the message id.
+    ///
+    /// ```
+    /// use alertkit::Receipt;
+    /// assert_eq!(Receipt::new().with_message_id("msg-1").message_id.as_deref(), Some("msg-1"));
+    /// ```
     pub fn with_message_id(mut self, id: impl Into<String>) -> Self {
         self.message_id = Some(id.into());
         self
     }
 
     /// Adds recipients the platform refused.
+    ///
+    /// ```
+    /// use alertkit::Receipt;
+    /// let r = Receipt::new().with_rejected(["u1".to_owned()]).with_rejected(["u2".to_owned()]);
+    /// assert_eq!(r.rejected_recipients, ["u1", "u2"]); // added, not replaced
+    /// ```
     pub fn with_rejected(mut self, rejected: impl IntoIterator<Item = String>) -> Self {
         self.rejected_recipients.extend(rejected);
         self
     }
 
     /// Adds a note.
+    ///
+    /// ```
+    /// use alertkit::Receipt;
+    /// let r = Receipt::new().with_note("body truncated to 4096 bytes");
+    /// assert_eq!(r.notes, ["body truncated to 4096 bytes"]);
+    /// assert!(!r.is_partial()); // a note is not a failure
+    /// ```
     pub fn with_note(mut self, note: impl Into<String>) -> Self {
         self.notes.push(note.into());
         self
     }
 
     /// Sets the number of requests made.
+    ///
+    /// ```
+    /// use alertkit::Receipt;
+    /// assert_eq!(Receipt::new().with_requests(3).requests, 3);
+    /// ```
     pub fn with_requests(mut self, requests: u32) -> Self {
         self.requests = requests;
         self
     }
 
     /// Whether some recipients were refused.
+    ///
+    /// ```
+    /// use alertkit::Receipt;
+    /// assert!(!Receipt::new().is_partial());
+    /// assert!(Receipt::new().with_rejected(["bob".to_owned()]).is_partial());
+    /// ```
     pub fn is_partial(&self) -> bool {
         !self.rejected_recipients.is_empty()
     }
@@ -257,6 +386,15 @@ pub struct Fanout {
 
 impl Fanout {
     /// Starts from `receipt` (notes made before sending are kept).
+    ///
+    /// ```
+    /// use alertkit::toolkit::Fanout;
+    /// use alertkit::Receipt;
+    /// let mut out = Fanout::new(Receipt::new().with_note("split in 2 parts"));
+    /// out.request();
+    /// out.delivered(1, None);
+    /// assert_eq!(out.finish().unwrap().notes, ["split in 2 parts"]); // kept
+    /// ```
     pub fn new(receipt: Receipt) -> Self {
         Fanout {
             receipt,
@@ -267,11 +405,30 @@ impl Fanout {
     }
 
     /// A request was made.
+    ///
+    /// ```
+    /// use alertkit::toolkit::Fanout;
+    /// use alertkit::Receipt;
+    /// let mut out = Fanout::new(Receipt::new());
+    /// out.request();
+    /// out.request();
+    /// out.delivered(3, None);
+    /// assert_eq!(out.finish().unwrap().requests, 2);
+    /// ```
     pub fn request(&mut self) {
         self.requests += 1;
     }
 
     /// `n` recipients accepted it; the first message id is kept.
+    ///
+    /// ```
+    /// use alertkit::toolkit::Fanout;
+    /// use alertkit::Receipt;
+    /// let mut out = Fanout::new(Receipt::new());
+    /// out.delivered(2, Some("msg-1"));
+    /// out.delivered(1, Some("msg-2"));
+    /// assert_eq!(out.finish().unwrap().message_id.as_deref(), Some("msg-1")); // the first
+    /// ```
     pub fn delivered(&mut self, n: usize, message_id: Option<&str>) {
         self.delivered += n;
         if let Some(id) = message_id {
@@ -280,6 +437,16 @@ impl Fanout {
     }
 
     /// Recipients the platform refused while accepting others.
+    ///
+    /// ```
+    /// use alertkit::toolkit::Fanout;
+    /// use alertkit::Receipt;
+    /// let mut out = Fanout::new(Receipt::new());
+    /// out.delivered(1, None);
+    /// out.rejected(vec!["u3".into()], Some("u3 left the company".into()));
+    /// let r = out.finish().unwrap();
+    /// assert_eq!((r.rejected_recipients.as_slice(), r.notes.as_slice()), (&["u3".to_owned()][..], &["u3 left the company".to_owned()][..]));
+    /// ```
     pub fn rejected(&mut self, who: Vec<String>, note: Option<String>) {
         if let Some(n) = note {
             self.receipt.notes.push(n);
@@ -288,6 +455,17 @@ impl Fanout {
     }
 
     /// A request failed for `who` (`what` names it in the receipt's notes).
+    ///
+    /// ```
+    /// use alertkit::toolkit::Fanout;
+    /// use alertkit::{Error, ErrorKind, Receipt};
+    /// let mut out = Fanout::new(Receipt::new());
+    /// out.delivered(1, None);
+    /// out.failed("chat c9", vec!["c9".into()], Error::new(ErrorKind::Timeout, "no answer"));
+    /// let r = out.finish().unwrap(); // partial: someone got it
+    /// assert_eq!(r.rejected_recipients, ["c9"]);
+    /// assert!(r.notes[0].starts_with("chat c9 failed"));
+    /// ```
     pub fn failed(&mut self, what: &str, who: Vec<String>, e: Error) {
         self.receipt.notes.push(format!("{what} failed: {e}"));
         self.receipt.rejected_recipients.extend(who);
@@ -295,6 +473,16 @@ impl Fanout {
     }
 
     /// `Ok` when anyone got it (partial when some did not), else the first error.
+    ///
+    /// ```
+    /// use alertkit::toolkit::Fanout;
+    /// use alertkit::{Error, ErrorKind, Receipt};
+    /// let mut out = Fanout::new(Receipt::new());
+    /// out.failed("batch 1", vec!["u1".into()], Error::new(ErrorKind::InvalidRecipient, "unknown user"));
+    /// out.failed("batch 2", vec!["u2".into()], Error::new(ErrorKind::Timeout, "no answer"));
+    /// // Nobody got it: the first error.
+    /// assert_eq!(out.finish().unwrap_err().kind(), ErrorKind::InvalidRecipient);
+    /// ```
     pub fn finish(self) -> Result<Receipt> {
         if self.delivered > 0 {
             return Ok(self.receipt.with_requests(self.requests));
@@ -453,6 +641,15 @@ mod key_tests {
 }
 
 /// One request a channel would send, as [`AlertChannel::preview`] shows it.
+///
+/// ```
+/// use alertkit::{Alert, Config, Http, Notifier};
+/// let config = Config::from_json(r#"{"instances": [{"name": "ops", "type": "recording"}]}"#).unwrap();
+/// let notifier = Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap();
+/// let p = &notifier.preview("ops", &Alert::new("disk full")).unwrap()[0];
+/// assert_eq!(p.target, "memory");
+/// assert!(p.body["text"].as_str().unwrap().contains("disk full"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Preview {
@@ -464,6 +661,13 @@ pub struct Preview {
 
 impl Preview {
     /// A preview entry.
+    ///
+    /// ```
+    /// use alertkit::Preview;
+    /// let p = Preview::new("https://hooks.example/***", serde_json::json!({"text": "disk full"}));
+    /// assert_eq!(p.body["text"], "disk full");
+    /// assert!(!p.target.contains("token"));
+    /// ```
     pub fn new(target: impl Into<String>, body: serde_json::Value) -> Self {
         Preview {
             target: target.into(),
