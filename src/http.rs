@@ -68,6 +68,14 @@ fn builder() -> reqwest::ClientBuilder {
 impl Http {
     /// A client with alertkit's timeouts ([`CONNECT_TIMEOUT`], [`REQUEST_TIMEOUT`]),
     /// rustls and the platform's trusted roots.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::Http;
+    /// let http = Http::new();
+    /// let clone = http.clone(); // shares the pool and the token caches
+    /// assert!(Arc::ptr_eq(&http.token_cache("pager|app-1|ab12"), &clone.token_cache("pager|app-1|ab12")));
+    /// ```
     pub fn new() -> Self {
         // Building a client only fails when the TLS backend cannot start; fall
         // back to reqwest's defaults rather than panic inside a host.
@@ -77,6 +85,15 @@ impl Http {
 
     /// Uses the host's own client (its proxies, roots, timeouts). Instances
     /// that set their own `proxy` still get a client of their own.
+    ///
+    /// ```
+    /// use alertkit::Http;
+    /// use alertkit::http::ProxyConfig;
+    /// let http = Http::with_client(reqwest::Client::builder().user_agent("my-host/1.0").build().unwrap());
+    /// assert!(http.client_for(None).is_ok()); // the host's client
+    /// let proxy = ProxyConfig::new("http://proxy.corp:3128".parse().unwrap());
+    /// assert!(http.client_for(Some(&proxy)).is_ok()); // a client of its own
+    /// ```
     pub fn with_client(client: reqwest::Client) -> Self {
         Http::from_parts(client, true)
     }
@@ -93,6 +110,22 @@ impl Http {
     }
 
     /// The shared client.
+    ///
+    /// ```
+    /// # use std::collections::BTreeMap;
+    /// # use alertkit::testkit::{FakeServer, Platform, wiremock::Request};
+    /// # struct Ok200;
+    /// # impl Platform for Ok200 {
+    /// #     fn handle(&mut self, _: &Request, _: &BTreeMap<String, String>) -> (u16, serde_json::Value) { (200, serde_json::json!({"code": 0})) }
+    /// #     fn is_message(&self, _: &str) -> bool { true }
+    /// # }
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let fake = FakeServer::start(Ok200).await;
+    /// let http = alertkit::Http::new();
+    /// let resp = http.client().post(format!("{}/send", fake.uri())).body("{}").send().await.unwrap();
+    /// assert_eq!(resp.status(), 200);
+    /// # });
+    /// ```
     pub fn client(&self) -> &reqwest::Client {
         &self.inner.client
     }
@@ -100,12 +133,32 @@ impl Http {
     /// The token cache of one app, shared by every instance built with this
     /// `Http` that names the same app. `key` identifies the app and its
     /// secret, e.g. `wecom|corp|<sha256 of secret>`; use [`token_key`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::Http;
+    /// use alertkit::toolkit::token_key;
+    /// let http = Http::new();
+    /// let key = token_key("wecom", "corp-1", &"secret".into());
+    /// assert!(Arc::ptr_eq(&http.token_cache(&key), &http.token_cache(&key))); // one per app
+    /// let rotated = token_key("wecom", "corp-1", &"new-secret".into());
+    /// assert!(!Arc::ptr_eq(&http.token_cache(&key), &http.token_cache(&rotated)));
+    /// ```
     pub fn token_cache(&self, key: &str) -> Arc<TokenCache> {
         let mut map = self.inner.tokens.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(key.to_owned()).or_default().clone()
     }
 
     /// The client for an instance: the shared one, or one per distinct proxy.
+    ///
+    /// ```
+    /// use alertkit::Http;
+    /// use alertkit::http::ProxyConfig;
+    /// let http = Http::new();
+    /// let proxy = ProxyConfig::new("http://proxy.corp:3128".parse().unwrap());
+    /// assert!(http.client_for(Some(&proxy)).is_ok()); // built once, then reused
+    /// assert!(http.client_for(None).is_ok()); // the shared client
+    /// ```
     pub fn client_for(&self, proxy: Option<&ProxyConfig>) -> Result<reqwest::Client> {
         let Some(p) = proxy else {
             return Ok(self.inner.client.clone());
@@ -135,6 +188,13 @@ impl Http {
 /// A client of its own that follows redirects only when they keep the
 /// method and body (307, 308) and stay on the first URL's scheme, host and
 /// port, at most 5 times (a webhook's `follow_redirects = "same_origin"`).
+///
+/// ```
+/// use alertkit::http::{ProxyConfig, same_origin_client};
+/// assert!(same_origin_client(None).is_ok());
+/// let proxy = ProxyConfig::new("http://proxy.corp:3128".parse().unwrap());
+/// assert!(same_origin_client(Some(&proxy)).is_ok());
+/// ```
 pub fn same_origin_client(proxy: Option<&ProxyConfig>) -> Result<reqwest::Client> {
     let policy = reqwest::redirect::Policy::custom(|attempt| {
         let keeps_body = matches!(attempt.status().as_u16(), 307 | 308);
@@ -186,6 +246,14 @@ pub fn token_key(kind: &str, app: &str, secret: &SecretString) -> String {
 }
 
 /// An HTTP proxy for one instance.
+///
+/// ```
+/// use alertkit::http::ProxyConfig;
+/// let p: ProxyConfig = serde_json::from_str(r#"{"url": "http://proxy.corp:3128", "username": "svc", "password": "hunter22"}"#).unwrap();
+/// assert_eq!(p.username.as_deref(), Some("svc"));
+/// let shown = format!("{p:?}");
+/// assert!(!shown.contains("hunter22") && shown.contains("[REDACTED]"));
+/// ```
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -202,6 +270,13 @@ pub struct ProxyConfig {
 
 impl ProxyConfig {
     /// A proxy without authentication.
+    ///
+    /// ```
+    /// use alertkit::http::ProxyConfig;
+    /// let p = ProxyConfig::new("http://proxy.corp:3128".parse().unwrap());
+    /// assert_eq!(p.url.port(), Some(3128));
+    /// assert!(p.username.is_none() && p.password.is_none());
+    /// ```
     pub fn new(url: Url) -> Self {
         ProxyConfig {
             url,
@@ -211,6 +286,14 @@ impl ProxyConfig {
     }
 
     /// Sets basic authentication.
+    ///
+    /// ```
+    /// use alertkit::http::ProxyConfig;
+    /// use alertkit::secrecy::ExposeSecret;
+    /// let p = ProxyConfig::new("http://proxy.corp:3128".parse().unwrap()).with_auth("svc", "hunter22".into());
+    /// assert_eq!(p.username.as_deref(), Some("svc"));
+    /// assert_eq!(p.password.unwrap().expose_secret(), "hunter22");
+    /// ```
     pub fn with_auth(mut self, username: impl Into<String>, password: SecretString) -> Self {
         self.username = Some(username.into());
         self.password = Some(password);
@@ -230,6 +313,15 @@ impl std::fmt::Debug for ProxyConfig {
 
 /// The proxy of Dinky's params (`isEnableProxy`, `hostname`, `port`,
 /// `user`, `password`), if enabled.
+///
+/// ```
+/// use alertkit::http::dinky_proxy;
+/// let p = dinky_proxy(true, Some("proxy.corp"), Some(3128), Some("svc"), Some(&"pw".into())).unwrap().unwrap();
+/// assert_eq!((p.url.as_str(), p.username.as_deref()), ("http://proxy.corp:3128/", Some("svc")));
+/// assert!(dinky_proxy(false, Some("proxy.corp"), None, None, None).unwrap().is_none());
+/// let e = dinky_proxy(true, None, None, None, None).unwrap_err();
+/// assert_eq!(e.field(), Some("params.hostname"));
+/// ```
 pub fn dinky_proxy(
     enabled: bool,
     hostname: Option<&str>,
@@ -259,6 +351,14 @@ pub fn dinky_proxy(
 }
 
 /// Whether `url`'s host is a loopback address (`localhost`, 127.0.0.0/8, `::1`).
+///
+/// ```
+/// use alertkit::http::is_loopback;
+/// let u = |s: &str| s.parse().unwrap();
+/// assert!(is_loopback(&u("http://localhost:8080/")) && is_loopback(&u("http://127.0.0.2/")));
+/// assert!(is_loopback(&u("http://[::1]/")));
+/// assert!(!is_loopback(&u("http://10.0.0.1/")));
+/// ```
 pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -271,6 +371,16 @@ pub fn is_loopback(url: &Url) -> bool {
 /// Parses a URL param: must be `https://`, or `http://` to a loopback host or
 /// when the instance sets `allow_http`. The error names `field` and never
 /// echoes the value (it may hold a token).
+///
+/// ```
+/// use alertkit::http::parse_url;
+/// assert!(parse_url("params.webhook", "https://hooks.example/x", false).is_ok());
+/// assert!(parse_url("params.webhook", "http://127.0.0.1:8080/x", false).is_ok()); // loopback
+/// let e = parse_url("params.webhook", "http://hooks.example/x?token=s3cret", false).unwrap_err();
+/// assert_eq!(e.field(), Some("params.webhook"));
+/// assert!(!e.to_string().contains("s3cret")); // the value is never echoed
+/// assert!(parse_url("params.webhook", "http://hooks.example/x", true).is_ok());
+/// ```
 pub fn parse_url(field: &str, value: &str, allow_http: bool) -> Result<Url> {
     let url = Url::parse(value.trim())
         .map_err(|e| Error::config(field, format!("not a valid URL ({e})")))?;
@@ -297,6 +407,14 @@ pub fn parse_url(field: &str, value: &str, allow_http: bool) -> Result<Url> {
 }
 
 /// `base` with `path` appended (`base_url` params may or may not end in `/`).
+///
+/// ```
+/// use alertkit::http::join_url;
+/// let j = |b: &str| join_url(&b.parse().unwrap(), "v1/send").unwrap().to_string();
+/// assert_eq!(j("https://api.example"), "https://api.example/v1/send");
+/// assert_eq!(j("https://api.example/base/"), "https://api.example/base/v1/send");
+/// assert_eq!(j("https://api.example/base"), "https://api.example/base/v1/send");
+/// ```
 pub fn join_url(base: &Url, path: &str) -> Result<Url> {
     let mut u = base.clone();
     {
@@ -376,6 +494,13 @@ pub fn redact_url(url: &Url) -> String {
 /// Slack's `/services/T000/B000/<24 random characters>`, Telegram's
 /// `bot123456:AAH…`, a key in the path. Long (20+) runs of letters and
 /// digits that mix digits with letters or cases, or hold a `:`.
+///
+/// ```
+/// use alertkit::http::looks_like_token;
+/// assert!(looks_like_token("bot123456:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw")); // Telegram
+/// assert!(looks_like_token("a8Kx2pQ9rT4vW7yZ1bC3dE5f")); // 24 random characters
+/// assert!(!looks_like_token("send") && !looks_like_token("open-apis"));
+/// ```
 pub fn looks_like_token(seg: &str) -> bool {
     let s = seg.trim();
     if s.len() < 16 {
@@ -462,6 +587,14 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
 
 /// What a platform answered: status, the `Retry-After` it asked for, and
 /// the body parsed as JSON (`Null` when it was not JSON).
+///
+/// ```
+/// use alertkit::http::Reply;
+/// let reply = Reply::new(reqwest::StatusCode::OK, serde_json::json!({"errcode": 310000, "errmsg": "keywords not in content"}));
+/// assert_eq!(reply.code().as_deref(), Some("310000"));
+/// assert!(!reply.code_is_zero());
+/// assert_eq!(reply.message(), "keywords not in content");
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Reply {
@@ -477,6 +610,13 @@ pub struct Reply {
 
 impl Reply {
     /// An answer with `status` and `body` (for channels' tests and fakes).
+    ///
+    /// ```
+    /// use alertkit::http::Reply;
+    /// let reply = Reply::new(reqwest::StatusCode::TOO_MANY_REQUESTS, serde_json::Value::Null);
+    /// assert_eq!(reply.status, 429);
+    /// assert!(reply.retry_after.is_none() && reply.location.is_none());
+    /// ```
     pub fn new(status: StatusCode, body: serde_json::Value) -> Self {
         Reply {
             status,
@@ -488,6 +628,14 @@ impl Reply {
 
     /// The body's `errcode`/`code`/`StatusCode`, as a string (numbers and
     /// strings alike), the first one present.
+    ///
+    /// ```
+    /// use alertkit::http::Reply;
+    /// let r = |body| Reply::new(reqwest::StatusCode::OK, body);
+    /// assert_eq!(r(serde_json::json!({"errcode": 0})).code().as_deref(), Some("0"));
+    /// assert_eq!(r(serde_json::json!({"code": "9499"})).code().as_deref(), Some("9499")); // strings too
+    /// assert_eq!(r(serde_json::json!({"ok": true})).code(), None);
+    /// ```
     pub fn code(&self) -> Option<String> {
         self.code_value().map(|v| match v {
             serde_json::Value::String(s) => s.clone(),
@@ -497,6 +645,15 @@ impl Reply {
 
     /// Whether [`code`](Reply::code) is `"0"` (success on every platform
     /// here), without building the string.
+    ///
+    /// ```
+    /// use alertkit::http::Reply;
+    /// let r = |body| Reply::new(reqwest::StatusCode::OK, body);
+    /// assert!(r(serde_json::json!({"errcode": 0})).code_is_zero());
+    /// assert!(r(serde_json::json!({"StatusCode": "0"})).code_is_zero());
+    /// assert!(!r(serde_json::json!({"code": 19021})).code_is_zero());
+    /// assert!(!r(serde_json::Value::Null).code_is_zero());
+    /// ```
     pub fn code_is_zero(&self) -> bool {
         match self.code_value() {
             Some(serde_json::Value::Number(n)) => n.as_u64() == Some(0) || n.as_i64() == Some(0),
@@ -518,6 +675,12 @@ impl Reply {
     /// The body's `errmsg`/`msg`/`message`/`StatusMessage`, with anything
     /// that looks like a credential taken out and cut to [`MAX_MESSAGE`]
     /// (see [`scrub`]): platforms echo parts of the request in errors.
+    ///
+    /// ```
+    /// use alertkit::http::Reply;
+    /// let reply = Reply::new(reqwest::StatusCode::OK, serde_json::json!({"errcode": 40014, "errmsg": "invalid access_token=abc123"}));
+    /// assert_eq!(reply.message(), "invalid access_token=REDACTED");
+    /// ```
     pub fn message(&self) -> String {
         let raw = ["errmsg", "msg", "message", "StatusMessage"]
             .iter()
@@ -530,6 +693,25 @@ impl Reply {
 /// Sends `body` as JSON and reads the answer whatever the status. Transport
 /// failures become [`ErrorKind::Transport`]/[`ErrorKind::Timeout`] errors
 /// with the URL stripped.
+///
+/// ```
+/// # use std::collections::BTreeMap;
+/// # use alertkit::testkit::{FakeServer, Platform, wiremock::Request};
+/// # struct Ok0;
+/// # impl Platform for Ok0 {
+/// #     fn handle(&mut self, _: &Request, _: &BTreeMap<String, String>) -> (u16, serde_json::Value) { (200, serde_json::json!({"code": 0})) }
+/// #     fn is_message(&self, _: &str) -> bool { true }
+/// # }
+/// use alertkit::http::send_json;
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// let fake = FakeServer::start(Ok0).await;
+/// let url = format!("{}/v1/send", fake.uri()).parse().unwrap();
+/// let body = serde_json::json!({"text": "disk full"});
+/// let reply = send_json(alertkit::Http::new().client(), reqwest::Method::POST, &url, Default::default(), Some(&body)).await.unwrap();
+/// assert!(reply.code_is_zero());
+/// assert_eq!(fake.accepted()[0].body["text"], "disk full");
+/// # });
+/// ```
 pub async fn send_json<B: Serialize + ?Sized>(
     client: &reqwest::Client,
     method: Method,
@@ -558,6 +740,25 @@ pub(crate) fn json_bytes<T: Serialize + ?Sized>(value: &T, capacity: usize) -> R
 }
 
 /// Posts raw bytes (an already serialized, size-checked payload) as JSON.
+///
+/// ```
+/// # use std::collections::BTreeMap;
+/// # use alertkit::testkit::{FakeServer, Platform, wiremock::Request};
+/// # struct Ok0;
+/// # impl Platform for Ok0 {
+/// #     fn handle(&mut self, _: &Request, _: &BTreeMap<String, String>) -> (u16, serde_json::Value) { (200, serde_json::json!({"code": 0})) }
+/// #     fn is_message(&self, _: &str) -> bool { true }
+/// # }
+/// use alertkit::http::post_bytes;
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// let fake = FakeServer::start(Ok0).await;
+/// let url = format!("{}/v1/send", fake.uri()).parse().unwrap();
+/// let body = br#"{"text":"disk full"}"#.to_vec(); // serialized and size-checked already
+/// let reply = post_bytes(alertkit::Http::new().client(), &url, Default::default(), body).await.unwrap();
+/// assert_eq!(reply.status, 200);
+/// assert_eq!(fake.accepted()[0].body["text"], "disk full");
+/// # });
+/// ```
 pub async fn post_bytes(
     client: &reqwest::Client,
     url: &Url,
@@ -626,6 +827,17 @@ fn redacted_location(headers: &HeaderMap, url: &Url) -> String {
 
 /// `Retry-After: <seconds>` (HTTP dates are rare on these APIs and ignored).
 /// A server's word is capped at [`MAX_SERVER_WAIT`].
+///
+/// ```
+/// use std::time::Duration;
+/// use alertkit::http::{MAX_SERVER_WAIT, parse_retry_after};
+/// use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+/// let h = |v: &'static str| HeaderMap::from_iter([(RETRY_AFTER, HeaderValue::from_static(v))]);
+/// assert_eq!(parse_retry_after(&h("30")), Some(Duration::from_secs(30)));
+/// assert_eq!(parse_retry_after(&h("Wed, 21 Oct 2026 07:28:00 GMT")), None); // dates are ignored
+/// assert_eq!(parse_retry_after(&h("99999999")), Some(MAX_SERVER_WAIT)); // capped
+/// assert_eq!(parse_retry_after(&HeaderMap::new()), None);
+/// ```
 pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?;
     v.trim()
@@ -639,6 +851,18 @@ pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
 pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(86_400);
 
 /// A reqwest error as an alertkit error, without the URL (it may hold a token).
+///
+/// ```
+/// use alertkit::ErrorKind;
+/// use alertkit::http::transport_error;
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let url: url::Url = "http://127.0.0.1:1/robot/send?access_token=s3cret".parse().unwrap();
+/// let e = reqwest::Client::new().post(url.clone()).send().await.unwrap_err(); // nothing listens
+/// let e = transport_error(e, &url);
+/// assert_eq!(e.kind(), ErrorKind::Transport);
+/// assert!(e.is_retryable() && !e.to_string().contains("s3cret"));
+/// # });
+/// ```
 pub fn transport_error(e: reqwest::Error, url: &Url) -> Error {
     let kind = if e.is_timeout() {
         ErrorKind::Timeout
@@ -660,6 +884,15 @@ pub fn transport_error(e: reqwest::Error, url: &Url) -> Error {
 /// An error for an answer that is not what the platform documents (not
 /// JSON, or no code): retryable for 5xx, 408 and 429, permanent otherwise;
 /// its [`http_status`](Error::http_status) is the answer's.
+///
+/// ```
+/// use alertkit::ErrorKind;
+/// use alertkit::http::{Reply, unexpected_reply};
+/// let e = unexpected_reply(&Reply::new(reqwest::StatusCode::BAD_GATEWAY, serde_json::Value::Null));
+/// assert_eq!((e.kind(), e.is_retryable(), e.http_status()), (ErrorKind::Platform, true, Some(502)));
+/// let e = unexpected_reply(&Reply::new(reqwest::StatusCode::FORBIDDEN, serde_json::Value::Null));
+/// assert_eq!((e.kind(), e.is_retryable()), (ErrorKind::Unauthorized, false));
+/// ```
 pub fn unexpected_reply(reply: &Reply) -> Error {
     let s = reply.status.as_u16();
     if reply.status.is_redirection() {
@@ -792,6 +1025,13 @@ pub fn token_from(
 }
 
 /// A header value holding a token, marked sensitive (never logged by the client).
+///
+/// ```
+/// use alertkit::http::token_header;
+/// let v = token_header("Bearer t-1").unwrap();
+/// assert!(v.is_sensitive()); // never logged by the client
+/// assert!(token_header("t-1\nInjected: yes").is_err());
+/// ```
 pub fn token_header(value: &str) -> Result<reqwest::header::HeaderValue> {
     let mut v = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
         Error::new(
@@ -809,6 +1049,19 @@ pub const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 impl TokenCache {
     /// The cached token, or one fetched with `fetch` (which returns the token
     /// and its lifetime). Only one fetch runs at a time; waiters reuse it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::secrecy::{ExposeSecret, SecretString};
+    /// use alertkit::toolkit::TokenCache;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cache = TokenCache::default();
+    /// let t = cache.get(|| async { Ok((SecretString::from("t-1"), Duration::from_secs(7200))) }).await.unwrap();
+    /// assert_eq!(t.expose_secret(), "t-1");
+    /// let t = cache.get(|| async { Ok((SecretString::from("t-2"), Duration::from_secs(7200))) }).await.unwrap();
+    /// assert_eq!(t.expose_secret(), "t-1"); // cached: the second fetch did not run
+    /// # });
+    /// ```
     pub async fn get<F, Fut>(&self, fetch: F) -> Result<SecretString>
     where
         F: FnOnce() -> Fut,
@@ -836,6 +1089,23 @@ impl TokenCache {
     /// needed). If it fails with an error `stale` recognises as a bad or
     /// expired token, drops exactly that token, fetches a new one and runs
     /// `attempt` once more: the one refresh every platform's contract asks for.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::secrecy::{ExposeSecret, SecretString};
+    /// use alertkit::toolkit::TokenCache;
+    /// use alertkit::{Error, ErrorKind};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cache = TokenCache::default();
+    /// let fetch = || async { Ok((SecretString::from("t-1"), Duration::from_secs(7200))) };
+    /// let stale = |e: &Error| e.kind() == ErrorKind::Unauthorized;
+    /// // A refusal that is not about the token is not retried.
+    /// let e = cache.with_token(fetch, stale, |_t| async { Err::<(), _>(Error::new(ErrorKind::RateLimited, "slow down")) }).await;
+    /// assert_eq!(e.unwrap_err().kind(), ErrorKind::RateLimited);
+    /// let ok = cache.with_token(fetch, stale, |t| async move { Ok(t.expose_secret().len()) }).await.unwrap();
+    /// assert_eq!(ok, 3);
+    /// # });
+    /// ```
     pub async fn with_token<F, Fut, A, AFut, T>(
         &self,
         fetch: F,
@@ -859,6 +1129,20 @@ impl TokenCache {
     }
 
     /// Drops `used` if it is still the cached token (a concurrent refresh is kept).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::secrecy::{ExposeSecret, SecretString};
+    /// use alertkit::toolkit::TokenCache;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cache = TokenCache::default();
+    /// let t1 = cache.get(|| async { Ok((SecretString::from("t-1"), Duration::from_secs(7200))) }).await.unwrap();
+    /// cache.invalidate(&SecretString::from("other")).await; // not the cached one: kept
+    /// cache.invalidate(&t1).await;
+    /// let t2 = cache.get(|| async { Ok((SecretString::from("t-2"), Duration::from_secs(7200))) }).await.unwrap();
+    /// assert_eq!(t2.expose_secret(), "t-2");
+    /// # });
+    /// ```
     pub async fn invalidate(&self, used: &SecretString) {
         let mut slot = self.slot.lock().await;
         if slot
