@@ -145,13 +145,61 @@ impl Fault {
 /// ```
 pub trait Platform: Send + 'static {
     /// The status and JSON body for one request.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use alertkit::testkit::{Platform, wiremock::Request};
+    /// use serde_json::{json, Value};
+    /// struct Robot;
+    /// impl Platform for Robot {
+    ///     fn handle(&mut self, _: &Request, query: &BTreeMap<String, String>) -> (u16, Value) {
+    ///         match query.get("access_token").map(String::as_str) {
+    ///             Some("good") => (200, json!({"errcode": 0})),
+    ///             _ => (200, json!({"errcode": 300001, "errmsg": "token is not exist"})),
+    ///         }
+    ///     }
+    ///     fn is_message(&self, path: &str) -> bool { path == "/robot/send" }
+    /// }
+    /// assert!(Robot.is_message("/robot/send") && !Robot.is_message("/gettoken"));
+    /// ```
     fn handle(&mut self, req: &Request, query: &BTreeMap<String, String>) -> (u16, Value);
     /// Whether a successful answer on `path` delivered a message (not a token call).
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use alertkit::testkit::{Platform, wiremock::Request};
+    /// struct Bot;
+    /// impl Platform for Bot {
+    ///     fn handle(&mut self, _: &Request, _: &BTreeMap<String, String>) -> (u16, serde_json::Value) { (200, serde_json::json!({"code": 0})) }
+    ///     // Token calls succeed too, but deliver nothing: not counted in `accepted()`.
+    ///     fn is_message(&self, path: &str) -> bool { path.ends_with("/message") }
+    /// }
+    /// assert!(Bot.is_message("/open-apis/im/v1/message") && !Bot.is_message("/auth/token"));
+    /// ```
     fn is_message(&self, path: &str) -> bool;
     /// The platform's de-dup key of a message request and how long the
     /// platform remembers it (DingTalk `msgUuid`, Feishu `uuid`, WeCom's
     /// duplicate check): a request whose key was accepted within that time
     /// gets the first answer again and posts nothing.
+    ///
+    /// ```
+    /// use std::{collections::BTreeMap, time::Duration};
+    /// use alertkit::testkit::{FakeServer, Platform, wiremock::Request};
+    /// struct Bot;
+    /// impl Platform for Bot {
+    ///     fn handle(&mut self, _: &Request, _: &BTreeMap<String, String>) -> (u16, serde_json::Value) { (200, serde_json::json!({"code": 0})) }
+    ///     fn is_message(&self, _: &str) -> bool { true }
+    ///     fn dedup_key(&self, req: &Request, _: &BTreeMap<String, String>) -> Option<(String, Duration)> {
+    ///         let body: serde_json::Value = serde_json::from_slice(&req.body).ok()?;
+    ///         Some((body["uuid"].as_str()?.to_owned(), Duration::from_secs(3600)))
+    ///     }
+    /// }
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let fake = FakeServer::start(Bot).await;
+    /// for _ in 0..2 { reqwest::Client::new().post(fake.uri()).body(r#"{"uuid": "u-1"}"#).send().await.unwrap(); }
+    /// assert_eq!((fake.requests().len(), fake.accepted().len()), (2, 1)); // the second is a duplicate
+    /// # });
+    /// ```
     fn dedup_key(
         &self,
         req: &Request,
@@ -175,6 +223,22 @@ struct Shared<P> {
 /// wiremock server and a small proxy (so a [`Fault::Drop`] can close a
 /// connection without an answer), recording every request. Clones share
 /// the server; it stops with the last one. See [`Platform`] for an example.
+///
+/// ```
+/// # use std::collections::BTreeMap;
+/// use alertkit::testkit::{FakeServer, Platform, wiremock::Request};
+/// struct Ok0;
+/// impl Platform for Ok0 {
+///     fn handle(&mut self, _: &Request, _: &BTreeMap<String, String>) -> (u16, serde_json::Value) { (200, serde_json::json!({"code": 0})) }
+///     fn is_message(&self, _: &str) -> bool { true }
+/// }
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// let fake = FakeServer::start(Ok0).await;
+/// let other = fake.clone(); // the same server
+/// reqwest::Client::new().post(format!("{}/send", fake.uri())).body("{}").send().await.unwrap();
+/// assert_eq!(other.accepted()[0].path, "/send");
+/// # });
+/// ```
 pub struct FakeServer<P> {
     server: Arc<MockServer>,
     /// The proxy's address (clients' way in) and its accept loop, if it
@@ -203,6 +267,21 @@ impl<P> Clone for FakeServer<P> {
 
 impl<P: Platform> FakeServer<P> {
     /// Starts the server on 127.0.0.1.
+    ///
+    /// ```
+    /// # use std::collections::BTreeMap;
+    /// use alertkit::testkit::{FakeServer, Platform, wiremock::Request};
+    /// struct Teapot;
+    /// impl Platform for Teapot {
+    ///     fn handle(&mut self, _: &Request, _: &BTreeMap<String, String>) -> (u16, serde_json::Value) { (418, serde_json::json!({"code": 418})) }
+    ///     fn is_message(&self, _: &str) -> bool { true }
+    /// }
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let fake = FakeServer::start(Teapot).await;
+    /// let resp = reqwest::Client::new().get(fake.uri()).send().await.unwrap();
+    /// assert_eq!(resp.status(), 418);
+    /// # });
+    /// ```
     pub async fn start(platform: P) -> Self {
         let server = MockServer::start().await;
         let state = Arc::new(Mutex::new(Shared {
@@ -242,11 +321,44 @@ impl<P: Platform> FakeServer<P> {
     }
 
     /// Reads or changes the platform's state.
+    ///
+    /// ```
+    /// # use std::collections::BTreeMap;
+    /// use alertkit::testkit::{FakeServer, Platform, wiremock::Request};
+    /// struct Switch { up: bool }
+    /// impl Platform for Switch {
+    ///     fn handle(&mut self, _: &Request, _: &BTreeMap<String, String>) -> (u16, serde_json::Value) {
+    ///         if self.up { (200, serde_json::json!({})) } else { (503, serde_json::json!({})) }
+    ///     }
+    ///     fn is_message(&self, _: &str) -> bool { true }
+    /// }
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let fake = FakeServer::start(Switch { up: true }).await;
+    /// fake.with(|p| p.up = false); // the platform goes down
+    /// assert_eq!(reqwest::get(fake.uri()).await.unwrap().status(), 503);
+    /// # });
+    /// ```
     pub fn with<R>(&self, f: impl FnOnce(&mut P) -> R) -> R {
         f(&mut self.lock().platform)
     }
 
     /// `http://127.0.0.1:PORT`.
+    ///
+    /// ```
+    /// # use std::collections::BTreeMap;
+    /// # use alertkit::testkit::{FakeServer, Platform, wiremock::Request};
+    /// # struct Ok0;
+    /// # impl Platform for Ok0 {
+    /// #     fn handle(&mut self, _: &Request, _: &BTreeMap<String, String>) -> (u16, serde_json::Value) { (200, serde_json::json!({"code": 0})) }
+    /// #     fn is_message(&self, _: &str) -> bool { true }
+    /// # }
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let fake = FakeServer::start(Ok0).await;
+    /// assert!(fake.uri().starts_with("http://127.0.0.1:"));
+    /// // An instance's base URL points here: `http://` is allowed for a loopback host.
+    /// assert!(alertkit::http::parse_url("params.base_url", &fake.uri(), false).is_ok());
+    /// # });
+    /// ```
     pub fn uri(&self) -> String {
         match &self.proxy {
             Some((addr, _)) => format!("http://{addr}"),
@@ -255,11 +367,46 @@ impl<P: Platform> FakeServer<P> {
     }
 
     /// The next request gets `fault` instead of the platform's answer.
+    ///
+    /// ```
+    /// # use std::collections::BTreeMap;
+    /// # use alertkit::testkit::{FakeServer, Platform, wiremock::Request};
+    /// # struct Ok0;
+    /// # impl Platform for Ok0 {
+    /// #     fn handle(&mut self, _: &Request, _: &BTreeMap<String, String>) -> (u16, serde_json::Value) { (200, serde_json::json!({"code": 0})) }
+    /// #     fn is_message(&self, _: &str) -> bool { true }
+    /// # }
+    /// use alertkit::testkit::Fault;
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let fake = FakeServer::start(Ok0).await;
+    /// fake.push_fault(Fault::Reply(500, serde_json::json!({"code": 500})));
+    /// assert_eq!(reqwest::get(fake.uri()).await.unwrap().status(), 500); // the fault
+    /// assert_eq!(reqwest::get(fake.uri()).await.unwrap().status(), 200); // used up
+    /// # });
+    /// ```
     pub fn push_fault(&self, fault: Fault) {
         self.lock().faults.push_back((None, fault));
     }
 
     /// The next request whose path ends with `path_suffix` gets `fault`.
+    ///
+    /// ```
+    /// # use std::collections::BTreeMap;
+    /// # use alertkit::testkit::{FakeServer, Platform, wiremock::Request};
+    /// # struct Ok0;
+    /// # impl Platform for Ok0 {
+    /// #     fn handle(&mut self, _: &Request, _: &BTreeMap<String, String>) -> (u16, serde_json::Value) { (200, serde_json::json!({"code": 0})) }
+    /// #     fn is_message(&self, _: &str) -> bool { true }
+    /// # }
+    /// use alertkit::testkit::Fault;
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let fake = FakeServer::start(Ok0).await;
+    /// fake.push_fault_on("/gettoken", Fault::errcode(40001, "invalid credential"));
+    /// let get = |p: &str| reqwest::get(format!("{}{p}", fake.uri()));
+    /// assert_eq!(get("/send").await.unwrap().json::<serde_json::Value>().await.unwrap()["code"], 0); // not this path
+    /// assert_eq!(get("/gettoken").await.unwrap().json::<serde_json::Value>().await.unwrap()["errcode"], 40001);
+    /// # });
+    /// ```
     pub fn push_fault_on(&self, path_suffix: &str, fault: Fault) {
         self.lock()
             .faults
@@ -267,12 +414,47 @@ impl<P: Platform> FakeServer<P> {
     }
 
     /// Every request so far, with what was answered.
+    ///
+    /// ```
+    /// # use std::collections::BTreeMap;
+    /// # use alertkit::testkit::{FakeServer, Platform, wiremock::Request};
+    /// # struct Ok0;
+    /// # impl Platform for Ok0 {
+    /// #     fn handle(&mut self, _: &Request, _: &BTreeMap<String, String>) -> (u16, serde_json::Value) { (200, serde_json::json!({"code": 0})) }
+    /// #     fn is_message(&self, _: &str) -> bool { true }
+    /// # }
+    /// use alertkit::testkit::Fault;
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let fake = FakeServer::start(Ok0).await;
+    /// fake.push_fault(Fault::Reply(429, serde_json::json!({"code": 429})));
+    /// reqwest::get(format!("{}/send?key=k1", fake.uri())).await.unwrap();
+    /// let r = &fake.requests()[0];
+    /// assert_eq!((r.path.as_str(), r.query["key"].as_str(), r.status, r.accepted), ("/send", "k1", 429, false));
+    /// # });
+    /// ```
     pub fn requests(&self) -> Vec<Recorded> {
         self.lock().records.clone()
     }
 
     /// The requests the platform accepted as messages (not token calls,
     /// faults, refusals or duplicates).
+    ///
+    /// ```
+    /// # use std::collections::BTreeMap;
+    /// # use alertkit::testkit::{FakeServer, Platform, wiremock::Request};
+    /// # struct Ok0;
+    /// # impl Platform for Ok0 {
+    /// #     fn handle(&mut self, _: &Request, _: &BTreeMap<String, String>) -> (u16, serde_json::Value) { (200, serde_json::json!({"code": 0})) }
+    /// #     fn is_message(&self, path: &str) -> bool { path == "/send" }
+    /// # }
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let fake = FakeServer::start(Ok0).await; // `/send` delivers, other paths do not
+    /// reqwest::get(format!("{}/gettoken", fake.uri())).await.unwrap();
+    /// reqwest::get(format!("{}/send", fake.uri())).await.unwrap();
+    /// assert_eq!(fake.requests().len(), 2);
+    /// assert_eq!(fake.accepted().len(), 1);
+    /// # });
+    /// ```
     pub fn accepted(&self) -> Vec<Recorded> {
         self.lock()
             .records
@@ -510,6 +692,14 @@ pub struct RateWindow {
 
 impl RateWindow {
     /// `limit` sends per `window` per key, then refused for `throttle`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::testkit::RateWindow;
+    /// let mut w = RateWindow::new(1, Duration::from_secs(60), Duration::from_secs(600));
+    /// assert!(!w.limited("k"));
+    /// assert!(w.limited("k"));
+    /// ```
     pub fn new(limit: u32, window: Duration, throttle: Duration) -> Self {
         RateWindow {
             limit,
@@ -521,6 +711,15 @@ impl RateWindow {
     }
 
     /// Counts a send for `key`; true when it must be refused.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::testkit::RateWindow;
+    /// let mut w = RateWindow::new(1, Duration::from_millis(20), Duration::ZERO);
+    /// assert!(!w.limited("k") && w.limited("k"));
+    /// std::thread::sleep(Duration::from_millis(30));
+    /// assert!(!w.limited("k")); // the window slid past
+    /// ```
     pub fn limited(&mut self, key: &str) -> bool {
         let now = Instant::now();
         if self.throttled_until.get(key).is_some_and(|t| *t > now) {
@@ -542,6 +741,16 @@ impl RateWindow {
 }
 
 /// Whether a presented token is good.
+///
+/// ```
+/// use std::time::Duration;
+/// use alertkit::testkit::{TokenState, Tokens};
+/// let mut tokens = Tokens::new();
+/// tokens.set_ttl(Duration::ZERO);
+/// let t = tokens.issue("app-1");
+/// assert_eq!(tokens.check(&t), TokenState::Expired);
+/// assert_eq!(tokens.check("never-issued"), TokenState::Unknown);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenState {
@@ -582,6 +791,14 @@ impl Default for Tokens {
 
 impl Tokens {
     /// None issued yet; tokens live 7,200 s.
+    ///
+    /// ```
+    /// use alertkit::testkit::{TokenState, Tokens};
+    /// let mut tokens = Tokens::new();
+    /// assert_eq!(tokens.fetches(), 0);
+    /// let t = tokens.issue("app-1");
+    /// assert_eq!(tokens.check(&t), TokenState::Valid); // lives 7,200 s
+    /// ```
     pub fn new() -> Self {
         Tokens {
             ttl: Duration::from_secs(7200),
@@ -592,16 +809,41 @@ impl Tokens {
     }
 
     /// Sets how long new tokens live.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::testkit::{TokenState, Tokens};
+    /// let mut tokens = Tokens::new();
+    /// tokens.set_ttl(Duration::from_millis(20));
+    /// let t = tokens.issue("app-1");
+    /// std::thread::sleep(Duration::from_millis(30));
+    /// assert_eq!(tokens.check(&t), TokenState::Expired);
+    /// ```
     pub fn set_ttl(&mut self, ttl: Duration) {
         self.ttl = ttl;
     }
 
     /// How many tokens were issued.
+    ///
+    /// ```
+    /// use alertkit::testkit::Tokens;
+    /// let mut tokens = Tokens::new();
+    /// tokens.issue("app-1");
+    /// tokens.issue("app-2");
+    /// assert_eq!(tokens.fetches(), 2);
+    /// ```
     pub fn fetches(&self) -> u32 {
         self.fetches
     }
 
     /// Issues a new token to `app`.
+    ///
+    /// ```
+    /// use alertkit::testkit::Tokens;
+    /// let mut tokens = Tokens::new();
+    /// let (a, b) = (tokens.issue("app-1"), tokens.issue("app-1"));
+    /// assert_ne!(a, b); // a new token each time
+    /// ```
     pub fn issue(&mut self, app: &str) -> String {
         self.fetches += 1;
         self.next += 1;
@@ -612,6 +854,14 @@ impl Tokens {
     }
 
     /// Whether `token` is good.
+    ///
+    /// ```
+    /// use alertkit::testkit::{TokenState, Tokens};
+    /// let mut tokens = Tokens::new();
+    /// let t = tokens.issue("app-1");
+    /// assert_eq!(tokens.check(&t), TokenState::Valid);
+    /// assert_eq!(tokens.check("forged"), TokenState::Unknown);
+    /// ```
     pub fn check(&self, token: &str) -> TokenState {
         match self.issued.get(token) {
             Some((_, exp)) if *exp > Instant::now() => TokenState::Valid,
@@ -621,11 +871,29 @@ impl Tokens {
     }
 
     /// The app a token was issued to.
+    ///
+    /// ```
+    /// use alertkit::testkit::Tokens;
+    /// let mut tokens = Tokens::new();
+    /// let t = tokens.issue("app-1");
+    /// assert_eq!(tokens.owner(&t).as_deref(), Some("app-1"));
+    /// assert_eq!(tokens.owner("forged"), None);
+    /// ```
     pub fn owner(&self, token: &str) -> Option<String> {
         self.issued.get(token).map(|(app, _)| app.clone())
     }
 
     /// Expires every token issued so far.
+    ///
+    /// ```
+    /// use alertkit::testkit::{TokenState, Tokens};
+    /// let mut tokens = Tokens::new();
+    /// let t = tokens.issue("app-1");
+    /// tokens.expire_all();
+    /// assert_eq!(tokens.check(&t), TokenState::Expired);
+    /// let fresh = tokens.issue("app-1"); // issued after: valid
+    /// assert_eq!(tokens.check(&fresh), TokenState::Valid);
+    /// ```
     pub fn expire_all(&mut self) {
         let now = Instant::now();
         self.issued.values_mut().for_each(|(_, e)| *e = now);
