@@ -29,6 +29,17 @@ use crate::config::InstanceConfig;
 pub trait Layer: Send + Sync + 'static {
     /// `channel` wrapped; `instance` is the config it was built from (its
     /// name, type, params and policy).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use alertkit::policy::Layer;
+    /// use alertkit::testkit::RecordingChannel;
+    /// use alertkit::{AlertChannel, InstanceConfig};
+    /// let passthrough = |ch: Arc<dyn AlertChannel>, inst: &InstanceConfig| { assert_eq!(inst.name, "ops"); ch };
+    /// let inner: Arc<dyn AlertChannel> = Arc::new(RecordingChannel::new());
+    /// let wrapped = passthrough.wrap(inner.clone(), &InstanceConfig::new("ops", "recording"));
+    /// assert!(Arc::ptr_eq(&inner, &wrapped));
+    /// ```
     fn wrap(
         &self,
         channel: Arc<dyn AlertChannel>,

@@ -61,12 +61,52 @@ pub trait SharedState: Send + Sync + std::fmt::Debug + 'static {
     /// Takes one slot in every window of `rates` for `key`, or says how long
     /// to wait until all have room. Sliding windows: at most `count` slots
     /// in any span of `per`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::Rate;
+    /// use alertkit::policy::{MemoryState, SharedState, Slot};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let state = MemoryState::new();
+    /// let rates = [Rate::per_second(1), Rate::per_minute(20)]; // all must hold
+    /// assert!(matches!(state.acquire("robot-a", &rates).await.unwrap(), Slot::Taken { .. }));
+    /// let Slot::Wait(wait) = state.acquire("robot-a", &rates).await.unwrap() else { panic!("full") };
+    /// assert!(wait <= Duration::from_secs(1));
+    /// assert!(matches!(state.acquire("robot-b", &rates).await.unwrap(), Slot::Taken { .. })); // per key
+    /// # });
+    /// ```
     async fn acquire(&self, key: &str, rates: &[Rate]) -> Result<Slot>;
 
     /// The alert state last delivered under `key` and when.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::chrono::Utc;
+    /// use alertkit::policy::{MemoryState, SharedState};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let state = MemoryState::new();
+    /// assert_eq!(state.last_delivery("dedup:g:fp").await.unwrap(), None);
+    /// let at = Utc::now();
+    /// state.record_delivery("dedup:g:fp", "resolved", at, Duration::from_secs(60)).await.unwrap();
+    /// assert_eq!(state.last_delivery("dedup:g:fp").await.unwrap(), Some(("resolved".to_owned(), at)));
+    /// # });
+    /// ```
     async fn last_delivery(&self, key: &str) -> Result<Option<(String, DateTime<Utc>)>>;
 
     /// Records a delivery of `state` under `key`, kept at least `keep`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::chrono::Utc;
+    /// use alertkit::policy::{MemoryState, SharedState};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let state = MemoryState::new();
+    /// state.record_delivery("k", "firing", Utc::now(), Duration::from_secs(60)).await.unwrap();
+    /// state.record_delivery("k", "resolved", Utc::now(), Duration::from_secs(60)).await.unwrap(); // replaces
+    /// assert_eq!(state.last_delivery("k").await.unwrap().unwrap().0, "resolved");
+    /// assert_eq!(state.dedup_records(), 1);
+    /// # });
+    /// ```
     async fn record_delivery(
         &self,
         key: &str,
@@ -83,6 +123,19 @@ pub trait SharedState: Send + Sync + std::fmt::Debug + 'static {
     ///
     /// The default is a read then a write, which is not atomic: stores that
     /// can (both built-in ones do) override it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::chrono::Utc;
+    /// use alertkit::policy::{Claim, MemoryState, SharedState};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let state = MemoryState::new();
+    /// let (now, every) = (Utc::now(), Duration::from_secs(600));
+    /// let claims = futures_util::future::join_all((0..5).map(|_| state.claim("dedup:g:fp", "firing", now, every))).await;
+    /// let granted = claims.iter().filter(|c| matches!(c, Ok(Claim::Granted { .. }))).count();
+    /// assert_eq!(granted, 1); // of many concurrent identical claims, exactly one
+    /// # });
+    /// ```
     async fn claim(
         &self,
         key: &str,
@@ -101,6 +154,19 @@ pub trait SharedState: Send + Sync + std::fmt::Debug + 'static {
     /// Undoes a granted [`claim`](SharedState::claim) made at `at` whose
     /// send failed: puts `previous` back (or removes the record), unless
     /// another claim replaced it meanwhile.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use alertkit::chrono::Utc;
+    /// use alertkit::policy::{Claim, MemoryState, SharedState};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let state = MemoryState::new();
+    /// let (now, every) = (Utc::now(), Duration::from_secs(600));
+    /// let Claim::Granted { previous } = state.claim("k", "firing", now, every).await.unwrap() else { panic!() };
+    /// state.release("k", now, previous, every).await.unwrap(); // the send failed
+    /// assert!(matches!(state.claim("k", "firing", now, every).await.unwrap(), Claim::Granted { .. })); // claimable again
+    /// # });
+    /// ```
     async fn release(
         &self,
         key: &str,
