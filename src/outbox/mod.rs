@@ -327,24 +327,121 @@ pub trait OutboxStore: Send + Sync + Debug + 'static {
     /// Stores a new entry. Fails with [`ErrorKind::Storage`] when the store
     /// is full or cannot be written: the caller must not consider the alert
     /// accepted.
+    ///
+    /// ```
+    /// use alertkit::outbox::{Entry, Journal, OutboxStore};
+    /// # fn entry(n: u8) -> Entry {
+    /// #     let now = alertkit::chrono::Utc::now();
+    /// #     serde_json::from_value(serde_json::json!({"id": format!("{n:032x}"), "group": "g",
+    /// #         "alert": alertkit::Alert::new("disk full"), "accepted_at": now, "next_attempt_at": now})).unwrap()
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-store-append-{}", std::process::id()));
+    /// let store = Journal::open(&dir).unwrap(); // any OutboxStore
+    /// store.append(&entry(1)).await.unwrap(); // durable when this returns
+    /// assert_eq!(store.pending(10).await.unwrap()[0].id, entry(1).id);
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     async fn append(&self, entry: &Entry) -> Result<()>;
 
     /// Up to `max` entries nobody holds, now held by this process (with
     /// their members' progress).
+    ///
+    /// ```
+    /// use alertkit::outbox::{Entry, Journal, OutboxStore};
+    /// # fn entry(n: u8) -> Entry {
+    /// #     let now = alertkit::chrono::Utc::now();
+    /// #     serde_json::from_value(serde_json::json!({"id": format!("{n:032x}"), "group": "g",
+    /// #         "alert": alertkit::Alert::new("disk full"), "accepted_at": now, "next_attempt_at": now})).unwrap()
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-store-claim-{}", std::process::id()));
+    /// let store = Journal::open(&dir).unwrap(); // any OutboxStore
+    /// store.append(&entry(1)).await.unwrap();
+    /// store.append(&entry(2)).await.unwrap();
+    /// assert_eq!(store.claim(1).await.unwrap().len(), 1);
+    /// assert_eq!(store.claim(10).await.unwrap()[0].id, entry(2).id); // the one left
+    /// assert!(store.claim(10).await.unwrap().is_empty()); // both held now
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     async fn claim(&self, max: usize) -> Result<Vec<Entry>>;
 
     /// Says this process still holds these entries; returns the ones it
     /// lost (another replica claimed them). The default holds for ever.
+    ///
+    /// ```
+    /// use alertkit::outbox::{Entry, Journal, OutboxStore};
+    /// # fn entry(n: u8) -> Entry {
+    /// #     let now = alertkit::chrono::Utc::now();
+    /// #     serde_json::from_value(serde_json::json!({"id": format!("{n:032x}"), "group": "g",
+    /// #         "alert": alertkit::Alert::new("disk full"), "accepted_at": now, "next_attempt_at": now})).unwrap()
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-store-keep-{}", std::process::id()));
+    /// let store = Journal::open(&dir).unwrap(); // any OutboxStore
+    /// store.append(&entry(1)).await.unwrap();
+    /// let held: Vec<String> = store.claim(10).await.unwrap().into_iter().map(|e| e.id).collect();
+    /// assert!(store.keep(&held).await.unwrap().is_empty()); // one process: nothing lost
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     async fn keep(&self, ids: &[String]) -> Result<Vec<String>> {
         let _ = ids;
         Ok(Vec::new())
     }
 
     /// Records that one member is finished with (delivered, or failed for good).
+    ///
+    /// ```
+    /// use alertkit::outbox::{Entry, Journal, OutboxStore};
+    /// # fn entry(n: u8) -> Entry {
+    /// #     let now = alertkit::chrono::Utc::now();
+    /// #     serde_json::from_value(serde_json::json!({"id": format!("{n:032x}"), "group": "g",
+    /// #         "alert": alertkit::Alert::new("disk full"), "accepted_at": now, "next_attempt_at": now})).unwrap()
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-store-record-{}", std::process::id()));
+    /// let store = Journal::open(&dir).unwrap(); // any OutboxStore
+    /// # let delivered: alertkit::outbox::MemberState = serde_json::from_value(serde_json::json!({"outcome": "delivered", "at": alertkit::chrono::Utc::now()})).unwrap();
+    /// let e = entry(1);
+    /// store.append(&e).await.unwrap();
+    /// store.claim(10).await.unwrap();
+    /// store.record_member(&e.id, "ops", &delivered).await.unwrap();
+    /// assert!(store.pending(10).await.unwrap()[0].members["ops"].is_delivered());
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     async fn record_member(&self, id: &str, member: &str, state: &MemberState) -> Result<()>;
 
     /// Records several members at once (one write where the store can);
     /// the default records them one by one.
+    ///
+    /// ```
+    /// use alertkit::outbox::{Entry, Journal, OutboxStore};
+    /// # fn entry(n: u8) -> Entry {
+    /// #     let now = alertkit::chrono::Utc::now();
+    /// #     serde_json::from_value(serde_json::json!({"id": format!("{n:032x}"), "group": "g",
+    /// #         "alert": alertkit::Alert::new("disk full"), "accepted_at": now, "next_attempt_at": now})).unwrap()
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-store-records-{}", std::process::id()));
+    /// let store = Journal::open(&dir).unwrap(); // any OutboxStore
+    /// # let delivered: alertkit::outbox::MemberState = serde_json::from_value(serde_json::json!({"outcome": "delivered", "at": alertkit::chrono::Utc::now()})).unwrap();
+    /// let e = entry(1);
+    /// store.append(&e).await.unwrap();
+    /// store.claim(10).await.unwrap();
+    /// store.record_members(&e.id, &[("ops".into(), delivered.clone()), ("mail".into(), delivered)]).await.unwrap();
+    /// assert_eq!(store.pending(10).await.unwrap()[0].members.len(), 2);
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     async fn record_members(&self, id: &str, states: &[(String, MemberState)]) -> Result<()> {
         for (member, state) in states {
             self.record_member(id, member, state).await?;
@@ -354,31 +451,193 @@ pub trait OutboxStore: Send + Sync + Debug + 'static {
 
     /// Writes the entry back after an attempt that left members to retry
     /// (its attempts, next attempt time and members' results).
+    ///
+    /// ```
+    /// use alertkit::outbox::{Entry, Journal, OutboxStore};
+    /// # fn entry(n: u8) -> Entry {
+    /// #     let now = alertkit::chrono::Utc::now();
+    /// #     serde_json::from_value(serde_json::json!({"id": format!("{n:032x}"), "group": "g",
+    /// #         "alert": alertkit::Alert::new("disk full"), "accepted_at": now, "next_attempt_at": now})).unwrap()
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-store-resched-{}", std::process::id()));
+    /// let store = Journal::open(&dir).unwrap(); // any OutboxStore
+    /// store.append(&entry(1)).await.unwrap();
+    /// let mut e = store.claim(10).await.unwrap().remove(0);
+    /// e.attempts += 1;
+    /// e.next_attempt_at += alertkit::chrono::Duration::seconds(30);
+    /// store.reschedule(&e).await.unwrap();
+    /// assert_eq!(store.pending(10).await.unwrap()[0].attempts, 1);
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     async fn reschedule(&self, entry: &Entry) -> Result<()>;
 
     /// Removes a finished entry (every member delivered): pruned.
+    ///
+    /// ```
+    /// use alertkit::outbox::{Entry, Journal, OutboxStore};
+    /// # fn entry(n: u8) -> Entry {
+    /// #     let now = alertkit::chrono::Utc::now();
+    /// #     serde_json::from_value(serde_json::json!({"id": format!("{n:032x}"), "group": "g",
+    /// #         "alert": alertkit::Alert::new("disk full"), "accepted_at": now, "next_attempt_at": now})).unwrap()
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-store-remove-{}", std::process::id()));
+    /// let store = Journal::open(&dir).unwrap(); // any OutboxStore
+    /// store.append(&entry(1)).await.unwrap();
+    /// store.claim(10).await.unwrap();
+    /// store.remove(&entry(1).id).await.unwrap(); // every member delivered
+    /// assert!(store.pending(10).await.unwrap().is_empty());
+    /// assert!(store.dead_letters(10).await.unwrap().is_empty());
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     async fn remove(&self, id: &str) -> Result<()>;
 
     /// Moves an entry to the dead letters.
+    ///
+    /// ```
+    /// use alertkit::outbox::{Entry, Journal, OutboxStore};
+    /// # fn entry(n: u8) -> Entry {
+    /// #     let now = alertkit::chrono::Utc::now();
+    /// #     serde_json::from_value(serde_json::json!({"id": format!("{n:032x}"), "group": "g",
+    /// #         "alert": alertkit::Alert::new("disk full"), "accepted_at": now, "next_attempt_at": now})).unwrap()
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-store-bury-{}", std::process::id()));
+    /// let store = Journal::open(&dir).unwrap(); // any OutboxStore
+    /// store.append(&entry(1)).await.unwrap();
+    /// let mut e = store.claim(10).await.unwrap().remove(0);
+    /// e.dead_reason = Some("out of attempts".into());
+    /// store.bury(&e).await.unwrap();
+    /// assert!(store.pending(10).await.unwrap().is_empty());
+    /// assert_eq!(store.dead_letters(10).await.unwrap()[0].dead_reason.as_deref(), Some("out of attempts"));
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     async fn bury(&self, entry: &Entry) -> Result<()>;
 
     /// Entries not yet finished, oldest first, up to `max`.
+    ///
+    /// ```
+    /// use alertkit::outbox::{Entry, Journal, OutboxStore};
+    /// # fn entry(n: u8) -> Entry {
+    /// #     let now = alertkit::chrono::Utc::now();
+    /// #     serde_json::from_value(serde_json::json!({"id": format!("{n:032x}"), "group": "g",
+    /// #         "alert": alertkit::Alert::new("disk full"), "accepted_at": now, "next_attempt_at": now})).unwrap()
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-store-pending-{}", std::process::id()));
+    /// let store = Journal::open(&dir).unwrap(); // any OutboxStore
+    /// for n in 1..=3 { store.append(&entry(n)).await.unwrap(); }
+    /// let first_two = store.pending(2).await.unwrap();
+    /// assert_eq!(first_two.len(), 2);
+    /// assert_eq!(first_two[0].id, entry(1).id); // oldest first
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     async fn pending(&self, max: usize) -> Result<Vec<Entry>>;
 
     /// Dead letters, oldest first, up to `max`.
+    ///
+    /// ```
+    /// use alertkit::outbox::{Entry, Journal, OutboxStore};
+    /// # fn entry(n: u8) -> Entry {
+    /// #     let now = alertkit::chrono::Utc::now();
+    /// #     serde_json::from_value(serde_json::json!({"id": format!("{n:032x}"), "group": "g",
+    /// #         "alert": alertkit::Alert::new("disk full"), "accepted_at": now, "next_attempt_at": now})).unwrap()
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-store-dead-{}", std::process::id()));
+    /// let store = Journal::open(&dir).unwrap(); // any OutboxStore
+    /// assert!(store.dead_letters(10).await.unwrap().is_empty());
+    /// store.append(&entry(1)).await.unwrap();
+    /// let e = store.claim(10).await.unwrap().remove(0);
+    /// store.bury(&e).await.unwrap();
+    /// assert_eq!(store.dead_letters(10).await.unwrap()[0].id, e.id);
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     async fn dead_letters(&self, max: usize) -> Result<Vec<Entry>>;
 
     /// Moves a dead letter back to pending (as `entry`, reset by the caller);
     /// `false` if there is no such dead letter.
+    ///
+    /// ```
+    /// use alertkit::outbox::{Entry, Journal, OutboxStore};
+    /// # fn entry(n: u8) -> Entry {
+    /// #     let now = alertkit::chrono::Utc::now();
+    /// #     serde_json::from_value(serde_json::json!({"id": format!("{n:032x}"), "group": "g",
+    /// #         "alert": alertkit::Alert::new("disk full"), "accepted_at": now, "next_attempt_at": now})).unwrap()
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-store-revive-{}", std::process::id()));
+    /// let store = Journal::open(&dir).unwrap(); // any OutboxStore
+    /// store.append(&entry(1)).await.unwrap();
+    /// let e = store.claim(10).await.unwrap().remove(0);
+    /// store.bury(&e).await.unwrap();
+    /// assert!(store.revive(&e).await.unwrap()); // back to pending
+    /// assert_eq!(store.pending(10).await.unwrap().len(), 1);
+    /// assert!(!store.revive(&e).await.unwrap()); // no longer a dead letter
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     async fn revive(&self, entry: &Entry) -> Result<bool>;
 
     /// Deletes a dead letter; `false` if there is none with this id.
+    ///
+    /// ```
+    /// use alertkit::outbox::{Entry, Journal, OutboxStore};
+    /// # fn entry(n: u8) -> Entry {
+    /// #     let now = alertkit::chrono::Utc::now();
+    /// #     serde_json::from_value(serde_json::json!({"id": format!("{n:032x}"), "group": "g",
+    /// #         "alert": alertkit::Alert::new("disk full"), "accepted_at": now, "next_attempt_at": now})).unwrap()
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-store-purge-{}", std::process::id()));
+    /// let store = Journal::open(&dir).unwrap(); // any OutboxStore
+    /// store.append(&entry(1)).await.unwrap();
+    /// let e = store.claim(10).await.unwrap().remove(0);
+    /// store.bury(&e).await.unwrap();
+    /// assert!(store.purge(&e.id).await.unwrap());
+    /// assert!(!store.purge(&e.id).await.unwrap()); // already gone
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     async fn purge(&self, id: &str) -> Result<bool>;
 
     /// Makes every entry this process holds claimable again: the worker
     /// that held them stopped (its runtime shut down) and a new one starts.
     /// The default does nothing: right for a store whose holds lapse on
     /// their own (the Redis Streams store's, after `claim_after`).
+    ///
+    /// ```
+    /// use alertkit::outbox::{Entry, Journal, OutboxStore};
+    /// # fn entry(n: u8) -> Entry {
+    /// #     let now = alertkit::chrono::Utc::now();
+    /// #     serde_json::from_value(serde_json::json!({"id": format!("{n:032x}"), "group": "g",
+    /// #         "alert": alertkit::Alert::new("disk full"), "accepted_at": now, "next_attempt_at": now})).unwrap()
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = std::env::temp_dir().join(format!("alertkit-doc-store-release-{}", std::process::id()));
+    /// let store = Journal::open(&dir).unwrap(); // any OutboxStore
+    /// store.append(&entry(1)).await.unwrap();
+    /// assert_eq!(store.claim(10).await.unwrap().len(), 1);
+    /// assert!(store.claim(10).await.unwrap().is_empty()); // held
+    /// store.release_claims().await.unwrap(); // the worker that held it stopped
+    /// assert_eq!(store.claim(10).await.unwrap().len(), 1);
+    /// # drop(store);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # });
+    /// ```
     async fn release_claims(&self) -> Result<()> {
         Ok(())
     }
