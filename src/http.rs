@@ -14,8 +14,21 @@ use url::Url;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Time to establish a connection (TCP + TLS).
+///
+/// ```
+/// use std::time::Duration;
+/// use alertkit::http::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+/// assert_eq!(CONNECT_TIMEOUT, Duration::from_secs(5));
+/// assert!(CONNECT_TIMEOUT < REQUEST_TIMEOUT); // connecting is part of the request's time
+/// ```
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time for a whole request, answer included.
+///
+/// ```
+/// use std::time::Duration;
+/// use alertkit::http::REQUEST_TIMEOUT;
+/// assert_eq!(REQUEST_TIMEOUT, Duration::from_secs(15));
+/// ```
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The HTTP client and caches every instance built by one
@@ -523,6 +536,13 @@ pub fn looks_like_token(seg: &str) -> bool {
 }
 
 /// The most of a platform's message kept in an error (1 KiB).
+///
+/// ```
+/// use alertkit::http::{MAX_MESSAGE, scrub};
+/// let s = scrub(&"keyword missing ".repeat(200), &[]);
+/// assert!(s.ends_with('…'));
+/// assert_eq!(s.len(), MAX_MESSAGE + '…'.len_utf8());
+/// ```
 pub const MAX_MESSAGE: usize = 1024;
 
 /// `text` with credentials taken out: values of `key=`/`token=`/`sign=`
@@ -781,6 +801,26 @@ pub async fn post_bytes(
 
 /// The most of an answer read: platform answers are a few hundred bytes;
 /// past this the rest is left unread and the answer is not JSON.
+///
+/// ```
+/// # use std::collections::BTreeMap;
+/// # use alertkit::testkit::{FakeServer, Platform, wiremock::Request};
+/// # struct Ok0;
+/// # impl Platform for Ok0 {
+/// #     fn handle(&mut self, _: &Request, _: &BTreeMap<String, String>) -> (u16, serde_json::Value) { (200, serde_json::json!({"code": 0})) }
+/// #     fn is_message(&self, _: &str) -> bool { true }
+/// # }
+/// use alertkit::http::{MAX_REPLY, post_bytes};
+/// use alertkit::testkit::Fault;
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// let fake = FakeServer::start(Ok0).await;
+/// let huge = format!(r#"{{"code": 0, "pad": "{}"}}"#, "x".repeat(MAX_REPLY));
+/// fake.push_fault(Fault::Raw { status: 200, headers: vec![], body: huge });
+/// let url = fake.uri().parse().unwrap();
+/// let reply = post_bytes(alertkit::Http::new().client(), &url, Default::default(), b"{}".to_vec()).await.unwrap();
+/// assert!(reply.body.is_null()); // too big to read: not taken as JSON
+/// # });
+/// ```
 pub const MAX_REPLY: usize = 1 << 20;
 
 async fn read_reply(mut resp: reqwest::Response, url: &Url) -> Result<Reply> {
@@ -848,6 +888,14 @@ pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// The longest wait or lifetime a server's answer can set (a `Retry-After`,
 /// a token's `expires_in`): a day. Larger values are taken as this.
+///
+/// ```
+/// use alertkit::http::{MAX_SERVER_WAIT, Reply};
+/// use alertkit::toolkit::token_from;
+/// let reply = Reply::new(reqwest::StatusCode::OK, serde_json::json!({"access_token": "t", "expires_in": 31_536_000}));
+/// let (_, ttl) = token_from(&reply, "access_token", "expires_in").unwrap();
+/// assert_eq!(ttl, MAX_SERVER_WAIT); // a year is taken as a day
+/// ```
 pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(86_400);
 
 /// A reqwest error as an alertkit error, without the URL (it may hold a token).
@@ -1044,6 +1092,14 @@ pub fn token_header(value: &str) -> Result<reqwest::header::HeaderValue> {
 }
 
 /// Refresh this long before the platform's stated expiry.
+///
+/// ```
+/// use std::time::Duration;
+/// use alertkit::http::TOKEN_MARGIN;
+/// // A 2-hour token is refreshed 5 minutes early (a short one, a tenth of its life early).
+/// assert_eq!(TOKEN_MARGIN, Duration::from_secs(300));
+/// assert!(TOKEN_MARGIN <= Duration::from_secs(7200) / 10);
+/// ```
 pub const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 
 impl TokenCache {
