@@ -214,10 +214,25 @@ impl Limiter {
     /// Alerts waiting for `destination` now.
     ///
     /// ```
-    /// use std::sync::Arc;
-    /// use alertkit::policy::{Limiter, MemoryState};
-    /// let limiter = Limiter::new(Arc::new(MemoryState::new()));
-    /// assert_eq!(limiter.waiting("no-such-destination"), 0);
+    /// use std::{sync::Arc, time::Duration};
+    /// use alertkit::policy::{Limiter, MemoryState, RateLimitPolicy, RateLimited};
+    /// use alertkit::{Alert, AlertChannel, Limits, Rate, Receipt};
+    /// #[derive(Debug)]
+    /// struct Robot; // one message a minute
+    /// #[alertkit::async_trait]
+    /// impl AlertChannel for Robot {
+    ///     async fn send(&self, _: &Alert) -> alertkit::Result<Receipt> { Ok(Receipt::new()) }
+    ///     fn limits(&self) -> Limits { Limits::new("robot-a", vec![Rate::per_minute(1)], 4096) }
+    /// }
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// let limiter = Arc::new(Limiter::new(Arc::new(MemoryState::new())));
+    /// let robot = Arc::new(RateLimited::new(Arc::new(Robot), limiter.clone(), RateLimitPolicy::default()));
+    /// robot.send(&Alert::new("first")).await.unwrap(); // the minute's slot
+    /// let r = robot.clone();
+    /// tokio::spawn(async move { r.send(&Alert::new("second")).await });
+    /// tokio::time::sleep(Duration::from_millis(100)).await;
+    /// assert_eq!((limiter.waiting("robot-a"), limiter.waiting("robot-b")), (1, 0));
+    /// # });
     /// ```
     pub fn waiting(&self, destination: &str) -> usize {
         let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
