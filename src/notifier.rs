@@ -1031,7 +1031,7 @@ impl Notifier {
         let ob = self.outbox()?;
         let g = self.group(group).ok_or_else(|| unknown_group(group))?;
         let now = Utc::now();
-        let mut entry = Entry::new(group, alert.clone(), now);
+        let mut entry = Entry::new_at(group, alert.clone(), now);
         span.record("id", entry.id.as_str());
         if let Some((interval, state)) = g.dedup() {
             let key = format!("dedup:{}:{}", g.name(), alert.fingerprint());
@@ -1130,7 +1130,7 @@ impl Notifier {
     /// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
     /// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap()), OutboxOptions::default().max_attempts(1)).unwrap();
     /// let ticket = notifier.enqueue("g", &Alert::new("disk full")).await.unwrap();
-    /// while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; }
+    /// tokio::time::timeout(Duration::from_secs(10), async { while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; } }).await.unwrap();
     /// let dead = notifier.dead_letters().await.unwrap();
     /// assert_eq!(dead[0].id, ticket.id);
     /// assert!(dead[0].dead_reason.is_some());
@@ -1157,7 +1157,7 @@ impl Notifier {
     /// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
     /// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap()), OutboxOptions::default().max_attempts(1)).unwrap();
     /// let ticket = notifier.enqueue("g", &Alert::new("disk full")).await.unwrap();
-    /// while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; }
+    /// tokio::time::timeout(Duration::from_secs(10), async { while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; } }).await.unwrap();
     /// assert!(notifier.retry_dead_letter(&ticket.id).await.unwrap()); // back in the outbox
     /// assert!(!notifier.retry_dead_letter("no-such-id").await.unwrap());
     /// # notifier.shutdown(Duration::from_secs(5)).await;
@@ -1181,7 +1181,7 @@ impl Notifier {
     /// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
     /// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap()), OutboxOptions::default().max_attempts(1)).unwrap();
     /// let ticket = notifier.enqueue("g", &Alert::new("disk full")).await.unwrap();
-    /// while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; }
+    /// tokio::time::timeout(Duration::from_secs(10), async { while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; } }).await.unwrap();
     /// assert!(notifier.drop_dead_letter(&ticket.id).await.unwrap());
     /// assert!(!notifier.drop_dead_letter(&ticket.id).await.unwrap()); // already gone
     /// assert!(notifier.dead_letters().await.unwrap().is_empty());

@@ -14,6 +14,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -61,9 +62,10 @@ struct Inner {
     writer: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     mem: Mutex<Mem>,
-    max_entries: usize,
-    max_bytes: u64,
-    max_dead: usize,
+    // Atomics: a bound set on any clone applies to all of them.
+    max_entries: AtomicUsize,
+    max_bytes: AtomicU64,
+    max_dead: AtomicUsize,
 }
 
 /// What the journal knows without reading the file.
@@ -144,19 +146,11 @@ impl Journal {
                 writer: Mutex::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
                 mem: Mutex::new(mem),
-                max_entries: 100_000,
-                max_bytes: 256 << 20,
-                max_dead: 10_000,
+                max_entries: AtomicUsize::new(100_000),
+                max_bytes: AtomicU64::new(256 << 20),
+                max_dead: AtomicUsize::new(10_000),
             }),
         })
-    }
-
-    fn with_inner(mut self, f: impl FnOnce(&mut Inner)) -> Self {
-        // Only before the journal is shared (a clone keeps the old bounds).
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            f(inner);
-        }
-        self
     }
 
     /// At most `n` pending entries (default 100,000).
@@ -179,7 +173,8 @@ impl Journal {
     /// # });
     /// ```
     pub fn max_entries(self, n: usize) -> Self {
-        self.with_inner(|i| i.max_entries = n.max(1))
+        self.inner.max_entries.store(n.max(1), Ordering::Relaxed);
+        self
     }
 
     /// At most `n` bytes of pending entries (default 256 MiB).
@@ -201,7 +196,8 @@ impl Journal {
     /// # });
     /// ```
     pub fn max_bytes(self, n: u64) -> Self {
-        self.with_inner(|i| i.max_bytes = n.max(1))
+        self.inner.max_bytes.store(n.max(1), Ordering::Relaxed);
+        self
     }
 
     /// At most `n` dead letters; beyond, the oldest are deleted (default 10,000).
@@ -217,16 +213,17 @@ impl Journal {
     /// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
     /// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap().max_dead(1)), OutboxOptions::default()).unwrap();
     /// notifier.enqueue("g", &Alert::new("first")).await.unwrap();
-    /// while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; }
+    /// tokio::time::timeout(Duration::from_secs(10), async { while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; } }).await.unwrap();
     /// notifier.enqueue("g", &Alert::new("second")).await.unwrap();
-    /// while notifier.dead_letters().await.unwrap()[0].alert.title != "second" { tokio::time::sleep(Duration::from_millis(10)).await; }
+    /// tokio::time::timeout(Duration::from_secs(10), async { while notifier.dead_letters().await.unwrap()[0].alert.title != "second" { tokio::time::sleep(Duration::from_millis(10)).await; } }).await.unwrap();
     /// assert_eq!(notifier.dead_letters().await.unwrap().len(), 1); // the oldest went
     /// # notifier.shutdown(Duration::from_secs(5)).await;
     /// # std::fs::remove_dir_all(&dir).ok();
     /// # });
     /// ```
     pub fn max_dead(self, n: usize) -> Self {
-        self.with_inner(|i| i.max_dead = n)
+        self.inner.max_dead.store(n, Ordering::Relaxed);
+        self
     }
 
     /// The journal file.
@@ -463,17 +460,19 @@ impl OutboxStore for Journal {
         {
             // Reserve room first, so concurrent appends cannot overshoot.
             let mut mem = self.mem();
-            if mem.sizes.len() >= self.inner.max_entries
-                || mem.bytes.saturating_add(size) > self.inner.max_bytes
-            {
+            let (max_entries, max_bytes) = (
+                self.inner.max_entries.load(Ordering::Relaxed),
+                self.inner.max_bytes.load(Ordering::Relaxed),
+            );
+            if mem.sizes.len() >= max_entries || mem.bytes.saturating_add(size) > max_bytes {
                 return Err(Error::new(
                     ErrorKind::Storage,
                     format!(
                         "outbox journal full: {} entries, {} bytes pending (bounds {}, {})",
                         mem.sizes.len(),
                         mem.bytes,
-                        self.inner.max_entries,
-                        self.inner.max_bytes
+                        max_entries,
+                        max_bytes
                     ),
                 ));
             }
@@ -537,7 +536,7 @@ impl OutboxStore for Journal {
         self.forget(&entry.id);
         // Keep the dead letters bounded: the oldest go.
         let db = self.inner.db.clone();
-        let max = self.inner.max_dead;
+        let max = self.inner.max_dead.load(Ordering::Relaxed);
         let over =
             tokio::task::spawn_blocking(move || -> std::result::Result<usize, redb::Error> {
                 let w = db.begin_write()?;

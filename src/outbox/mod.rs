@@ -29,9 +29,11 @@
 //! // Durably written when this returns; delivered in the background.
 //! let ticket = notifier.enqueue("oncall", &Alert::new("orders-etl FAILED")).await.unwrap();
 //! assert!(ticket.suppressed.is_none());
-//! while !notifier.pending().await.unwrap().is_empty() {
-//!     tokio::time::sleep(Duration::from_millis(10)).await;
-//! }
+//! tokio::time::timeout(Duration::from_secs(10), async {
+//!     while !notifier.pending().await.unwrap().is_empty() {
+//!         tokio::time::sleep(Duration::from_millis(10)).await;
+//!     }
+//! }).await.expect("delivered within 10 s");
 //! notifier.shutdown(Duration::from_secs(5)).await;
 //! # std::fs::remove_dir_all(&dir).ok();
 //! # });
@@ -163,7 +165,7 @@ pub struct Entry {
 /// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
 /// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap()), OutboxOptions::default()).unwrap();
 /// notifier.enqueue("g", &Alert::new("disk full")).await.unwrap();
-/// while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; }
+/// tokio::time::timeout(Duration::from_secs(10), async { while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; } }).await.unwrap();
 /// let state = &notifier.dead_letters().await.unwrap()[0].members["broken"];
 /// assert_eq!(state.outcome, Outcome::Failed);
 /// assert_eq!(state.error.as_ref().unwrap().code(), Some("310000"));
@@ -199,7 +201,7 @@ impl MemberState {
     /// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
     /// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap()), OutboxOptions::default()).unwrap();
     /// notifier.enqueue("g", &Alert::new("disk full")).await.unwrap();
-    /// while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; }
+    /// tokio::time::timeout(Duration::from_secs(10), async { while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; } }).await.unwrap();
     /// // A missing keyword is not retryable: failed for good, not tried again.
     /// assert!(notifier.dead_letters().await.unwrap()[0].members["broken"].is_final());
     /// # notifier.shutdown(Duration::from_secs(5)).await;
@@ -227,7 +229,7 @@ impl MemberState {
     /// let notifier = Arc::new(Notifier::from_config_with(&config, alertkit::testkit::recording_registry(), Http::new()).unwrap());
     /// notifier.start_outbox(Arc::new(Journal::open(&dir).unwrap()), OutboxOptions::default()).unwrap();
     /// notifier.enqueue("g", &Alert::new("disk full")).await.unwrap();
-    /// while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; }
+    /// tokio::time::timeout(Duration::from_secs(10), async { while notifier.dead_letters().await.unwrap().is_empty() { tokio::time::sleep(Duration::from_millis(10)).await; } }).await.unwrap();
     /// let members = notifier.dead_letters().await.unwrap()[0].members.clone();
     /// assert!(members["ok"].is_delivered() && !members["broken"].is_delivered());
     /// # notifier.shutdown(Duration::from_secs(5)).await;
@@ -249,8 +251,23 @@ pub(crate) struct Hold {
 }
 
 impl Entry {
-    /// A new entry for `alert` to `group`, due now.
-    pub(crate) fn new(group: &str, alert: Alert, now: DateTime<Utc>) -> Self {
+    /// A new entry for `alert` to `group`, accepted and due now, with a
+    /// fresh id (what [`Notifier::enqueue`](crate::Notifier::enqueue)
+    /// stores; for a store's own tests).
+    ///
+    /// ```
+    /// use alertkit::Alert;
+    /// use alertkit::outbox::Entry;
+    /// let e = Entry::new("oncall", Alert::new("disk full"));
+    /// assert_eq!((e.id.len(), e.attempts, e.group.as_str()), (32, 0, "oncall"));
+    /// assert_ne!(e.id, Entry::new("oncall", Alert::new("disk full")).id);
+    /// ```
+    pub fn new(group: &str, alert: Alert) -> Self {
+        Entry::new_at(group, alert, Utc::now())
+    }
+
+    /// [`new`](Self::new), accepted at `now`.
+    pub(crate) fn new_at(group: &str, alert: Alert, now: DateTime<Utc>) -> Self {
         Entry {
             // Random per process (128 bits from the OS at the first use),
             // then distinct per entry: no system call per enqueue.

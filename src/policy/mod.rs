@@ -31,7 +31,7 @@ pub use rate_limit::{Limiter, RateLimitPolicy, RateLimited, RateSpec, digest};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_state::RedisState;
-pub use retry::{RetryPolicy, Retrying};
+pub use retry::{MAX_ATTEMPTS, RetryPolicy, Retrying};
 pub use state::{Claim, MemoryState, SharedState, Slot};
 
 use crate::channel::AlertChannel;
