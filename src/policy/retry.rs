@@ -55,6 +55,15 @@ impl Default for RetryPolicy {
 
 /// The most attempts a retry policy may make: past this, retries hide a
 /// permanent problem and hold the member for minutes.
+///
+/// ```
+/// use alertkit::policy::{MAX_ATTEMPTS, RetryPolicy};
+/// let mut p = RetryPolicy::default();
+/// p.max_attempts = MAX_ATTEMPTS + 1;
+/// assert!(p.validate().is_err());
+/// p.max_attempts = MAX_ATTEMPTS;
+/// assert!(p.validate().is_ok());
+/// ```
 pub const MAX_ATTEMPTS: u32 = 20;
 
 impl RetryPolicy {
