@@ -649,23 +649,39 @@ fn assert_each_once(f: &Fakes, n: usize) -> BTreeMap<&'static str, usize> {
     dropped
 }
 
+/// A redis-server, the fakes, and two replica processes on one stream
+/// behind a tight rate limit (100/s per member, no digests): the first has
+/// enqueued `n` alerts, the second has just started.
+#[cfg(feature = "redis")]
+async fn two_replicas(
+    n: usize,
+) -> (
+    redis_server::Redis,
+    Fakes,
+    tokio::process::Child,
+    tokio::process::Child,
+) {
+    let r = redis_server::redis().await;
+    let f = Fakes::start().await;
+    let policy = json!({"retry": {"max_attempts": 3, "min_delay_ms": 20},
+                        "rate_limit": {"digest": false, "rates": [{"count": 100, "per_ms": 1000}]}});
+    let mut a = child(
+        &json!({"config": f.config(&policy), "redis": r.url, "enqueue": n}),
+        None,
+    );
+    let lines = read_until(&mut a, "enqueued", Duration::from_secs(60)).await;
+    assert!(lines.iter().any(|l| l.ends_with("enqueued")), "{lines:?}");
+    let b = child(&json!({"config": f.config(&policy), "redis": r.url}), None);
+    (r, f, a, b)
+}
+
 /// Two live replicas on one Redis stream share the work and never send the
 /// same entry twice: not even a copy for the platforms to drop.
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_live_replicas_on_redis_streams_send_each_entry_once() {
-    let r = redis_server::redis().await;
-    let f = Fakes::start().await;
     const N: usize = 400;
-    let policy = json!({"retry": {"max_attempts": 3, "min_delay_ms": 20},
-                        "rate_limit": {"digest": false, "rates": [{"count": 100, "per_ms": 1000}]}});
-    let mut a = child(
-        &json!({"config": f.config(&policy), "redis": r.url, "enqueue": N}),
-        None,
-    );
-    let lines = read_until(&mut a, "enqueued", Duration::from_secs(60)).await;
-    assert!(lines.iter().any(|l| l.ends_with("enqueued")), "{lines:?}");
-    let mut b = child(&json!({"config": f.config(&policy), "redis": r.url}), None);
+    let (_r, f, mut a, mut b) = two_replicas(N).await;
     for c in [&mut a, &mut b] {
         let lines = read_until(c, "drained", Duration::from_secs(120)).await;
         assert!(lines.iter().any(|l| l.ends_with("drained")), "{lines:?}");
@@ -683,18 +699,8 @@ async fn two_live_replicas_on_redis_streams_send_each_entry_once() {
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_on_redis_streams_loses_nothing_and_sends_once() {
-    let r = redis_server::redis().await;
-    let f = Fakes::start().await;
     const N: usize = 1000;
-    let policy = json!({"retry": {"max_attempts": 3, "min_delay_ms": 20},
-                        "rate_limit": {"digest": false, "rates": [{"count": 100, "per_ms": 1000}]}});
-    let mut a = child(
-        &json!({"config": f.config(&policy), "redis": r.url, "enqueue": N}),
-        None,
-    );
-    let lines = read_until(&mut a, "enqueued", Duration::from_secs(60)).await;
-    assert!(lines.iter().any(|l| l.ends_with("enqueued")), "{lines:?}");
-    let mut b = child(&json!({"config": f.config(&policy), "redis": r.url}), None);
+    let (_r, f, mut a, mut b) = two_replicas(N).await;
     let started = Instant::now();
     while f.ding.requests().len() < 300 {
         assert!(started.elapsed() < Duration::from_secs(30), "no progress");

@@ -177,15 +177,13 @@ impl RedisStreams {
     /// # });
     /// ```
     pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
-        let client = redis::Client::open(url)
-            .map_err(|_| Error::config("redis_url", "not a valid Redis URL"))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(1);
-        let mut conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| redis_error(e, "connect"))?;
+        let mut conn = crate::policy::redis_state::connect(
+            url,
+            Duration::from_secs(2),
+            Duration::from_secs(5),
+            ErrorKind::Storage,
+        )
+        .await?;
         let stream = format!("{prefix}:outbox:stream");
         let group = "alertkit".to_owned();
         let created: redis::RedisResult<Value> = redis::cmd("XGROUP")

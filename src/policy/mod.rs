@@ -18,7 +18,7 @@
 mod layer;
 mod rate_limit;
 #[cfg(feature = "redis")]
-mod redis_state;
+pub(crate) mod redis_state;
 mod retry;
 mod state;
 

@@ -131,6 +131,27 @@ fn redis_error(e: redis::RedisError, what: &str) -> Error {
     Error::new(ErrorKind::Transport, format!("redis {what}: {e}")).with_source(e)
 }
 
+/// A connection manager for `url` (one retry, the given deadlines), shared
+/// by [`RedisState`] and the outbox's Redis store. A bad URL is a config
+/// error on `redis_url` that never shows the URL (it may hold a password);
+/// a failed connection is an error of `kind`.
+pub(crate) async fn connect(
+    url: &str,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    kind: ErrorKind,
+) -> Result<ConnectionManager> {
+    let client = redis::Client::open(url)
+        .map_err(|_| Error::config("redis_url", "not a valid Redis URL"))?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(Some(response_timeout))
+        .set_number_of_retries(1);
+    ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(|e| Error::new(kind, format!("redis connect: {e}")).with_source(e))
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
@@ -146,15 +167,13 @@ impl RedisState {
     /// # });
     /// ```
     pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
-        let client = redis::Client::open(url)
-            .map_err(|_| Error::config("redis_url", "not a valid Redis URL"))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(1)))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| redis_error(e, "connect"))?;
+        let conn = connect(
+            url,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            ErrorKind::Transport,
+        )
+        .await?;
         Ok(RedisState {
             conn,
             prefix: prefix.to_owned(),
