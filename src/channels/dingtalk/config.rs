@@ -8,6 +8,13 @@ use crate::params::{one_or_many, port};
 use crate::http::ProxyConfig;
 
 /// Which DingTalk API an instance uses.
+///
+/// ```
+/// use alertkit::channels::dingtalk::{DingTalkApp, DingTalkRobot, Mode};
+/// assert_eq!(Mode::default(), Mode::Robot);
+/// assert_eq!((DingTalkRobot::MODE, DingTalkApp::MODE), (Mode::Robot, Mode::App));
+/// assert_eq!(serde_json::to_value(Mode::Conversation).unwrap(), "conversation");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -22,6 +29,15 @@ pub enum Mode {
 }
 
 /// Message type of robot and conversation sends.
+///
+/// ```
+/// use alertkit::channels::dingtalk::MsgType;
+/// assert_eq!(MsgType::default(), MsgType::Markdown);
+/// // Dinky stores `MarkDown`; both spellings read.
+/// let t: MsgType = serde_json::from_value(serde_json::json!("MarkDown")).unwrap();
+/// assert_eq!(t, MsgType::Markdown);
+/// assert_eq!(serde_json::to_value(MsgType::ActionCard).unwrap(), "action_card");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]

@@ -85,6 +85,20 @@ pub(crate) fn register(r: &mut Registry) {
 
 /// A DingTalk instance. Build it from config through a
 /// [`Registry`]; see the module docs for params.
+///
+/// ```
+/// use alertkit::channels::dingtalk::DingTalkRobot;
+/// use alertkit::{Alert, Http};
+/// let robot = DingTalkRobot::builder()
+///     .webhook("https://oapi.dingtalk.com/robot/send?access_token=abc")
+///     .keywords(["alert"])
+///     .build()?
+///     .channel(&Http::new())?;
+/// assert_eq!(robot.kind(), "dingtalk");
+/// let body = &robot.preview(&Alert::new("disk full"))?[0].body;
+/// assert!(body["markdown"]["text"].as_str().unwrap().contains("alert"), "{body}");
+/// # Ok::<(), alertkit::Error>(())
+/// ```
 pub struct DingTalk {
     templates: Templates,
     msg_type: MsgType,

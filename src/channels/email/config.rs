@@ -5,6 +5,14 @@ use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// How the connection is secured.
+///
+/// ```
+/// use alertkit::channels::email::TlsMode;
+/// // 465 style accounts (QQ, 163) say `ssl`.
+/// let t: TlsMode = serde_json::from_value(serde_json::json!("ssl")).unwrap();
+/// assert_eq!(t, TlsMode::Implicit);
+/// assert_eq!(serde_json::to_value(TlsMode::Starttls).unwrap(), "starttls");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -22,6 +30,13 @@ pub enum TlsMode {
 }
 
 /// What the message holds.
+///
+/// ```
+/// use alertkit::channels::email::EmailFormat;
+/// assert_eq!(EmailFormat::default(), EmailFormat::Html);
+/// let f: EmailFormat = serde_json::from_value(serde_json::json!("table+attachment")).unwrap();
+/// assert_eq!(f, EmailFormat::TableAttachment);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]

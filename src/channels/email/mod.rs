@@ -93,6 +93,25 @@ pub(crate) fn register(r: &mut Registry) {
 }
 
 /// An email instance; see the module docs for params.
+///
+/// ```
+/// use alertkit::channels::email::{EmailConfig, EmailFormat, TlsMode};
+/// use alertkit::{Alert, Http};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let mail = EmailConfig::builder()
+///     .host("smtp.example.com")
+///     .port(587)
+///     .tls(TlsMode::Starttls)
+///     .from("alerts@example.com")
+///     .to(["ops@example.com"])
+///     .format(EmailFormat::Text)
+///     .build()?
+///     .channel(&Http::new())?;
+/// assert_eq!(mail.kind(), "email");
+/// assert!(!mail.preview(&Alert::new("disk full"))?.is_empty());
+/// # Ok::<(), alertkit::Error>(())
+/// # }).unwrap();
+/// ```
 pub struct Email {
     smtp: smtp::Smtp,
     from: Mailbox,

@@ -6,6 +6,12 @@ use serde::{Deserialize, Serialize};
 use crate::http::ProxyConfig;
 
 /// Which Feishu API an instance uses.
+///
+/// ```
+/// use alertkit::channels::feishu::{FeishuApp, FeishuBot, Mode};
+/// assert_eq!(Mode::default(), Mode::Bot);
+/// assert_eq!((FeishuBot::MODE, FeishuApp::MODE), (Mode::Bot, Mode::App));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -18,6 +24,13 @@ pub enum Mode {
 }
 
 /// Message type.
+///
+/// ```
+/// use alertkit::channels::feishu::MsgType;
+/// assert_eq!(MsgType::default(), MsgType::Interactive); // a card
+/// let t: MsgType = serde_json::from_value(serde_json::json!("rich_text")).unwrap();
+/// assert_eq!(t, MsgType::Post);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -35,6 +48,12 @@ pub enum MsgType {
 }
 
 /// Id kinds `receive_ids` may hold in app mode (§11).
+///
+/// ```
+/// use alertkit::channels::feishu::ReceiveIdType;
+/// assert_eq!(ReceiveIdType::default(), ReceiveIdType::ChatId);
+/// assert_eq!(serde_json::to_value(ReceiveIdType::OpenId).unwrap(), "open_id");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]

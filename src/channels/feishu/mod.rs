@@ -84,6 +84,19 @@ pub(crate) fn register(r: &mut Registry) {
 }
 
 /// A Feishu/Lark instance; see the module docs for params.
+///
+/// ```
+/// use alertkit::channels::feishu::FeishuBot;
+/// use alertkit::{Alert, Http};
+/// let bot = FeishuBot::builder()
+///     .webhook("https://open.feishu.cn/open-apis/bot/v2/hook/abc")
+///     .build()?
+///     .channel(&Http::new())?;
+/// assert_eq!(bot.kind(), "feishu");
+/// let body = &bot.preview(&Alert::new("disk full"))?[0].body;
+/// assert_eq!(body["msg_type"], "interactive");
+/// # Ok::<(), alertkit::Error>(())
+/// ```
 pub struct Feishu {
     templates: Templates,
     msg_type: MsgType,

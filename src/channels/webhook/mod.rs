@@ -193,6 +193,19 @@ fn set_path(doc: &mut Value, path: &str, value: Value) -> std::result::Result<()
 }
 
 /// A webhook instance; see the module docs for params.
+///
+/// ```
+/// use alertkit::channels::webhook::WebhookConfig;
+/// use alertkit::{Alert, Http};
+/// let hook = WebhookConfig::builder()
+///     .url("https://hooks.example.com/alerts")
+///     .build()?
+///     .channel(&Http::new())?;
+/// assert_eq!(hook.kind(), "webhook");
+/// // Without a body template, the alert itself is the JSON body.
+/// assert_eq!(hook.preview(&Alert::new("disk full"))?[0].body["title"], "disk full");
+/// # Ok::<(), alertkit::Error>(())
+/// ```
 pub struct Webhook {
     client: reqwest::Client,
     url: Url,

@@ -6,6 +6,14 @@ use serde::{Deserialize, Serialize};
 use crate::http::ProxyConfig;
 
 /// Which WeCom API an instance uses.
+///
+/// ```
+/// use alertkit::channels::wecom::{Mode, WeComApp, WeComRobot};
+/// assert_eq!((WeComApp::MODE, WeComRobot::MODE), (Mode::App, Mode::Bot));
+/// // Dinky's `sendType = "wechat"` is the group robot.
+/// let m: Mode = serde_json::from_value(serde_json::json!("wechat")).unwrap();
+/// assert_eq!(m, Mode::Bot);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -18,6 +26,12 @@ pub enum Mode {
 }
 
 /// Message type.
+///
+/// ```
+/// use alertkit::channels::wecom::MsgType;
+/// assert_eq!(MsgType::default(), MsgType::Markdown);
+/// assert_eq!(serde_json::to_value(MsgType::Textcard).unwrap(), "textcard");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]

@@ -89,6 +89,19 @@ fn is_chat_id(id: &str) -> bool {
 }
 
 /// A WeCom instance; see the module docs for params.
+///
+/// ```
+/// use alertkit::channels::wecom::WeComRobot;
+/// use alertkit::{Alert, Http};
+/// let robot = WeComRobot::builder()
+///     .webhook("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc")
+///     .build()?
+///     .channel(&Http::new())?;
+/// assert_eq!(robot.kind(), "wecom");
+/// let body = &robot.preview(&Alert::new("disk full"))?[0].body;
+/// assert_eq!(body["msgtype"], "markdown");
+/// # Ok::<(), alertkit::Error>(())
+/// ```
 pub struct WeCom {
     templates: Templates,
     msg_type: MsgType,
