@@ -557,49 +557,63 @@ impl AlertGroup {
     }
 
     async fn dispatch_checked(&self, alert: &Alert, fingerprint: &str) -> DispatchReport {
+        let hold = match self.claim_repeat(alert, fingerprint).await {
+            Repeat::Suppressed(note) => {
+                return DispatchReport::suppressed(self.name.clone(), &self.members, note);
+            }
+            Repeat::Send(hold) => hold,
+        };
+        let report = self.dispatch_inner(alert, &Progress::fresh()).await;
+        // Only successful deliveries start the interval.
+        if let Some(hold) = hold
+            && !matches!(report.status, GroupStatus::Delivered | GroupStatus::Partial)
+        {
+            self.release_repeat(&hold).await;
+        }
+        report
+    }
+
+    /// The repeat-interval check of `dispatch` and the outbox's `enqueue`:
+    /// one atomic claim, so that of many concurrent identical alerts
+    /// exactly one is sent and the others are suppressed, naming the one
+    /// in flight. Without an interval, or with the state unreachable (a
+    /// duplicate beats a lost alert), the alert is sent with no claim.
+    pub(crate) async fn claim_repeat(&self, alert: &Alert, fingerprint: &str) -> Repeat {
         let Some(interval) = self.repeat_interval.filter(|_| self.enabled) else {
-            return self.dispatch_inner(alert, &Progress::fresh()).await;
+            return Repeat::Send(None);
         };
         let state = self.state.clone().unwrap_or_else(default_state);
         let key = format!("dedup:{}:{fingerprint}", self.name);
         let now = Utc::now();
-        // One atomic claim: of many concurrent identical alerts exactly one
-        // is sent; the others are suppressed, naming the one in flight.
-        let previous = match state.claim(&key, alert.state.as_str(), now, interval).await {
-            Ok(Claim::Granted { previous }) => Some(previous),
+        match state.claim(&key, alert.state.as_str(), now, interval).await {
+            Ok(Claim::Granted { previous }) => Repeat::Send(Some(Hold {
+                key,
+                at: now,
+                keep_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+                previous,
+            })),
             Ok(Claim::Held { at }) => {
                 let age = (now - at).to_std().unwrap_or_default();
-                let note = format!(
+                Repeat::Suppressed(format!(
                     "suppressed: the same alert ({}, fingerprint {}) was delivered or is being delivered since {} s ago; repeat_interval is {} s",
                     alert.state.as_str(),
                     fingerprint,
                     age.as_secs(),
                     interval.as_secs()
-                );
-                return DispatchReport::suppressed(self.name.clone(), &self.members, note);
+                ))
             }
-            // Dedup state unreachable: deliver (a duplicate beats a lost alert).
             Err(e) => {
                 tracing::warn!(error = %e, "dedup state unavailable; sending");
-                None
+                Repeat::Send(None)
             }
-        };
-        let report = self.dispatch_inner(alert, &Progress::fresh()).await;
-        // Only successful deliveries start the interval.
-        if let Some(previous) = previous
-            && !matches!(report.status, GroupStatus::Delivered | GroupStatus::Partial)
-            && let Err(e) = state.release(&key, now, previous, interval).await
-        {
-            tracing::warn!(error = %e, "cannot release the dedup claim of a failed delivery");
         }
-        report
     }
 
-    /// The repeat interval and the state its records live in, if the group
-    /// deduplicates.
-    pub(crate) fn dedup(&self) -> Option<(Duration, Arc<dyn SharedState>)> {
-        let interval = self.repeat_interval.filter(|_| self.enabled)?;
-        Some((interval, self.state.clone().unwrap_or_else(default_state)))
+    /// Hands back a claim whose alert was not delivered (the record it
+    /// replaced comes back).
+    pub(crate) async fn release_repeat(&self, hold: &Hold) {
+        let state = self.state.clone().unwrap_or_else(default_state);
+        hold.release(&*state).await;
     }
 
     pub(crate) async fn dispatch_inner(
@@ -666,6 +680,37 @@ impl AlertGroup {
             })
             .collect();
         DispatchReport::new(self.name.clone(), deliveries)
+    }
+}
+
+/// What [`AlertGroup::claim_repeat`] decided.
+pub(crate) enum Repeat {
+    /// Send; with the claim to hand back if the alert is not delivered.
+    Send(Option<Hold>),
+    /// Do not send; the note says why.
+    Suppressed(String),
+}
+
+/// A repeat-interval claim: kept with an outbox entry (serialized) until
+/// the entry is delivered or dies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Hold {
+    pub(crate) key: String,
+    pub(crate) at: chrono::DateTime<Utc>,
+    pub(crate) keep_ms: u64,
+    pub(crate) previous: Option<(String, chrono::DateTime<Utc>)>,
+}
+
+impl Hold {
+    /// Hands the claim back in `state` (the record it replaced comes back).
+    pub(crate) async fn release(&self, state: &dyn SharedState) {
+        let keep = Duration::from_millis(self.keep_ms);
+        if let Err(e) = state
+            .release(&self.key, self.at, self.previous.clone(), keep)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot release the dedup claim of an undelivered alert");
+        }
     }
 }
 

@@ -19,9 +19,10 @@ use crate::channel::{AlertChannel, Preview};
 use crate::config::{Config, GroupConfig, InstanceConfig, Registry, check_group};
 use crate::error::{Error, Result};
 use crate::group::{AlertGroup, Delivery, DispatchReport, Member};
+use crate::group::{Hold, Repeat};
 use crate::http::Http;
-use crate::outbox::{Entry, Hold, Outbox, OutboxOptions, OutboxStore, Ticket};
-use crate::policy::{Claim, Limiter, MemoryState, SharedState, Stack};
+use crate::outbox::{Entry, Outbox, OutboxOptions, OutboxStore, Ticket};
+use crate::policy::{Limiter, MemoryState, SharedState, Stack};
 
 struct Instance {
     config: InstanceConfig,
@@ -1033,37 +1034,22 @@ impl Notifier {
         let now = Utc::now();
         let mut entry = Entry::new_at(group, alert.clone(), now);
         span.record("id", entry.id.as_str());
-        if let Some((interval, state)) = g.dedup() {
-            let key = format!("dedup:{}:{}", g.name(), alert.fingerprint());
-            match state.claim(&key, alert.state.as_str(), now, interval).await {
-                Ok(Claim::Granted { previous }) => {
-                    entry.hold = Some(Hold {
-                        key,
-                        at: now,
-                        keep_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
-                        previous,
-                    });
-                }
-                Ok(Claim::Held { at }) => {
-                    let age = (now - at).to_std().unwrap_or_default();
-                    return Ok(Ticket {
-                        id: entry.id,
-                        group: group.to_owned(),
-                        accepted_at: now,
-                        suppressed: Some(format!(
-                            "suppressed: the same alert ({}) was delivered or accepted {} s ago; repeat_interval is {} s",
-                            alert.state.as_str(),
-                            age.as_secs(),
-                            interval.as_secs()
-                        )),
-                    });
-                }
-                Err(e) => tracing::warn!(error = %e, "dedup state unavailable; accepting"),
+        // The group's repeat-interval check, as `dispatch` makes it; the
+        // claim stays with the entry until it is delivered or dies.
+        match g.claim_repeat(alert, &alert.fingerprint()).await {
+            Repeat::Send(hold) => entry.hold = hold,
+            Repeat::Suppressed(note) => {
+                return Ok(Ticket {
+                    id: entry.id,
+                    group: group.to_owned(),
+                    accepted_at: now,
+                    suppressed: Some(note),
+                });
             }
         }
         if let Err(e) = ob.store.append(&entry).await {
             if let Some(h) = &entry.hold {
-                self.release_hold(h).await;
+                g.release_repeat(h).await;
             }
             tracing::error!(error = %e, group, "outbox: enqueue failed; the alert was not accepted");
             return Err(e);
@@ -1080,16 +1066,10 @@ impl Notifier {
         })
     }
 
-    /// Hands back a dedup claim made at enqueue time (the entry died).
+    /// Hands back a dedup claim made at enqueue time (the entry died), in
+    /// the state every group of this notifier keeps its records in.
     pub(crate) async fn release_hold(&self, h: &Hold) {
-        let keep = Duration::from_millis(h.keep_ms);
-        if let Err(e) = self
-            .shared
-            .release(&h.key, h.at, h.previous.clone(), keep)
-            .await
-        {
-            tracing::warn!(error = %e, "cannot release the dedup claim of a dead letter");
-        }
+        h.release(&*self.shared).await;
     }
 
     /// The outbox's entries not yet finished, oldest first (at most 10,000):

@@ -53,7 +53,7 @@ use tracing::Instrument;
 
 use crate::alert::Alert;
 use crate::error::{Error, ErrorKind, Result};
-use crate::group::{DispatchReport, Outcome, Progress};
+use crate::group::{DispatchReport, Hold, Outcome, Progress};
 use crate::notifier::Notifier;
 
 #[cfg(feature = "outbox")]
@@ -239,15 +239,6 @@ impl MemberState {
     pub fn is_delivered(&self) -> bool {
         matches!(self.outcome, Outcome::Delivered | Outcome::Partial)
     }
-}
-
-/// The dedup record an entry claimed at enqueue time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Hold {
-    pub(crate) key: String,
-    pub(crate) at: DateTime<Utc>,
-    pub(crate) keep_ms: u64,
-    pub(crate) previous: Option<(String, DateTime<Utc>)>,
 }
 
 impl Entry {
