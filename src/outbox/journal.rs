@@ -84,7 +84,8 @@ enum Op {
     /// `id`, then `(member, state)`s.
     Progress(String, Vec<(String, Vec<u8>)>),
     Remove(String),
-    Bury(String, Vec<u8>),
+    /// `id`, the dead entry, the bound on dead letters.
+    Bury(String, Vec<u8>, usize),
     Revive(String, Vec<u8>),
     Purge(String),
 }
@@ -355,11 +356,23 @@ fn commit(db: &Database, jobs: &[Job]) -> std::result::Result<Vec<bool>, redb::E
                     remove_progress(&mut progress, id)?;
                     found
                 }
-                Op::Bury(id, bytes) => {
+                Op::Bury(id, bytes, max_dead) => {
                     entries.remove(id.as_str())?;
                     remove_progress(&mut progress, id)?;
                     let key = format!("{:020}{id}", now_nanos());
                     dead.insert(key.as_str(), bytes.as_slice())?;
+                    // Bounded in the same commit: the oldest go.
+                    let len = usize::try_from(dead.len()?).unwrap_or(usize::MAX);
+                    let over = len.saturating_sub(*max_dead);
+                    for _ in 0..over {
+                        dead.pop_first()?;
+                    }
+                    if over > 0 {
+                        tracing::warn!(
+                            deleted = over,
+                            "outbox journal: dead letters over the bound; the oldest were deleted"
+                        );
+                    }
                     true
                 }
                 Op::Revive(id, bytes) => match find_dead(&dead, id)? {
@@ -531,40 +544,10 @@ impl OutboxStore for Journal {
     }
 
     async fn bury(&self, entry: &Entry) -> Result<()> {
-        self.run(Op::Bury(entry.id.clone(), entry.to_bytes()?))
+        let max_dead = self.inner.max_dead.load(Ordering::Relaxed);
+        self.run(Op::Bury(entry.id.clone(), entry.to_bytes()?, max_dead))
             .await?;
         self.forget(&entry.id);
-        // Keep the dead letters bounded: the oldest go.
-        let db = self.inner.db.clone();
-        let max = self.inner.max_dead.load(Ordering::Relaxed);
-        let over =
-            tokio::task::spawn_blocking(move || -> std::result::Result<usize, redb::Error> {
-                let w = db.begin_write()?;
-                let mut n = 0;
-                {
-                    let mut dead = w.open_table(DEAD)?;
-                    let len = usize::try_from(dead.len()?).unwrap_or(usize::MAX);
-                    let mut extra = len.saturating_sub(max);
-                    while extra > 0 {
-                        if dead.pop_first()?.is_none() {
-                            break;
-                        }
-                        extra -= 1;
-                        n += 1;
-                    }
-                }
-                w.commit()?;
-                Ok(n)
-            })
-            .await;
-        if let Ok(Ok(n)) = over
-            && n > 0
-        {
-            tracing::warn!(
-                deleted = n,
-                "outbox journal: dead letters over the bound; the oldest were deleted"
-            );
-        }
         Ok(())
     }
 
