@@ -327,27 +327,52 @@ impl RedisStreams {
         &self,
         raw: Vec<(String, HashMap<String, Vec<u8>>)>,
     ) -> Result<Vec<(String, u64, Entry)>> {
-        let mut out = Vec::with_capacity(raw.len());
+        // Every entry's latest state and progress in one round trip.
+        let parsed: Vec<(String, String, u64, Vec<u8>)> = raw
+            .into_iter()
+            .filter_map(|(sid, mut fields)| {
+                let id = String::from_utf8_lossy(&fields.remove("id")?).into_owned();
+                let body = fields.remove("e")?;
+                let size = fields
+                    .get("n")
+                    .and_then(|n| std::str::from_utf8(n).ok()?.parse().ok())
+                    .unwrap_or(0u64);
+                Some((sid, id, size, body))
+            })
+            .collect();
+        if parsed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (_, id, _, _) in &parsed {
+            pipe.get(self.key("entry", id))
+                .hgetall(self.key("progress", id));
+        }
         let mut conn = self.conn.clone();
-        for (sid, fields) in raw {
-            let (Some(id), Some(body)) = (fields.get("id"), fields.get("e")) else {
-                continue;
-            };
-            let id = String::from_utf8_lossy(id).into_owned();
-            let size = fields
-                .get("n")
-                .and_then(|n| std::str::from_utf8(n).ok()?.parse().ok())
-                .unwrap_or(0u64);
-            let (latest, progress): (Option<Vec<u8>>, HashMap<String, Vec<u8>>) = self
-                .call(
-                    "read an entry",
-                    redis::pipe()
-                        .get(self.key("entry", &id))
-                        .hgetall(self.key("progress", &id))
-                        .query_async(&mut conn),
-                )
-                .await?;
-            let mut e = match Entry::from_bytes(latest.as_deref().unwrap_or(body)) {
+        let replies: Vec<Value> = self
+            .call("read entries", pipe.query_async(&mut conn))
+            .await?;
+        if replies.len() != 2 * parsed.len() {
+            return Err(Error::new(
+                ErrorKind::Storage,
+                format!(
+                    "outbox redis read entries: {} answers for {} entries",
+                    replies.len(),
+                    parsed.len()
+                ),
+            ));
+        }
+        let mut out = Vec::with_capacity(parsed.len());
+        for ((sid, _, size, body), pair) in parsed.into_iter().zip(replies.chunks(2)) {
+            let latest: Option<Vec<u8>> = pair
+                .first()
+                .and_then(|v| redis::from_redis_value_ref(v).ok())
+                .flatten();
+            let progress: HashMap<String, Vec<u8>> = pair
+                .get(1)
+                .and_then(|v| redis::from_redis_value_ref(v).ok())
+                .unwrap_or_default();
+            let mut e = match Entry::from_bytes(latest.as_deref().unwrap_or(&body)) {
                 Ok(e) => e,
                 Err(err) => {
                     tracing::error!(error = %err, sid = %sid, "outbox redis: skipping an unreadable entry");
